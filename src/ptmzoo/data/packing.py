@@ -1,0 +1,158 @@
+"""Pre-training sequences built from token shards.
+
+Samples are addressed by ``(index, epoch)``. Everything random about a sample (the random next
+segment of NSP, the masks of MLM) is drawn from generators seeded by that key, so a sample is
+the same whatever the batch size, the number of processes or a resume in between -- and is
+re-drawn in the next epoch (dynamic masking).
+
+* ``PackedBlocks``: documents concatenated with a separator token between them and cut into
+  blocks of exactly ``block_len`` tokens -- no padding at all (GPT-2's and RoBERTa's
+  FULL-SENTENCES packing). Optional ``prefix``/``suffix`` tokens wrap each block ([CLS] ... [SEP]).
+* ``SentencePairs``: BERT's next-sentence-prediction instances. Each document is cut into chunks
+  of consecutive sentences filling the sequence; a chunk is split at a sentence boundary into
+  segment A and its true continuation B, or (with probability ``random_next_prob``) B is taken
+  from another document.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .shards import ShardSplit
+
+PAIR_SALT = 0x5EED  # separates the pair-building stream from the objectives' streams
+
+
+def sample_rng(seed: int, epoch: int, index: int, salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, index, salt])
+
+
+class PackedBlocks:
+    def __init__(self, split: ShardSplit, block_len: int, separator_id: int,
+                 prefix: tuple[int, ...] = (), suffix: tuple[int, ...] = ()):
+        if block_len < 1:
+            raise ValueError("block_len must be positive")
+        self.split = split
+        self.block_len = block_len
+        self.separator_id = separator_id
+        self.prefix = np.asarray(prefix, dtype=np.int64)
+        self.suffix = np.asarray(suffix, dtype=np.int64)
+        # Virtual stream: each document followed by one separator token.
+        self.doc_virtual_start = np.concatenate([[0], np.cumsum(split.doc_len + 1)])
+        self.num_blocks = int(self.doc_virtual_start[-1] // block_len)
+
+    def __len__(self) -> int:
+        return self.num_blocks
+
+    def block(self, index: int) -> np.ndarray:
+        start = index * self.block_len
+        end = start + self.block_len
+        doc = int(np.searchsorted(self.doc_virtual_start, start, side="right") - 1)
+        pieces, pos = [], start
+        while pos < end:
+            offset = pos - self.doc_virtual_start[doc]
+            tokens = self.split.doc(doc)
+            take = tokens[offset : offset + (end - pos)]
+            pieces.append(take.astype(np.int64))
+            pos += len(take)
+            if pos < end:  # reached the end of the document: its separator
+                pieces.append(np.asarray([self.separator_id], dtype=np.int64))
+                pos += 1
+                doc += 1
+        return np.concatenate(pieces)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, epoch = key
+        ids = np.concatenate([self.prefix, self.block(index), self.suffix])
+        return {"input_ids": ids, "index": index, "epoch": epoch}
+
+
+class SentencePairs:
+    def __init__(self, split: ShardSplit, seq_len: int, cls_id: int, sep_id: int,
+                 random_next_prob: float = 0.5, seed: int = 0):
+        self.split = split
+        self.max_tokens = seq_len - 3  # [CLS] A [SEP] B [SEP]
+        if self.max_tokens < 2:
+            raise ValueError("sequence length too short for sentence pairs")
+        self.cls_id, self.sep_id = cls_id, sep_id
+        self.random_next_prob = random_next_prob
+        self.seed = seed
+        self.chunks = self._build_chunks()
+        if len(self.chunks) == 0:
+            raise ValueError("no sentence-pair chunks")
+        self.chunk_doc = self.chunks[:, 0]
+
+    def _build_chunks(self) -> np.ndarray:
+        """Rows (doc, start, end): runs of whole sentences of up to ``max_tokens`` tokens."""
+        rows = []
+        limit = self.max_tokens
+        for doc in range(self.split.num_docs):
+            length = int(self.split.doc_len[doc])
+            starts = [int(x) for x in self.split.sentence_starts(doc)]
+            chunk_start = 0
+            for sent_start, sent_end in zip(starts, starts[1:] + [length]):
+                if sent_end - chunk_start > limit and sent_start > chunk_start:
+                    rows.append((doc, chunk_start, sent_start))  # close before this sentence
+                    chunk_start = sent_start
+                while sent_end - chunk_start > limit:  # a sentence longer than a sequence
+                    rows.append((doc, chunk_start, chunk_start + limit))
+                    chunk_start += limit
+            if length > chunk_start:
+                rows.append((doc, chunk_start, length))
+        return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def _chunk_tokens(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        doc, start, end = (int(x) for x in self.chunks[index])
+        tokens = self.split.doc(doc)[start:end].astype(np.int64)
+        sents = self.split.sentence_starts(doc) - start
+        return tokens, sents[(sents > 0) & (sents < end - start)]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, epoch = key
+        rng = sample_rng(self.seed, epoch, index, PAIR_SALT)
+        tokens, boundaries = self._chunk_tokens(index)
+        if len(boundaries):
+            split_at = int(boundaries[rng.integers(len(boundaries))])
+        else:  # one sentence: split it at a random token
+            split_at = int(rng.integers(1, len(tokens))) if len(tokens) > 1 else len(tokens)
+        a = tokens[:split_at]
+        is_random = rng.random() < self.random_next_prob or split_at >= len(tokens)
+        if is_random:
+            b = self._random_segment(rng, self.max_tokens - len(a), avoid_doc=int(self.chunk_doc[index]))
+        else:
+            b = tokens[split_at:]
+        a, b = self._truncate_pair(a, b, rng)
+        ids = np.concatenate([[self.cls_id], a, [self.sep_id], b, [self.sep_id]]).astype(np.int64)
+        types = np.zeros(len(ids), dtype=np.int64)
+        types[len(a) + 2 :] = 1
+        return {"input_ids": ids, "token_type_ids": types, "nsp_labels": int(is_random),
+                "index": index, "epoch": epoch}
+
+    def _random_segment(self, rng: np.random.Generator, want: int, avoid_doc: int) -> np.ndarray:
+        want = max(want, 1)
+        for _ in range(10):
+            other = int(rng.integers(len(self.chunks)))
+            if self.chunk_doc[other] != avoid_doc:
+                break
+        tokens, boundaries = self._chunk_tokens(other)
+        starts = np.concatenate([[0], boundaries])
+        start = int(starts[rng.integers(len(starts))])
+        return tokens[start : start + want]
+
+    def _truncate_pair(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator):
+        """Trim the longer segment, one token at a time from a random end (as BERT does)."""
+        a_lo, a_hi, b_lo, b_hi = 0, len(a), 0, len(b)
+        while (a_hi - a_lo) + (b_hi - b_lo) > self.max_tokens:
+            if (a_hi - a_lo) > (b_hi - b_lo):
+                if rng.random() < 0.5:
+                    a_lo += 1
+                else:
+                    a_hi -= 1
+            elif rng.random() < 0.5:
+                b_lo += 1
+            else:
+                b_hi -= 1
+        return a[a_lo:a_hi], b[b_lo:b_hi]

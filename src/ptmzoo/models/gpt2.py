@@ -1,0 +1,110 @@
+"""GPT-2: a pre-LayerNorm Transformer decoder (Radford et al., 2019).
+
+Token plus learned position embeddings; each block applies LayerNorm before attention and before
+the feed-forward network, with residual connections around both; a final LayerNorm follows the
+last block. Residual projections are initialised with std 0.02 / sqrt(2 * layers), as in the
+paper, so that the residual stream does not grow with depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..errors import UserError
+from ..nn import FeedForward, SelfAttention, causal_mask, init_transformer_weights
+from .base import Backbone, BackboneOutput
+
+
+@dataclass
+class GPT2Config(Config):
+    vocab_size: int = 50257
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu_tanh"
+    hidden_dropout: float = 0.1  # residual and embedding dropout
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 1024
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = True
+
+    def validate(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise UserError(
+                f"model.hidden_size ({self.hidden_size}) must be divisible by "
+                f"model.num_heads ({self.num_heads})"
+            )
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"model.{name} must be at least 1")
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, config: GPT2Config):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = SelfAttention(config.hidden_size, config.num_heads, config.attention_dropout)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x, mask):
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
+
+
+class GPT2Model(Backbone):
+    config_class = GPT2Config
+    causal = True
+
+    def __init__(self, config: GPT2Config):
+        super().__init__(config)
+        self.token = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.blocks = nn.ModuleList(GPT2Block(config) for _ in range(config.num_layers))
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        init_transformer_weights(self, config.initializer_range)
+        residual_std = config.initializer_range / math.sqrt(2 * config.num_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attention.out.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.ffn.down.weight, mean=0.0, std=residual_std)
+
+    @property
+    def input_embeddings(self) -> nn.Embedding:
+        return self.token
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,  # GPT-2 has no segments; accepted and unused
+        position_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+    ) -> BackboneOutput:
+        length = input_ids.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise UserError(
+                f"sequence of {length} tokens is longer than the model's context "
+                f"({self.config.max_position_embeddings}); truncate the input"
+            )
+        if position_ids is None:
+            position_ids = torch.arange(length, device=input_ids.device)[None, :]
+        x = self.dropout(self.token(input_ids) + self.position(position_ids))
+        mask = causal_mask(length, attention_mask)
+        states = [x] if output_hidden_states else None
+        for block in self.blocks:
+            x = block(x, mask)
+            if states is not None:
+                states.append(x)
+        x = self.final_norm(x)
+        if states is not None:
+            states[-1] = x  # as in GPT-2 references: the last state is after the final norm
+        return BackboneOutput(x, None, tuple(states) if states is not None else None)

@@ -1,0 +1,75 @@
+"""Multi-head self-attention on top of ``scaled_dot_product_attention``, and mask builders.
+
+Masks are built once per forward pass by the backbone and shared by all layers. An
+``AttentionMask`` carries either nothing (full attention, the fastest SDPA path), the causal
+flag (SDPA's own causal kernel), or an explicit boolean tensor (True = may attend) that
+broadcasts to [batch, heads, query, key].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class AttentionMask:
+    mask: torch.Tensor | None = None  # bool, broadcastable to [B, H, Lq, Lk]
+    is_causal: bool = False
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> AttentionMask:
+    """Bidirectional attention that ignores padded keys ([B, L] with 1 = token, 0 = pad)."""
+    if attention_mask is None:
+        return AttentionMask()
+    keep = attention_mask.bool()
+    if bool(keep.all()):
+        return AttentionMask()
+    return AttentionMask(mask=keep[:, None, None, :])
+
+
+def causal_mask(length: int, attention_mask: torch.Tensor | None = None) -> AttentionMask:
+    """Left-to-right attention, optionally also ignoring padded keys.
+
+    With padding, every query may still attend to itself, so that rows of padded queries are
+    not empty (an empty row would make SDPA return NaN, which then leaks through gradients).
+    """
+    if attention_mask is None or bool(attention_mask.bool().all()):
+        return AttentionMask(is_causal=True)
+    keep = attention_mask.bool()
+    device = keep.device
+    lower = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+    mask = lower[None, :, :] & keep[:, None, :]
+    mask |= torch.eye(length, dtype=torch.bool, device=device)[None]
+    return AttentionMask(mask=mask[:, None, :, :])
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused query/key/value projection."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(f"hidden size {hidden_size} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
+        self.out = nn.Linear(hidden_size, hidden_size, bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+        batch, length, hidden = x.shape
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, D]
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask.mask,
+            is_causal=mask.is_causal and mask.mask is None,
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(y.transpose(1, 2).reshape(batch, length, hidden))

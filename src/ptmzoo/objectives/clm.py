@@ -1,0 +1,50 @@
+"""Causal language modelling (GPT): predict every next token.
+
+The labels are the input ids (padding excluded); the head shifts them itself. It projects the
+hidden states of positions 0..L-2 (not the logits) so that no vocabulary-sized tensor is copied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.model import Head, register_head
+from .base import Objective, register_objective
+
+
+@register_objective
+class CausalLM(Objective):
+    name = "clm"
+    head_kind = "clm"
+    direction = "causal"
+
+    def prepare(self, batch, keys) -> None:
+        batch["lm_labels"] = np.where(batch["attention_mask"] == 1, batch["input_ids"], -100)
+
+
+@register_head
+class LMHead(Head):
+    kind = "clm"
+    target_key = "lm_labels"
+
+    def __init__(self, backbone, **options):
+        super().__init__(backbone, **options)
+        config = backbone.config
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if getattr(config, "tie_word_embeddings", True):
+            self.decoder.weight = backbone.input_embeddings.weight
+        else:
+            nn.init.normal_(self.decoder.weight, std=config.initializer_range)
+
+    def logits(self, out, batch):
+        return self.decoder(out.last_hidden_state)
+
+    def count_targets(self, batch):
+        return (batch[self.target_key][:, 1:] != -100).sum()
+
+    def loss_sum(self, out, batch):
+        logits = self.decoder(out.last_hidden_state[:, :-1])
+        targets = batch[self.target_key][:, 1:]
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum", ignore_index=-100)

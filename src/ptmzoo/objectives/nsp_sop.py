@@ -1,0 +1,58 @@
+"""Next-sentence prediction (BERT): is segment B the continuation of segment A (label 0) or a
+random segment from another document (label 1)? The pairs are built by
+``data.packing.SentencePairs``; the head is a linear classifier on the pooled [CLS] state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import Config
+from ..errors import UserError
+from ..models.model import SequenceHead, register_head
+from .base import Objective, register_objective
+
+
+@dataclass
+class NSPOptions(Config):
+    random_next_prob: float = 0.5
+
+    def validate(self) -> None:
+        if not 0 < self.random_next_prob < 1:
+            raise UserError("objectives.nsp.random_next_prob must be between 0 and 1")
+
+
+@register_objective
+class NextSentencePrediction(Objective):
+    name = "nsp"
+    head_kind = "nsp"
+    Options = NSPOptions
+    needs_sentence_pairs = True
+    direction = "bidirectional"
+
+    def check_backbone(self, backbone, preset: str) -> None:
+        super().check_backbone(backbone, preset)
+        if not backbone.has_pooler:
+            raise UserError(f"objective 'nsp' reads the pooled [CLS] state, but '{preset}' has no pooler "
+                            "(set model.add_pooler=true or drop nsp)")
+
+
+@register_head
+class NSPHead(SequenceHead):
+    kind = "nsp"
+    target_key = "nsp_labels"
+
+    def __init__(self, backbone, **options):
+        super().__init__(backbone, **options)
+        self.classifier = nn.Linear(backbone.config.hidden_size, 2)
+        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def logits(self, out, batch):
+        return self.classifier(out.pooler_output)
+
+    def loss_sum(self, out, batch):
+        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")

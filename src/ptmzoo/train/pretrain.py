@@ -1,0 +1,159 @@
+"""Pre-training: a recipe (preset + objectives + data + trainer settings) run end to end."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ..checkpoint import load as load_checkpoint
+from ..config import Config, TrainConfig
+from ..data.packing import PackedBlocks, SentencePairs
+from ..data.shards import ShardedCorpus, ShardSplit
+from ..errors import UserError
+from ..io import atomic_write_text
+from ..models import backbone_class
+from ..models.model import PtmModel
+from ..objectives import Objective, PretrainCollator, build_objectives
+from ..presets import get_preset
+from .distributed import DistEnv, setup
+from .trainer import Trainer, TrainResult, evaluate_loss, seed_everything
+
+RECIPE_FILE = "recipe.yaml"
+
+
+@dataclass
+class DataConfig(Config):
+    shards: str = ""  # directory written by `ptmzoo prepare`
+    seq_len: int | None = None  # default: the preset's
+
+
+@dataclass
+class PretrainRecipe(Config):
+    preset: str = ""
+    model: dict[str, Any] = field(default_factory=dict)  # overrides of the preset's architecture
+    objectives: dict[str, Any] | None = None  # default: the preset's objectives
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str | None = None  # continue pre-training from this checkpoint's weights
+
+    def validate(self) -> None:
+        if not self.preset:
+            raise UserError("no preset given; use --preset (e.g. bert-tiny) or a recipe with 'preset:'")
+        if not self.data.shards:
+            raise UserError("no data given; use --data with a directory made by `ptmzoo prepare`")
+
+
+def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], tokenizer, seq_len: int,
+                           causal: bool, seed: int):
+    """Sentence pairs when an objective needs them, else packed blocks with no padding."""
+    try:
+        pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
+        if pair_objective is not None:
+            return SentencePairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id,
+                                 pair_objective.options.random_next_prob, seed)
+        if not causal:
+            if tokenizer.cls_id is None or tokenizer.sep_id is None:
+                raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
+            return PackedBlocks(split, seq_len - 2, tokenizer.sep_id, (tokenizer.cls_id,), (tokenizer.sep_id,))
+        return PackedBlocks(split, seq_len, tokenizer.document_separator_id)
+    except ValueError as exc:
+        raise UserError(f"cannot build training sequences: {exc}") from None
+
+
+class PretrainJob:
+    """Everything a pre-training run needs, built from a recipe."""
+
+    def __init__(self, recipe: PretrainRecipe, env: DistEnv | None = None):
+        self.recipe = recipe
+        self.env = env or setup(recipe.train.device)
+        self.preset = get_preset(recipe.preset)
+        self.corpus = ShardedCorpus(recipe.data.shards)
+        self.tokenizer = self.corpus.tokenizer()
+        seed = recipe.train.seed
+
+        model_config = {**self.preset.model, "vocab_size": self.tokenizer.vocab_size, **recipe.model}
+        if self.preset.family == "bert" and self.tokenizer.pad_id is not None:
+            model_config.setdefault("pad_token_id", self.tokenizer.pad_id)
+        if model_config["vocab_size"] < self.tokenizer.vocab_size:
+            raise UserError(f"model.vocab_size ({model_config['vocab_size']}) is smaller than the tokenizer's "
+                            f"vocabulary ({self.tokenizer.vocab_size})")
+        cls = backbone_class(self.preset.family)
+        config = cls.config_class.from_dict(model_config, where="model.")
+        self.seq_len = recipe.data.seq_len or min(self.preset.seq_len, config.max_position_embeddings)
+        if self.seq_len > config.max_position_embeddings:
+            raise UserError(f"data.seq_len ({self.seq_len}) exceeds the model's max_position_embeddings "
+                            f"({config.max_position_embeddings})")
+
+        self.objectives = build_objectives(recipe.objectives or self.preset.objectives, self.tokenizer, seed)
+        seed_everything(seed)
+        backbone = cls(config)
+        for objective in self.objectives:
+            objective.check_backbone(backbone, recipe.preset)
+        self.model = PtmModel(self.preset.family, backbone)
+        for objective in self.objectives:
+            self.model.add_head(objective.name, objective.head_kind, **objective.head_options())
+        if recipe.init_from:
+            self._init_from(recipe.init_from)
+
+        causal = backbone.causal
+        self.train_data = build_pretrain_dataset(self.corpus.split("train"), self.objectives, self.tokenizer,
+                                                 self.seq_len, causal, seed)
+        self.valid_data = None
+        if self.corpus.has_split("valid"):
+            try:
+                self.valid_data = build_pretrain_dataset(self.corpus.split("valid"), self.objectives,
+                                                         self.tokenizer, self.seq_len, causal, seed + 1)
+            except UserError:
+                self.valid_data = None  # held-out split shorter than one sequence
+            if self.valid_data is not None and len(self.valid_data) == 0:
+                self.valid_data = None
+        self.collate = PretrainCollator(self.objectives, self.tokenizer.pad_id
+                                        if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id)
+
+    def _init_from(self, path: str) -> None:
+        source = load_checkpoint(path)
+        if source.family != self.preset.family:
+            raise UserError(f"--init-from {path} is a {source.family} model, the preset is {self.preset.family}")
+        if source.tokenizer is not None and source.tokenizer.fingerprint() != self.tokenizer.fingerprint():
+            raise UserError(f"--init-from {path} uses a different tokenizer than the shards in "
+                            f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's tokenizer")
+        state = {k: v for k, v in source.model.state_dict().items()}
+        missing, _ = self.model.load_state_dict(state, strict=False)
+        backbone_missing = [k for k in missing if k.startswith("backbone.")]
+        if backbone_missing:
+            raise UserError(f"--init-from {path} does not fit the preset (missing {backbone_missing[0]}); "
+                            "use the checkpoint's architecture")
+
+    def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
+        train = self.recipe.train
+        env = self.env
+        micro = train.micro_batch_size or train.batch_size // env.world_size
+
+        def evaluate(model):
+            return evaluate_loss(model, self.valid_data, self.collate, env, micro, train.eval_batches,
+                                 train.precision)
+
+        extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
+                 "seq_len": self.seq_len, "recipe": self.recipe.to_dict()}
+        return Trainer(self.model, self.train_data, self.collate, train, out_dir, env, tokenizer=self.tokenizer,
+                       extra_meta=extra, evaluate=evaluate if self.valid_data is not None else None,
+                       progress=progress, callbacks=callbacks)
+
+
+def save_recipe(recipe: PretrainRecipe, out_dir: str) -> None:
+    atomic_write_text(os.path.join(out_dir, RECIPE_FILE), yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+
+
+def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None = None,
+                 progress: bool = True, callbacks=None) -> TrainResult:
+    job = PretrainJob(recipe)
+    if job.env.is_main:
+        os.makedirs(out_dir, exist_ok=True)
+        save_recipe(recipe, out_dir)
+    trainer = job.trainer(out_dir, progress, callbacks)
+    result = trainer.train(resume)
+    trainer.save_model(os.path.join(out_dir, "final"))
+    return result

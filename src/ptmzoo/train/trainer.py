@@ -1,0 +1,421 @@
+"""The one Trainer, for pre-training and fine-tuning.
+
+AdamW with warmup and linear/cosine decay, gradient accumulation, clipping, bf16 autocast on
+CUDA, DDP under torchrun, optional torch.compile, periodic evaluation with best-model selection,
+a progress bar (loss, tokens/s, ETA), metrics as JSONL, atomic checkpoints and an exact resume.
+
+Loss normalisation: each head returns the *sum* of its loss and its number of targets. Before
+the backward passes of a step the target counts of all micro-batches on all processes are
+summed, and every micro-batch's loss is divided by that global count. The gradient is then that
+of the mean loss over the whole global batch -- identical for any split into micro-batches and
+processes (up to float rounding), which is what makes 2-process DDP reproduce 1-process runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..checkpoint import unwrap, write_model_files
+from ..config import TrainConfig
+from ..data.sampling import StepSampler, eval_batches
+from ..errors import UserError
+from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from .distributed import DistEnv
+from .optim import build_optimizer, build_scheduler
+from .state import STATE_DIR, latest_checkpoint, mark_latest, read_state, rng_state, set_rng_state, step_dir_name
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint for the current step is written."""
+
+    def __init__(self, step: int, checkpoint: str):
+        super().__init__(f"interrupted at step {step}; checkpoint saved to {checkpoint}")
+        self.step = step
+        self.checkpoint = checkpoint
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    non_blocking = device.type == "cuda"
+    return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+def autocast_context(precision: str, device: torch.device):
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if use_bf16:
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@dataclass
+class TrainResult:
+    step: int
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    best_metric: float | None = None
+    best_step: int | None = None
+    stopped_early: str | None = None  # why training ended before max_steps ("time budget")
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON object per logging step or evaluation."""
+
+    def __init__(self, path: str, enabled: bool):
+        self.path = path
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, forget what an interrupted run logged after its last checkpoint."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path, encoding="utf-8") as fh:
+            kept = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_text(self.path, "".join(kept))
+
+    def reset(self) -> None:
+        if self.enabled:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            open(self.path, "w").close()
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data,
+        collate: Callable[[list], dict[str, torch.Tensor]],
+        config: TrainConfig,
+        out_dir: str,
+        env: DistEnv,
+        tokenizer=None,
+        extra_meta: dict[str, Any] | None = None,
+        evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+        select_metric: str | None = None,
+        select_mode: str = "min",
+        progress: bool = True,
+        callbacks: list[Callable[[int, dict], None]] | None = None,
+    ):
+        self.config = config
+        self.env = env
+        self.out_dir = out_dir
+        self.train_data = train_data
+        self.collate = collate
+        self.tokenizer = tokenizer
+        self.extra_meta = extra_meta or {}
+        self.evaluate_fn = evaluate
+        self.select_metric = select_metric
+        self.select_mode = select_mode
+        self.progress = progress
+        self.callbacks = callbacks or []
+        self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
+        self.metrics = MetricsLog(os.path.join(out_dir, "metrics.jsonl"), env.is_main)
+
+        if config.batch_size % env.world_size:
+            raise UserError(f"train.batch_size ({config.batch_size}) must be divisible by the number of "
+                            f"processes ({env.world_size})")
+        self.micro_batch = config.micro_batch_size or config.batch_size // env.world_size
+        self.model = unwrap(model).to(env.device)
+        self.optimizer = build_optimizer(self.model, config, env.device)
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.autocast = autocast_context(config.precision, env.device)
+        wrapped: nn.Module = self.model
+        if env.distributed:
+            ids = [env.device.index] if env.device.type == "cuda" else None
+            wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if config.compile:
+            wrapped = torch.compile(wrapped)
+        self.wrapped = wrapped
+        self.step = 0
+        self.samples_seen = 0
+        self.tokens_seen = 0
+        self.elapsed = 0.0
+        self.best_metric: float | None = None
+        self.best_step: int | None = None
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "samples_seen": self.samples_seen,
+            "tokens_seen": self.tokens_seen,
+            "elapsed": self.elapsed,
+            "best_metric": self.best_metric,
+            "best_step": self.best_step,
+            "world_size": self.env.world_size,
+            "batch_size": self.config.batch_size,
+            "max_steps": self.config.max_steps,
+            "num_samples": len(self.train_data),
+        }
+
+    def save_checkpoint(self) -> str:
+        """Write checkpoints/step_N atomically (all processes call this)."""
+        name = step_dir_name(self.step)
+        final = os.path.join(self.checkpoint_dir, name)
+        tmp = os.path.join(self.checkpoint_dir, f".{name}.tmp")
+        env = self.env
+        if env.is_main:
+            os.makedirs(os.path.join(tmp, STATE_DIR), exist_ok=True)
+        env.barrier()
+        torch.save(rng_state(), os.path.join(tmp, STATE_DIR, f"rng_rank{env.rank}.pt"))
+        env.barrier()
+        if env.is_main:
+            write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step})
+            torch.save(self.optimizer.state_dict(), os.path.join(tmp, STATE_DIR, "optimizer.pt"))
+            torch.save(self.scheduler.state_dict(), os.path.join(tmp, STATE_DIR, "scheduler.pt"))
+            atomic_write_json(os.path.join(tmp, STATE_DIR, "state.json"), self._state())
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            mark_latest(self.checkpoint_dir, name, self.config.keep_checkpoints)
+        env.barrier()
+        return final
+
+    def resume_from(self, checkpoint: str | bool) -> None:
+        if checkpoint is True:
+            found = latest_checkpoint(self.checkpoint_dir)
+            if found is None:
+                raise UserError(f"nothing to resume: no checkpoint in {self.checkpoint_dir}")
+            checkpoint = found
+        state = read_state(checkpoint)
+        if state["num_samples"] != len(self.train_data):
+            raise UserError(f"cannot resume from {checkpoint}: it was trained on {state['num_samples']} samples, "
+                            f"this data has {len(self.train_data)}; use the same data and sequence length")
+        if state["batch_size"] != self.config.batch_size:
+            raise UserError(f"cannot resume from {checkpoint}: train.batch_size was {state['batch_size']}, "
+                            f"now {self.config.batch_size}; keep the global batch size")
+        from safetensors.torch import load_model
+
+        load_model(self.model, os.path.join(checkpoint, "model.safetensors"), device=str(self.env.device))
+        state_dir = os.path.join(checkpoint, STATE_DIR)
+        self.optimizer.load_state_dict(torch.load(os.path.join(state_dir, "optimizer.pt"),
+                                                  map_location=self.env.device, weights_only=True))
+        self.scheduler.load_state_dict(torch.load(os.path.join(state_dir, "scheduler.pt"), weights_only=True))
+        rng_file = os.path.join(state_dir, f"rng_rank{self.env.rank}.pt")
+        if state["world_size"] == self.env.world_size and os.path.exists(rng_file):
+            set_rng_state(torch.load(rng_file, weights_only=False))
+        self.step = state["step"]
+        self.samples_seen = state["samples_seen"]
+        self.tokens_seen = state["tokens_seen"]
+        self.elapsed = state["elapsed"]
+        self.best_metric = state.get("best_metric")
+        self.best_step = state.get("best_step")
+        self.metrics.truncate_after(self.step)
+
+    def save_model(self, directory: str, extra: dict[str, Any] | None = None) -> None:
+        if self.env.is_main:
+            with atomic_directory(directory) as tmp:
+                write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step, **(extra or {})})
+        self.env.barrier()
+
+    # ------------------------------------------------------------------ the loop
+    def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        sampler = StepSampler(len(self.train_data), self.config.batch_size, self.micro_batch, self.env.rank,
+                              self.env.world_size, self.config.seed, self.step, self.config.max_steps)
+        self.accumulation = sampler.accumulation
+        loader = DataLoader(self.train_data, batch_sampler=sampler, collate_fn=self.collate,
+                            num_workers=self.config.num_workers, pin_memory=self.env.device.type == "cuda",
+                            persistent_workers=False)
+        return iter(loader)
+
+    def _install_signal_handlers(self):
+        previous = {}
+
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not in the main thread
+                pass
+        return previous
+
+    def _should_stop(self, deadline: float | None) -> str | None:
+        flags = torch.tensor([float(self._stop_signal is not None),
+                              float(deadline is not None and time.time() >= deadline)])
+        self.env.all_reduce_sum(flags)  # every process stops at the same step
+        if flags[0] > 0:
+            return "signal"
+        if flags[1] > 0:
+            return "time budget"
+        return None
+
+    def train(self, resume: str | bool | None = None) -> TrainResult:
+        config, env = self.config, self.env
+        if resume:
+            self.resume_from(resume)
+        else:
+            self.metrics.reset()
+        if self.step >= config.max_steps:
+            return TrainResult(self.step, best_metric=self.best_metric, best_step=self.best_step)
+        batches = self._micro_batches()
+        previous_handlers = self._install_signal_handlers()
+        deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
+        bar = tqdm(total=config.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (self.progress and env.is_main), mininterval=0.5)
+        self.wrapped.train()
+        window_tokens, window_start = 0, time.time()
+        start_time = time.time() - self.elapsed
+        result = TrainResult(self.step)
+        try:
+            while self.step < config.max_steps:
+                record = self._train_step(batches)
+                self.step += 1
+                self.elapsed = time.time() - start_time
+                window_tokens += record.pop("_tokens")
+                if self.step % config.log_every == 0 or self.step == config.max_steps:
+                    now = time.time()
+                    record.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
+                                  tokens_per_s=window_tokens / max(now - window_start, 1e-9),
+                                  elapsed=round(self.elapsed, 3))
+                    self.metrics.write(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    window_tokens, window_start = 0, now
+                    for callback in self.callbacks:
+                        callback(self.step, record)
+                bar.update(1)
+                if self.evaluate_fn is not None and (self.step % config.eval_every == 0 or self.step == config.max_steps):
+                    result.final_metrics = self.run_evaluation()
+                stop = self._should_stop(deadline)
+                if self.step % config.save_every == 0 or self.step == config.max_steps or stop:
+                    checkpoint = self.save_checkpoint()
+                if stop == "signal":
+                    raise TrainingInterrupted(self.step, checkpoint)
+                if stop:
+                    result.stopped_early = stop
+                    if self.evaluate_fn is not None and self.step % config.eval_every != 0:
+                        result.final_metrics = self.run_evaluation()
+                    break
+        finally:
+            bar.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+        result.step = self.step
+        result.best_metric, result.best_step = self.best_metric, self.best_step
+        return result
+
+    def _train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        env = self.env
+        micro = [to_device(next(batches), env.device) for _ in range(self.accumulation)]
+        names = list(self.model.count_targets(micro[0]))
+        counts = torch.stack([sum(self.model.count_targets(mb)[n] for mb in micro).float() for n in names])
+        counts = env.all_reduce_sum(counts.to(env.device)).clamp(min=1)
+        sums = torch.zeros(len(names), device=env.device)
+        tokens = 0
+        for i, mb in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if (last or not env.distributed) else self.wrapped.no_sync()
+            with sync, self.autocast():
+                out = self.wrapped(**model_inputs(mb), targets=mb)
+                parts = torch.stack([out.loss_sums[n].float() for n in names])
+                loss = (parts / counts).sum() * env.world_size
+            loss.backward()
+            sums += parts.detach()
+            tokens += int(mb["attention_mask"].sum()) if "attention_mask" in mb else mb["input_ids"].numel()
+        if self.config.max_grad_norm > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        else:
+            grad_norm = float("nan")
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = torch.cat([sums, torch.tensor([float(tokens), float(len(micro[0]["input_ids"]) * len(micro))],
+                                              device=env.device)])
+        env.all_reduce_sum(stats)
+        per_head = (stats[: len(names)] / counts).tolist()
+        self.tokens_seen += int(stats[-2])
+        self.samples_seen += int(stats[-1])
+        record: dict[str, Any] = {"loss": float(sum(per_head)), "grad_norm": grad_norm, "_tokens": int(stats[-2])}
+        if len(names) > 1:
+            record.update({f"loss_{n}": v for n, v in zip(names, per_head)})
+        if not math.isfinite(record["loss"]):
+            raise UserError(f"loss became {record['loss']} at step {self.step + 1}; lower train.lr or check the data")
+        return record
+
+    def run_evaluation(self) -> dict[str, float]:
+        self.wrapped.eval()
+        try:
+            with torch.no_grad():
+                metrics = self.evaluate_fn(self.model)
+        finally:
+            self.wrapped.train()
+        record = {"step": self.step, **metrics}
+        self.metrics.write(record)
+        if self.progress and self.env.is_main:
+            shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            tqdm.write(f"step {self.step}: {shown}")
+        if self.select_metric is not None and self.select_metric in metrics:
+            value = metrics[self.select_metric]
+            better = self.best_metric is None or (
+                value > self.best_metric if self.select_mode == "max" else value < self.best_metric)
+            if better:
+                self.best_metric, self.best_step = value, self.step
+                self.save_model(os.path.join(self.out_dir, "best"), {"metrics": metrics})
+        return metrics
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: int,
+                  max_batches: int | None, precision: str = "auto") -> dict[str, float]:
+    """Mean loss of each head over (the first ``max_batches`` batches of) a dataset."""
+    autocast = autocast_context(precision, env.device)
+    names = list(model.heads)
+    sums = torch.zeros(len(names), device=env.device)
+    counts = torch.zeros(len(names), device=env.device)
+    for keys in eval_batches(len(dataset), batch_size, env.rank, env.world_size, max_batches):
+        batch = to_device(collate([dataset[k] for k in keys]), env.device)
+        with autocast():
+            out = model(**model_inputs(batch), targets=batch)
+        target_counts = model.count_targets(batch)
+        for i, name in enumerate(names):
+            if name in out.loss_sums:
+                sums[i] += out.loss_sums[name].float()
+                counts[i] += target_counts[name].float()
+    env.all_reduce_sum(sums)  # every process reaches these, even one without batches
+    env.all_reduce_sum(counts)
+    present = [i for i in range(len(names)) if counts[i] > 0]
+    if not present:
+        return {}
+    names = [names[i] for i in present]
+    means = [float(sums[i] / counts[i]) for i in present]
+    metrics = {"eval_loss": float(sum(means))}
+    for name, value in zip(names, means):
+        if len(names) > 1:
+            metrics[f"eval_loss_{name}"] = value
+        if name in ("mlm", "clm"):
+            metrics["eval_ppl"] = float(math.exp(min(value, 50.0)))
+    return metrics
