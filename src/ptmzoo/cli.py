@@ -16,8 +16,9 @@ from .errors import UserError
 
 
 def _common() -> argparse.ArgumentParser:
+    # SUPPRESS: a --debug given before the verb is not reset by the verb's own default
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
     return parent
 
 
@@ -324,6 +325,7 @@ COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.debug = getattr(args, "debug", False)
     if not args.verb:
         parser.print_help()
         return 2

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -56,7 +57,7 @@ class FinetuneConfig(Config):
 
 def prepare_model(source: Pretrained, num_labels: int, from_scratch: bool, seed: int) -> PtmModel:
     """The checkpoint's backbone (or a freshly initialised twin) with a classification head."""
-    backbone = source.model.backbone
+    backbone = copy.deepcopy(source.model.backbone)  # the source stays intact for other runs
     if from_scratch:
         seed_everything(seed)
         backbone = type(backbone)(backbone.config)

@@ -246,9 +246,11 @@ class Trainer:
         sampler = StepSampler(len(self.train_data), self.config.batch_size, self.micro_batch, self.env.rank,
                               self.env.world_size, self.config.seed, self.step, self.config.max_steps)
         self.accumulation = sampler.accumulation
+        # An own generator: creating a DataLoader iterator otherwise draws from the global torch
+        # RNG, which would shift the dropout masks of a resumed run.
         loader = DataLoader(self.train_data, batch_sampler=sampler, collate_fn=self.collate,
                             num_workers=self.config.num_workers, pin_memory=self.env.device.type == "cuda",
-                            persistent_workers=False)
+                            generator=torch.Generator().manual_seed(self.config.seed))
         return iter(loader)
 
     def _install_signal_handlers(self):

