@@ -34,7 +34,9 @@ def test_bad_batch_split_is_a_user_error():
         StepSampler(0, 4, 4)
 
 
-def test_eval_batches_cover_everything_once():
-    parts = [eval_batches(10, 3, r, 2, None) for r in range(2)]
+def test_eval_batches_are_the_same_samples_for_any_world_size():
+    parts = [eval_batches(10, 4, r, 2, None) for r in range(2)]
     keys = sorted(k for part in parts for batch in part for k in batch)
     assert keys == [(i, 0) for i in range(10)]
+    limited = sorted(k for r in range(2) for batch in eval_batches(100, 4, r, 2, 3) for k in batch)
+    assert limited == sorted(k for batch in eval_batches(100, 4, 0, 1, 3) for k in batch) == [(i, 0) for i in range(12)]

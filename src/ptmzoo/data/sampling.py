@@ -62,10 +62,15 @@ class StepSampler:
         return max(0, steps) * self.accumulation
 
 
-def eval_batches(num_samples: int, batch: int, rank: int, world_size: int, limit: int | None):
-    """Sequential evaluation batches of (index, 0) keys, dealt round-robin to processes."""
-    keys = [(i, 0) for i in range(num_samples)]
-    batches = [keys[i : i + batch] for i in range(0, len(keys), batch)]
-    if limit is not None:
-        batches = batches[:limit]
-    return batches[rank::world_size]
+def eval_batches(num_samples: int, global_batch: int, rank: int, world_size: int, limit: int | None):
+    """Evaluation batches of (index, 0) keys: the first ``limit`` global batches in order, each
+    split evenly across processes, so every world size evaluates the very same samples."""
+    total = num_samples if limit is None else min(num_samples, limit * global_batch)
+    batches = []
+    for start in range(0, total, global_batch):
+        chunk = list(range(start, min(start + global_batch, total)))
+        per_rank = -(-len(chunk) // world_size)
+        mine = chunk[rank * per_rank : (rank + 1) * per_rank]
+        if mine:
+            batches.append([(i, 0) for i in mine])
+    return batches

@@ -130,10 +130,9 @@ class PretrainJob:
     def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
         train = self.recipe.train
         env = self.env
-        micro = train.micro_batch_size or train.batch_size // env.world_size
 
         def evaluate(model):
-            return evaluate_loss(model, self.valid_data, self.collate, env, micro, train.eval_batches,
+            return evaluate_loss(model, self.valid_data, self.collate, env, train.batch_size, train.eval_batches,
                                  train.precision)
 
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],

@@ -393,7 +393,7 @@ class Trainer:
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: int,
                   max_batches: int | None, precision: str = "auto") -> dict[str, float]:
-    """Mean loss of each head over (the first ``max_batches`` batches of) a dataset."""
+    """Mean loss of each head over (the first ``max_batches`` global batches of) a dataset."""
     autocast = autocast_context(precision, env.device)
     names = list(model.heads)
     sums = torch.zeros(len(names), device=env.device)
