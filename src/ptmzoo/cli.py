@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float)
     ft.add_argument("--batch-size", type=int)
     ft.add_argument("--max-length", type=int, default=128)
+    ft.add_argument("--pooling", choices=["cls", "last", "mean"],
+                    help="sentence representation (default: cls for encoders, last token for decoders)")
     ft.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"],
                     help="dev metric that selects the best checkpoint")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
@@ -242,7 +244,8 @@ def cmd_finetune(args) -> None:
         "columns": [c.strip() for c in args.columns.split(",")] if args.columns else None,
         "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
         "options": {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
-                    "label_column": args.label_column, "max_length": args.max_length},
+                    "label_column": args.label_column, "max_length": args.max_length,
+                    "pooling": args.pooling},
         "train": train,
     }
     cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))

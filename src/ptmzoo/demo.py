@@ -40,6 +40,7 @@ class DemoSettings:
     dev_size: int = 500
     budgets: list[int] = field(default_factory=lambda: [200, 500, 1000])
     finetune_max_length: int = 64
+    pooling: str | None = None
     finetune_batch: int = 32
     min_examples_seen: int = 2000  # small budgets get more epochs: at least this many examples
     lr_grid_pretrained: list[float] = field(default_factory=lambda: [1e-4, 3e-4])
@@ -100,20 +101,21 @@ def estimate_steps(job, minutes: float) -> int:
     """Steps that fit the time budget, from the speed of a few steps of this very model."""
     import torch
 
-    from .train.trainer import model_inputs
+    from .train.trainer import autocast_context, model_inputs
 
     model = job.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
     batch = job.collate([job.train_data[(i, 0)] for i in range(job.recipe.train.batch_size)])
     timings = []
-    for _ in range(4):
-        start = time.perf_counter()
-        out = model(**model_inputs(batch), targets=batch)
-        out.loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        timings.append(time.perf_counter() - start)
-    step_time = float(np.median(timings[1:]))
+    with autocast_context(job.recipe.train.precision, torch.device("cpu"))():
+        for _ in range(10):
+            start = time.perf_counter()
+            out = model(**model_inputs(batch), targets=batch)
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            timings.append(time.perf_counter() - start)
+    step_time = float(np.median(timings[5:]))  # the first steps allocate memory and pick kernels
     return max(20, int(minutes * 60 / (step_time * 1.08)))  # 8% for evaluation and checkpoints
 
 
@@ -174,7 +176,8 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
         cfg = FinetuneConfig.from_dict({
             "model": checkpoint, "train_file": files["pool"], "dev_file": files["dev"], "test_file": files["test"],
             "epochs": epochs, "max_train_examples": budget, "from_scratch": from_scratch,
-            "options": {"text_column": "text", "label_column": "label", "max_length": settings.finetune_max_length},
+            "options": {"text_column": "text", "label_column": "label", "max_length": settings.finetune_max_length,
+                        "pooling": settings.pooling},
             "train": {"batch_size": settings.finetune_batch, "lr": lr, "warmup_ratio": 0.1, "seed": settings.seed,
                       "log_every": 10**9},
         })

@@ -47,3 +47,24 @@ def test_sentence_pairs(wiki_shards, wordpiece_tokenizer):
     # re-drawn in another epoch, identical for the same key
     assert any(pairs[(i, 1)]["nsp_labels"] != pairs[(i, 0)]["nsp_labels"] for i in range(50))
     assert all(np.array_equal(pairs[(i, 2)]["input_ids"], pairs[(i, 2)]["input_ids"]) for i in range(5))
+
+
+def test_document_ids_and_restarted_positions(wiki_shards):
+    split = ShardedCorpus(wiki_shards).split("train")
+    blocks = PackedBlocks(split, block_len=500, separator_id=SEP, prefix=(1,), suffix=(2,), document_attention=True)
+    boundary_seen = False
+    for i in range(len(blocks)):
+        sample = blocks[(i, 0)]
+        ids, docs, positions = sample["input_ids"], sample["document_ids"], sample["position_ids"]
+        assert len(ids) == len(docs) == len(positions) == 502
+        assert docs[0] == 0 and np.all(np.diff(docs) >= 0) and docs[-1] == docs[-2]
+        # positions count up inside a document and restart at 0 where a new one begins
+        new_doc = np.flatnonzero(np.diff(docs)) + 1
+        assert np.all(positions[new_doc] == 0) and positions[0] == 0
+        inside = np.setdiff1d(np.arange(1, len(ids)), new_doc)
+        assert np.all(positions[inside] == positions[inside - 1] + 1)
+        # a separator closes the document it ends
+        for j in new_doc:
+            assert ids[j - 1] == SEP
+            boundary_seen = True
+    assert boundary_seen

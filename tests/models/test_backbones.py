@@ -78,3 +78,17 @@ def test_preset_parameter_counts_match_transformers(name):
 def test_every_preset_builds():
     assert {"bert-tiny", "bert-base", "gpt2-tiny", "gpt2-small", "gpt2-xl"} <= set(PRESETS)
     assert count_parameters(get_preset("gpt2-xl")) > 1.5e9
+
+
+def test_document_attention_equals_running_each_document_alone(backbone):
+    """A packed row with document ids and restarted positions = the documents run separately."""
+    docs = [torch.randint(5, 120, (n,)) for n in (6, 4, 7)]
+    ids = torch.cat(docs)[None]
+    document_ids = torch.cat([torch.full((len(d),), i) for i, d in enumerate(docs)])[None]
+    position_ids = torch.cat([torch.arange(len(d)) for d in docs])[None]
+    packed = backbone(ids, position_ids=position_ids, document_ids=document_ids).last_hidden_state[0]
+    start = 0
+    for doc in docs:
+        alone = backbone(doc[None]).last_hidden_state[0]
+        torch.testing.assert_close(packed[start : start + len(doc)], alone, atol=1e-5, rtol=1e-5)
+        start += len(doc)

@@ -8,6 +8,9 @@ re-drawn in the next epoch (dynamic masking).
 * ``PackedBlocks``: documents concatenated with a separator token between them and cut into
   blocks of exactly ``block_len`` tokens -- no padding at all (GPT-2's and RoBERTa's
   FULL-SENTENCES packing). Optional ``prefix``/``suffix`` tokens wrap each block ([CLS] ... [SEP]).
+  With ``document_attention`` each sample also carries ``document_ids`` (tokens attend only
+  within their document) and ``position_ids`` that restart at every document, so a packed row
+  trains like separate sequences without the padding.
 * ``SentencePairs``: BERT's next-sentence-prediction instances. Each document is cut into chunks
   of consecutive sentences filling the sequence; a chunk is split at a sentence boundary into
   segment A and its true continuation B, or (with probability ``random_next_prob``) B is taken
@@ -29,7 +32,7 @@ def sample_rng(seed: int, epoch: int, index: int, salt: int) -> np.random.Genera
 
 class PackedBlocks:
     def __init__(self, split: ShardSplit, block_len: int, separator_id: int,
-                 prefix: tuple[int, ...] = (), suffix: tuple[int, ...] = ()):
+                 prefix: tuple[int, ...] = (), suffix: tuple[int, ...] = (), document_attention: bool = False):
         if block_len < 1:
             raise ValueError("block_len must be positive")
         self.split = split
@@ -37,6 +40,7 @@ class PackedBlocks:
         self.separator_id = separator_id
         self.prefix = np.asarray(prefix, dtype=np.int64)
         self.suffix = np.asarray(suffix, dtype=np.int64)
+        self.document_attention = document_attention
         # Virtual stream: each document followed by one separator token.
         self.doc_virtual_start = np.concatenate([[0], np.cumsum(split.doc_len + 1)])
         self.num_blocks = int(self.doc_virtual_start[-1] // block_len)
@@ -44,27 +48,35 @@ class PackedBlocks:
     def __len__(self) -> int:
         return self.num_blocks
 
-    def block(self, index: int) -> np.ndarray:
+    def block(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tokens of block ``index`` and, per token, which document of the block it belongs to
+        (0, 1, ...; a separator belongs to the document it ends)."""
         start = index * self.block_len
         end = start + self.block_len
         doc = int(np.searchsorted(self.doc_virtual_start, start, side="right") - 1)
-        pieces, pos = [], start
+        pieces, owners, pos = [], [], start
         while pos < end:
             offset = pos - self.doc_virtual_start[doc]
-            tokens = self.split.doc(doc)
-            take = tokens[offset : offset + (end - pos)]
-            pieces.append(take.astype(np.int64))
+            take = self.split.doc(doc)[offset : offset + (end - pos)].astype(np.int64)
+            if pos + len(take) < end:  # reached the end of the document: its separator
+                take = np.append(take, self.separator_id)
+            pieces.append(take)
+            owners.append(np.full(len(take), len(owners), dtype=np.int64))
             pos += len(take)
-            if pos < end:  # reached the end of the document: its separator
-                pieces.append(np.asarray([self.separator_id], dtype=np.int64))
-                pos += 1
-                doc += 1
-        return np.concatenate(pieces)
+            doc += 1
+        return np.concatenate(pieces), np.concatenate(owners)
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, epoch = key
-        ids = np.concatenate([self.prefix, self.block(index), self.suffix])
-        return {"input_ids": ids, "index": index, "epoch": epoch}
+        tokens, owners = self.block(index)
+        sample = {"input_ids": np.concatenate([self.prefix, tokens, self.suffix]), "index": index, "epoch": epoch}
+        if self.document_attention:
+            owners = np.concatenate([np.zeros(len(self.prefix), dtype=np.int64), owners,
+                                     np.full(len(self.suffix), owners[-1], dtype=np.int64)])
+            starts = np.flatnonzero(np.diff(owners, prepend=-1))  # first token of each document
+            sample["document_ids"] = owners
+            sample["position_ids"] = np.arange(len(owners)) - np.repeat(starts, np.diff(np.append(starts, len(owners))))
+        return sample
 
 
 class SentencePairs:

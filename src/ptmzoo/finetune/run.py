@@ -55,7 +55,8 @@ class FinetuneConfig(Config):
             raise UserError("--epochs must be positive")
 
 
-def prepare_model(source: Pretrained, num_labels: int, from_scratch: bool, seed: int) -> PtmModel:
+def prepare_model(source: Pretrained, num_labels: int, from_scratch: bool, seed: int,
+                  pooling: str | None = None) -> PtmModel:
     """The checkpoint's backbone (or a freshly initialised twin) with a classification head."""
     backbone = copy.deepcopy(source.model.backbone)  # the source stays intact for other runs
     if from_scratch:
@@ -64,7 +65,7 @@ def prepare_model(source: Pretrained, num_labels: int, from_scratch: bool, seed:
     seed_everything(seed)
     model = PtmModel(source.family, backbone)
     model.add_head("classification", "classification", num_labels=num_labels,
-                   pooling="last" if backbone.causal else "cls")
+                   pooling=pooling or ("last" if backbone.causal else "cls"))
     return model
 
 
@@ -95,7 +96,7 @@ class ClassificationRun:
         if self.test_rows is not None:
             has_labels = opts.label_column in self.test_rows[0]
             self.test_samples = self.task.encode(self.test_rows, cfg.test_file, with_labels=has_labels)
-        self.model = prepare_model(self.source, len(labels), cfg.from_scratch, cfg.train.seed)
+        self.model = prepare_model(self.source, len(labels), cfg.from_scratch, cfg.train.seed, opts.pooling)
 
     def evaluate(self, model: nn.Module, samples: list[dict], batch_size: int, device) -> dict[str, Any]:
         probs = self.task.predict(model, samples, batch_size, device)

@@ -7,6 +7,38 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..config import Config
+from ..errors import UserError
+
+
+@dataclass
+class TransformerConfig(Config):
+    """Fields every Transformer family has; family configs add theirs and change defaults."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    max_position_embeddings: int = 512
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                     "max_position_embeddings"):
+            if getattr(self, name) < 1:
+                raise UserError(f"model.{name} must be at least 1")
+        if self.hidden_size % self.num_heads:
+            raise UserError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
+                            f"model.num_heads ({self.num_heads})")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"model.{name} must be in [0, 1)")
+
 
 @dataclass
 class BackboneOutput:

@@ -13,38 +13,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import Config
-from ..errors import UserError
-from ..nn import FeedForward, SelfAttention, init_transformer_weights, padding_mask
-from .base import Backbone, BackboneOutput
+from ..nn import FeedForward, SelfAttention, document_mask, init_transformer_weights, padding_mask
+from .base import Backbone, BackboneOutput, TransformerConfig
 
 
 @dataclass
-class BertConfig(Config):
-    vocab_size: int = 30522
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    hidden_act: str = "gelu"
-    hidden_dropout: float = 0.1
-    attention_dropout: float = 0.1
-    max_position_embeddings: int = 512
+class BertConfig(TransformerConfig):
     type_vocab_size: int = 2
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
     pad_token_id: int = 0
     add_pooler: bool = True
-
-    def validate(self) -> None:
-        if self.hidden_size % self.num_heads:
-            raise UserError(
-                f"model.hidden_size ({self.hidden_size}) must be divisible by "
-                f"model.num_heads ({self.num_heads})"
-            )
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"model.{name} must be at least 1")
 
 
 class BertEmbeddings(nn.Module):
@@ -116,9 +93,10 @@ class BertModel(Backbone):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        document_ids: torch.Tensor | None = None,
     ) -> BackboneOutput:
         x = self.embeddings(input_ids, token_type_ids, position_ids)
-        mask = padding_mask(attention_mask)
+        mask = document_mask(document_ids, attention_mask) if document_ids is not None else padding_mask(attention_mask)
         states = [x] if output_hidden_states else None
         for layer in self.layers:
             x = layer(x, mask)

@@ -14,36 +14,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import Config
 from ..errors import UserError
-from ..nn import FeedForward, SelfAttention, causal_mask, init_transformer_weights
-from .base import Backbone, BackboneOutput
+from ..nn import FeedForward, SelfAttention, causal_mask, document_mask, init_transformer_weights
+from .base import Backbone, BackboneOutput, TransformerConfig
 
 
 @dataclass
-class GPT2Config(Config):
+class GPT2Config(TransformerConfig):
     vocab_size: int = 50257
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
     hidden_act: str = "gelu_tanh"
-    hidden_dropout: float = 0.1  # residual and embedding dropout
-    attention_dropout: float = 0.1
     max_position_embeddings: int = 1024
     layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
     tie_word_embeddings: bool = True
-
-    def validate(self) -> None:
-        if self.hidden_size % self.num_heads:
-            raise UserError(
-                f"model.hidden_size ({self.hidden_size}) must be divisible by "
-                f"model.num_heads ({self.num_heads})"
-            )
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"model.{name} must be at least 1")
 
 
 class GPT2Block(nn.Module):
@@ -88,6 +70,7 @@ class GPT2Model(Backbone):
         token_type_ids: torch.Tensor | None = None,  # GPT-2 has no segments; accepted and unused
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
+        document_ids: torch.Tensor | None = None,
     ) -> BackboneOutput:
         length = input_ids.shape[1]
         if length > self.config.max_position_embeddings:
@@ -98,7 +81,10 @@ class GPT2Model(Backbone):
         if position_ids is None:
             position_ids = torch.arange(length, device=input_ids.device)[None, :]
         x = self.dropout(self.token(input_ids) + self.position(position_ids))
-        mask = causal_mask(length, attention_mask)
+        if document_ids is not None:
+            mask = document_mask(document_ids, attention_mask, causal=True)
+        else:
+            mask = causal_mask(length, attention_mask)
         states = [x] if output_hidden_states else None
         for block in self.blocks:
             x = block(x, mask)

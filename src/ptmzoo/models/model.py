@@ -86,15 +86,18 @@ class PtmModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         targets: dict[str, torch.Tensor] | None = None,
+        document_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Without ``targets``: every head's logits (``.logits`` is the first head's).
 
         With ``targets`` (a training batch): each head with targets in it returns its summed
         loss in ``.loss_sums``; ``.loss`` is the sum of the heads' per-target means.
+        ``document_ids`` ([B, L]) restrict attention to each packed document.
         """
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
-        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states)
+        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
+                            document_ids=document_ids)
         result = ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
         if targets is None:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,6 +1,6 @@
 """Shared building blocks: attention with mask builders, feed-forward layers, initialisation."""
 
-from .attention import AttentionMask, SelfAttention, causal_mask, padding_mask
+from .attention import AttentionMask, SelfAttention, causal_mask, document_mask, padding_mask
 from .ffn import FeedForward, activation
 from .init import init_transformer_weights
 
@@ -8,6 +8,7 @@ __all__ = [
     "AttentionMask",
     "SelfAttention",
     "causal_mask",
+    "document_mask",
     "padding_mask",
     "FeedForward",
     "activation",

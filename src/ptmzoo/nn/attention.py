@@ -31,6 +31,23 @@ def padding_mask(attention_mask: torch.Tensor | None) -> AttentionMask:
     return AttentionMask(mask=keep[:, None, None, :])
 
 
+def document_mask(document_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                  causal: bool = False) -> AttentionMask:
+    """Packed sequences: each token attends only within its own document ([B, L] ids).
+
+    Several documents share one row without padding, yet none sees another; with ``causal``
+    attention is also left to right. Padded keys are excluded; every query may see itself.
+    """
+    same = document_ids[:, :, None] == document_ids[:, None, :]
+    length = document_ids.shape[1]
+    if causal:
+        same &= torch.ones(length, length, dtype=torch.bool, device=same.device).tril()
+    if attention_mask is not None:
+        same &= attention_mask.bool()[:, None, :]
+    same |= torch.eye(length, dtype=torch.bool, device=same.device)
+    return AttentionMask(mask=same[:, None])
+
+
 def causal_mask(length: int, attention_mask: torch.Tensor | None = None) -> AttentionMask:
     """Left-to-right attention, optionally also ignoring padded keys.
 

@@ -90,13 +90,17 @@ class PretrainCollator:
         input_ids = np.full((size, length), self.pad_id, dtype=np.int64)
         attention_mask = np.zeros((size, length), dtype=np.int64)
         token_type_ids = np.zeros((size, length), dtype=np.int64)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        for key, fill in (("document_ids", -1), ("position_ids", 0)):  # packed documents
+            if key in samples[0]:
+                batch[key] = np.full((size, length), fill, dtype=np.int64)
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
             input_ids[row, :n] = sample["input_ids"]
             attention_mask[row, :n] = 1
-            if "token_type_ids" in sample:
-                token_type_ids[row, :n] = sample["token_type_ids"]
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            for key in ("token_type_ids", "document_ids", "position_ids"):
+                if key in sample:
+                    batch[key][row, :n] = sample[key]
         for key in ("nsp_labels",):
             if key in samples[0]:
                 batch[key] = np.asarray([s[key] for s in samples], dtype=np.int64)

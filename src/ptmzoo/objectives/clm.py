@@ -1,16 +1,17 @@
 """Causal language modelling (GPT): predict every next token.
 
-The labels are the input ids (padding excluded); the head shifts them itself. It projects the
-hidden states of positions 0..L-2 (not the logits) so that no vocabulary-sized tensor is copied.
+The labels are the input ids (padding excluded); the head shifts them itself. The loss goes
+through ``linear_cross_entropy``: the logits of a whole batch (batch x length x vocabulary) are
+never materialised.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch.nn.functional as F
 from torch import nn
 
 from ..models.model import Head, register_head
+from ..nn.losses import linear_cross_entropy
 from .base import Objective, register_objective
 
 
@@ -45,6 +46,5 @@ class LMHead(Head):
         return (batch[self.target_key][:, 1:] != -100).sum()
 
     def loss_sum(self, out, batch):
-        logits = self.decoder(out.last_hidden_state[:, :-1])
-        targets = batch[self.target_key][:, 1:]
-        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum", ignore_index=-100)
+        return linear_cross_entropy(out.last_hidden_state[:, :-1], self.decoder.weight, None,
+                                    batch[self.target_key][:, 1:])

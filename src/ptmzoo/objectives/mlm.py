@@ -5,7 +5,8 @@ chosen. As in the original BERT data pipeline, the number chosen per sequence is
 
 The head (dense -> activation -> LayerNorm -> vocabulary projection tied to the input
 embeddings, plus a bias) is evaluated only at the chosen positions during training: the
-vocabulary projection is the largest matrix product of a small model.
+vocabulary projection is the largest matrix product of a small model. Its loss goes through
+``linear_cross_entropy``, which never holds the logits of more than a chunk of rows.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
 from ..errors import UserError
 from ..models.model import Head, register_head
 from ..nn import activation
+from ..nn.losses import linear_cross_entropy
 from .base import Objective, register_objective
 
 
@@ -92,14 +93,14 @@ class MLMHead(Head):
         nn.init.zeros_(self.dense.bias)
         nn.init.zeros_(self.decoder.bias)
 
-    def _project(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(self.act(self.dense(hidden))))
+    def _transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(hidden)))
 
     def logits(self, out, batch):
-        return self._project(out.last_hidden_state)
+        return self.decoder(self._transform(out.last_hidden_state))
 
     def loss_sum(self, out, batch):
         labels = batch[self.target_key]
         chosen = labels != -100
-        logits = self._project(out.last_hidden_state[chosen])
-        return F.cross_entropy(logits.float(), labels[chosen], reduction="sum")
+        hidden = self._transform(out.last_hidden_state[chosen])
+        return linear_cross_entropy(hidden, self.decoder.weight, self.decoder.bias, labels[chosen])

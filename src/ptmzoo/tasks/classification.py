@@ -21,16 +21,22 @@ from ..models.model import SequenceHead, register_head
 from .tables import require_columns
 
 
+POOLINGS = ("cls", "last", "mean")
+
+
 @dataclass
 class ClassificationOptions(Config):
     text_column: str = "text"
     text_pair_column: str | None = None
     label_column: str = "label"
     max_length: int = 128
+    pooling: str | None = None  # cls | last | mean; default: cls for encoders, last for decoders
 
     def validate(self) -> None:
         if self.max_length < 4:
             raise UserError("--max-length must be at least 4")
+        if self.pooling not in (None, *POOLINGS):
+            raise UserError(f"unknown pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
 
 
 def label_vocabulary(values) -> list[str]:
@@ -142,8 +148,8 @@ class ClassificationHead(SequenceHead):
 
     def __init__(self, backbone, num_labels: int = 2, pooling: str = "cls", dropout: float = 0.1):
         super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout)
-        if pooling not in ("cls", "last"):
-            raise UserError(f"unknown pooling '{pooling}' (use cls or last)")
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
         self.pooling = pooling
         self.use_pooler = pooling == "cls" and backbone.has_pooler
         self.dropout = nn.Dropout(dropout)
@@ -152,13 +158,16 @@ class ClassificationHead(SequenceHead):
         nn.init.zeros_(self.classifier.bias)
 
     def pool(self, out, batch) -> torch.Tensor:
-        if self.pooling == "cls":
-            return out.pooler_output if self.use_pooler else out.last_hidden_state[:, 0]
-        mask = batch.get("attention_mask")
         hidden = out.last_hidden_state
+        mask = batch.get("attention_mask")
+        if self.pooling == "cls":
+            return out.pooler_output if self.use_pooler else hidden[:, 0]
         if mask is None:
-            return hidden[:, -1]
-        # index of the last real token; works for right and left padding alike
+            return hidden[:, -1] if self.pooling == "last" else hidden.mean(dim=1)
+        if self.pooling == "mean":
+            weights = mask.to(hidden.dtype).unsqueeze(-1)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        # last real token; works for right and left padding alike
         positions = torch.arange(mask.shape[1], device=mask.device)
         last = (positions * mask.bool()).argmax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]

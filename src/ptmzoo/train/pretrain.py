@@ -28,6 +28,7 @@ RECIPE_FILE = "recipe.yaml"
 class DataConfig(Config):
     shards: str = ""  # directory written by `ptmzoo prepare`
     seq_len: int | None = None  # default: the preset's
+    document_attention: bool = False  # packed documents attend only within themselves
 
 
 @dataclass
@@ -47,7 +48,7 @@ class PretrainRecipe(Config):
 
 
 def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], tokenizer, seq_len: int,
-                           causal: bool, seed: int):
+                           causal: bool, seed: int, document_attention: bool = False):
     """Sentence pairs when an objective needs them, else packed blocks with no padding."""
     try:
         pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
@@ -57,8 +58,9 @@ def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], token
         if not causal:
             if tokenizer.cls_id is None or tokenizer.sep_id is None:
                 raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
-            return PackedBlocks(split, seq_len - 2, tokenizer.sep_id, (tokenizer.cls_id,), (tokenizer.sep_id,))
-        return PackedBlocks(split, seq_len, tokenizer.document_separator_id)
+            return PackedBlocks(split, seq_len - 2, tokenizer.sep_id, (tokenizer.cls_id,), (tokenizer.sep_id,),
+                                document_attention)
+        return PackedBlocks(split, seq_len, tokenizer.document_separator_id, document_attention=document_attention)
     except ValueError as exc:
         raise UserError(f"cannot build training sequences: {exc}") from None
 
@@ -99,13 +101,15 @@ class PretrainJob:
             self._init_from(recipe.init_from)
 
         causal = backbone.causal
+        document_attention = recipe.data.document_attention
         self.train_data = build_pretrain_dataset(self.corpus.split("train"), self.objectives, self.tokenizer,
-                                                 self.seq_len, causal, seed)
+                                                 self.seq_len, causal, seed, document_attention)
         self.valid_data = None
         if self.corpus.has_split("valid"):
             try:
                 self.valid_data = build_pretrain_dataset(self.corpus.split("valid"), self.objectives,
-                                                         self.tokenizer, self.seq_len, causal, seed + 1)
+                                                         self.tokenizer, self.seq_len, causal, seed + 1,
+                                                         document_attention)
             except UserError:
                 self.valid_data = None  # held-out split shorter than one sequence
             if self.valid_data is not None and len(self.valid_data) == 0:

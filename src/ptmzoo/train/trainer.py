@@ -40,7 +40,7 @@ from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
 from .state import STATE_DIR, latest_checkpoint, mark_latest, read_state, rng_state, set_rng_state, step_dir_name
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
 
 
 class TrainingInterrupted(Exception):
