@@ -267,22 +267,12 @@ def cmd_evaluate(args) -> None:
 
     pretrained = load(args.model)
     if args.file:
-        from .tasks.classification import ClassificationOptions, ClassificationTask, classification_metrics
-        from .tasks.tables import read_table
+        from .finetune.run import evaluate_classifier
 
-        task_meta = pretrained.task
-        if not task_meta or task_meta.get("name") != "classification":
+        if not pretrained.task:
             raise UserError(f"{args.model} is not a fine-tuned classifier; --file needs one (use --data for LMs)")
-        options = ClassificationOptions.from_dict(task_meta["options"])
-        task = ClassificationTask(options, pretrained.tokenizer, task_meta["labels"],
-                                  pretrained.model.config.max_position_embeddings)
-        rows = read_table(args.file, args.format, args.columns.split(",") if args.columns else None)
-        samples = task.encode(rows, args.file)
-        probs = task.predict(pretrained.model, samples, args.batch_size, "cpu")
-        import numpy as np
-
-        metrics = classification_metrics(np.asarray([s["labels"] for s in samples]), probs.argmax(-1))
-        metrics["examples"] = len(samples)
+        metrics = evaluate_classifier(pretrained, args.file, args.format,
+                                      args.columns.split(",") if args.columns else None, args.batch_size)
     elif args.data:
         from .data.shards import ShardedCorpus
         from .objectives import PretrainCollator, build_objectives

@@ -112,6 +112,23 @@ class ClassificationRun:
                 "pooling": head.pooling}
 
 
+def evaluate_classifier(classifier: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
+                        batch_size: int = 32) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a fine-tuned classifier checkpoint on a labelled file."""
+    task_meta = classifier.task
+    if not task_meta or task_meta.get("name") != "classification":
+        raise UserError(f"{classifier.path} is not a fine-tuned classifier")
+    options = ClassificationOptions.from_dict(task_meta["options"])
+    task = ClassificationTask(options, classifier.tokenizer, task_meta["labels"],
+                              classifier.model.config.max_position_embeddings)
+    samples = task.encode(read_table(path, fmt, columns), path)
+    device = next(classifier.model.parameters()).device
+    probs = task.predict(classifier.model, samples, batch_size, device)
+    metrics = classification_metrics(np.asarray([s["labels"] for s in samples]), probs.argmax(-1))
+    metrics["examples"] = len(samples)
+    return metrics
+
+
 def write_predictions(path: str, run: ClassificationRun, rows: list[dict], probs: np.ndarray) -> None:
     opts = run.cfg.options
     columns = [opts.text_column] + ([opts.text_pair_column] if opts.text_pair_column else [])
