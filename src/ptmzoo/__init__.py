@@ -17,4 +17,15 @@ def load(path, device="cpu"):
     return _load(path, device)
 
 
-__all__ = ["load", "__version__"]
+def generate(model, prompts, **options):
+    """Continue text prompts with a decoder loaded by ``load``; see ``ptmzoo.generation.generate``.
+
+        >>> gpt = ptmzoo.load("runs/gpt2")
+        >>> ptmzoo.generate(gpt, "Once upon a time", max_new_tokens=30, top_p=0.9, seed=0).text
+    """
+    from .generation import generate as _generate
+
+    return _generate(model, prompts, **options)
+
+
+__all__ = ["load", "generate", "__version__"]

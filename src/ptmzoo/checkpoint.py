@@ -102,8 +102,7 @@ def resolve_model_dir(path: str) -> str:
     if latest:
         return latest
     if os.path.exists(os.path.join(path, "config.json")):
-        raise UserError(f"{path} looks like a Hugging Face model directory; loading those is not supported "
-                        "yet -- use a ptmzoo checkpoint")
+        return path  # a Hugging Face model directory; ``load`` hands it to interop.hf
     raise UserError(f"{path} is not a ptmzoo checkpoint (no {META_FILE}); give the directory written by "
                     "`ptmzoo pretrain` or `ptmzoo finetune`")
 
@@ -133,11 +132,16 @@ def build_model(meta: dict[str, Any]) -> PtmModel:
 
 
 def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
-    """Open a ptmzoo checkpoint directory: ``.model`` (in eval mode) and ``.tokenizer``."""
+    """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode) and
+    ``.tokenizer``."""
     import ptmzoo.objectives  # noqa: F401  (register heads)
     import ptmzoo.tasks  # noqa: F401
 
     directory = resolve_model_dir(os.fspath(path))
+    if not os.path.exists(os.path.join(directory, META_FILE)):
+        from .interop.hf import import_hf
+
+        return import_hf(directory, device)
     meta = read_meta(directory)
     model = build_model(meta)
     weights = os.path.join(directory, WEIGHTS_FILE)

@@ -1,4 +1,4 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, zoo, demo.
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, convert, generate, zoo, demo.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "jsonl"])
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+
+    _generate_parser(verbs, common)
+
+    # convert -----------------------------------------------------------------------------------
+    conv = verbs.add_parser("convert", parents=[common], help="convert a model between ptmzoo and Hugging Face",
+                            description="IN: a ptmzoo checkpoint or run directory, or a Hugging Face model "
+                                        "directory (bert, gpt2). OUT: the directory to write.")
+    conv.add_argument("input", metavar="IN")
+    conv.add_argument("output", metavar="OUT")
+    conv.add_argument("--to", required=True, choices=["hf", "ptmzoo"], help="format of OUT")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
 
     # zoo, demo ---------------------------------------------------------------------------------
     verbs.add_parser("zoo", parents=[common], help="list the presets with parameter counts")
@@ -296,6 +307,76 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(metrics, indent=2))
 
 
+def cmd_convert(args) -> None:
+    from .checkpoint import load, save_pretrained
+    from .interop.hf import export_hf
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    source = load(args.input)
+    if os.path.realpath(args.output) == os.path.realpath(source.path):
+        raise UserError("OUT is the input directory; write the conversion somewhere else")
+    if args.to == "hf":
+        what = export_hf(source, args.output)
+    else:
+        extra = {"task": source.task} if source.task else None
+        save_pretrained(args.output, source.model, source.tokenizer, extra)
+        what = f"ptmzoo {source.family} checkpoint"
+    heads = ", ".join(source.model.heads) or "no heads"
+    print(f"converted {args.input} ({source.family}, {heads}) -> {args.output} ({what})")
+
+
+# generate ----------------------------------------------------------------------------------------
+def _generate_parser(verbs, common) -> None:
+    gen = verbs.add_parser("generate", parents=[common], help="continue text prompts with a decoder (GPT-2)",
+                           description="Greedy by default; --temperature, --top-k or --top-p sample instead.")
+    gen.add_argument("model", help="checkpoint directory of a decoder with a causal LM head")
+    gen.add_argument("--prompt", action="append", default=[], help="text to continue (repeat for a batch)")
+    gen.add_argument("--prompt-file", help="a file with one prompt per line")
+    gen.add_argument("--max-new-tokens", type=int, default=50)
+    gen.add_argument("--temperature", type=float, help="sample at this temperature (0: greedy)")
+    gen.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    gen.add_argument("--top-p", type=float, help="sample among the most likely tokens holding this probability")
+    gen.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
+    gen.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
+    gen.add_argument("--length-penalty", type=float, default=1.0,
+                     help="beam score = sum of log-probabilities / length ** this (> 0 favours longer text)")
+    gen.add_argument("--early-stopping", action="store_true", help="end beam search at num-beams finished texts")
+    gen.add_argument("--stop", action="append", default=[],
+                     help="end the text before this string (repeatable; \\n and \\t: newline and tab)")
+    gen.add_argument("--seed", type=int, help="seed of the sampling")
+    gen.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it comes")
+
+
+def cmd_generate(args) -> None:
+    from .checkpoint import load
+    from .errors import require_file
+    from .generation import generate
+
+    prompts = list(args.prompt)
+    if args.prompt_file:
+        with open(require_file(args.prompt_file, "prompt file"), encoding="utf-8") as fh:
+            prompts += [line.rstrip("\n") for line in fh if line.strip()]
+    if not prompts:
+        raise UserError("give a prompt: --prompt TEXT or --prompt-file FILE")
+    pretrained = load(args.model)
+    if pretrained.tokenizer is None:
+        raise UserError(f"{args.model} has no tokenizer; text generation needs the checkpoint's tokenizer.json")
+    options = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+               "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "num_beams": args.num_beams,
+               "length_penalty": args.length_penalty, "early_stopping": args.early_stopping,
+               "stop": [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop],  # typed in a shell
+               "seed": args.seed}
+    if len(prompts) == 1 and not args.no_stream:  # one prompt: show the text as it comes
+        print(prompts[0], end="", flush=True)
+        generate(pretrained, prompts, on_text=lambda _, piece: print(piece, end="", flush=True), **options)
+        print()
+        return
+    result = generate(pretrained, prompts, **options)  # several prompts: one left-padded batch
+    for i, (prompt, text) in enumerate(zip(prompts, result.texts)):
+        print(("\n" if i else "") + prompt + text)
+
+
 def cmd_zoo(args) -> None:
     from .presets import PRESETS, count_parameters
 
@@ -312,7 +393,8 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
-            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "zoo": cmd_zoo, "demo": cmd_demo}
+            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "convert": cmd_convert, "generate": cmd_generate,
+            "zoo": cmd_zoo, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

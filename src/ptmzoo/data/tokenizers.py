@@ -40,6 +40,7 @@ SPECIAL_STYLES: dict[str, dict[str, str]] = {
 }
 DEFAULT_STYLE = {"wordpiece": "bert", "char": "bert", "bpe": "gpt2", "unigram": "t5"}
 ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
+_TEMPLATE_ROLES = {"bert": ("cls", "sep"), "roberta": ("bos", "eos"), "gpt2": ("eos",), "t5": ("eos",)}
 
 # Token names that identify roles in tokenizers that come without tokenizer_config.json.
 _KNOWN_ROLE_NAMES = {
@@ -260,9 +261,9 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str, lowercase: bool = True) -> "Tokenizer":
-        """Load a directory (tokenizer.json or vocab.txt inside), a tokenizer.json, or a vocab.txt."""
+        """Load a directory (tokenizer.json, vocab.txt or vocab.json + merges.txt inside), or one such file."""
         if os.path.isdir(path):
-            for name in ("tokenizer.json", "vocab.txt"):
+            for name in ("tokenizer.json", "vocab.txt", "vocab.json"):
                 if os.path.exists(os.path.join(path, name)):
                     return cls.load(os.path.join(path, name), lowercase)
             raise UserError(f"no tokenizer.json or vocab.txt in {path}; train one with `ptmzoo tokenizer train`")
@@ -272,6 +273,8 @@ class Tokenizer:
         config = _read_tokenizer_config(directory)
         if path.endswith(".txt"):
             return cls._from_vocab_txt(path, config.get("do_lower_case", lowercase))
+        if os.path.basename(path) == "vocab.json":
+            return cls._from_bpe_files(path, os.path.join(directory, "merges.txt"), config)
         try:
             backend = Backend.from_file(path)
         except Exception as exc:  # the Rust error message is informative but multi-line
@@ -302,6 +305,27 @@ class Tokenizer:
         if "cls" in roles and "sep" in roles:
             backend.post_processor = _post_processor("bert", roles, backend)
         return tokenizer
+
+    @classmethod
+    def _from_bpe_files(cls, vocab_path: str, merges_path: str, config: dict[str, Any]) -> "Tokenizer":
+        """GPT-2-style byte-level BPE from the ``vocab.json`` + ``merges.txt`` pair."""
+        if not os.path.exists(merges_path):
+            raise UserError(f"{vocab_path} needs merges.txt beside it (byte-level BPE)")
+        try:
+            model = models.BPE.from_file(vocab_path, merges_path)
+        except Exception as exc:
+            raise UserError(f"{vocab_path} / merges.txt are not a valid BPE vocabulary: {str(exc).splitlines()[0]}")
+        backend = Backend(model)
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(config.get("add_prefix_space")))
+        backend.decoder = decoders.ByteLevel()
+        roles = {role: config.get(f"{role}_token") for role in ROLES}
+        roles = {r: (t["content"] if isinstance(t, dict) else t) for r, t in roles.items() if t}
+        roles = roles or _infer_roles(backend)
+        backend.add_special_tokens(_unique(roles.values()))
+        style = _infer_style(roles)
+        if all(role in roles for role in _TEMPLATE_ROLES[style]):
+            backend.post_processor = _post_processor(style, roles, backend)
+        return cls(backend, "bpe", roles, style)
 
 
 def _read_tokenizer_config(directory: str) -> dict[str, Any]:

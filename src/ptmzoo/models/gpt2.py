@@ -37,14 +37,15 @@ class GPT2Block(nn.Module):
         self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x, mask):
-        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+    def forward(self, x, mask, cache=None, layer: int = 0):
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask, cache, layer))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
 class GPT2Model(Backbone):
     config_class = GPT2Config
     causal = True
+    supports_cache = True  # forward(..., cache=KVCache) for incremental decoding
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
@@ -71,25 +72,34 @@ class GPT2Model(Backbone):
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         document_ids: torch.Tensor | None = None,
+        cache=None,
     ) -> BackboneOutput:
+        """``cache`` (a ``generation.KVCache``): ``input_ids`` continue the cached tokens and are
+        appended to the cache; ``attention_mask`` covers the new (or cached + new) tokens and
+        ``position_ids`` should be given for left-padded rows (default: the cache slots)."""
         length = input_ids.shape[1]
-        if length > self.config.max_position_embeddings:
+        start = cache.length if cache is not None else 0
+        if start + length > self.config.max_position_embeddings:
             raise UserError(
-                f"sequence of {length} tokens is longer than the model's context "
+                f"sequence of {start + length} tokens is longer than the model's context "
                 f"({self.config.max_position_embeddings}); truncate the input"
             )
         if position_ids is None:
-            position_ids = torch.arange(length, device=input_ids.device)[None, :]
+            position_ids = torch.arange(start, start + length, device=input_ids.device)[None, :]
         x = self.dropout(self.token(input_ids) + self.position(position_ids))
-        if document_ids is not None:
+        if cache is not None:
+            mask = cache.begin(length, attention_mask)
+        elif document_ids is not None:
             mask = document_mask(document_ids, attention_mask, causal=True)
         else:
             mask = causal_mask(length, attention_mask)
         states = [x] if output_hidden_states else None
-        for block in self.blocks:
-            x = block(x, mask)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask, cache, layer)
             if states is not None:
                 states.append(x)
+        if cache is not None:
+            cache.end()
         x = self.final_norm(x)
         if states is not None:
             states[-1] = x  # as in GPT-2 references: the last state is after the final norm

@@ -75,6 +75,13 @@ class PtmModel(nn.Module):
     def heads_spec(self) -> dict[str, dict[str, Any]]:
         return {name: {"kind": head.kind, "options": head.options} for name, head in self.heads.items()}
 
+    def generate(self, prompts, tokenizer=None, **options):
+        """Continue ``prompts`` (texts with ``tokenizer``, or token id lists) with a decoder that has
+        a causal LM head; see ``ptmzoo.generation.generate``."""
+        from ..generation import generate
+
+        return generate(self, prompts, tokenizer, **options)
+
     def count_targets(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: head.count_targets(batch) for name, head in self.heads.items() if head.target_key in batch}
 
@@ -87,17 +94,20 @@ class PtmModel(nn.Module):
         output_hidden_states: bool = False,
         targets: dict[str, torch.Tensor] | None = None,
         document_ids: torch.Tensor | None = None,
+        cache=None,
     ) -> ModelOutput:
         """Without ``targets``: every head's logits (``.logits`` is the first head's).
 
         With ``targets`` (a training batch): each head with targets in it returns its summed
         loss in ``.loss_sums``; ``.loss`` is the sum of the heads' per-target means.
-        ``document_ids`` ([B, L]) restrict attention to each packed document.
+        ``document_ids`` ([B, L]) restrict attention to each packed document. ``cache`` (a
+        ``generation.KVCache``, decoders only) continues the cached tokens and appends to it.
         """
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
+        extra = {"cache": cache} if cache is not None else {}  # encoders take no cache
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                            document_ids=document_ids)
+                            document_ids=document_ids, **extra)
         result = ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
         if targets is None:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -77,10 +77,14 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
         self.out = nn.Linear(hidden_size, hidden_size, bias=bias)
 
-    def forward(self, x: torch.Tensor, mask: AttentionMask) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: AttentionMask, cache=None, layer: int = 0) -> torch.Tensor:
+        """``cache`` (a ``generation.KVCache``): store this layer's new keys/values there and attend
+        over all cached ones; ``mask`` then comes from ``cache.begin``."""
         batch, length, hidden = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, D]
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
         y = F.scaled_dot_product_attention(
             q,
             k,

@@ -1,0 +1,94 @@
+"""A static key/value cache for decoders.
+
+Keys and values of every layer live in two preallocated buffers of shape
+[layers, batch, heads, max_len, head_dim] that are written in place, left to right, at a write
+position (``length``). Nothing is reallocated while decoding, so the memory is fixed up front;
+with ``static=True`` every step also attends over the whole buffer (unwritten slots are masked
+out), which keeps every tensor shape constant from step to step -- what ``torch.compile`` with
+CUDA graphs needs. The default attends only over the written slots, which is faster in eager
+mode on a CPU.
+
+One forward pass with a cache is ``begin`` (reserve slots, build the attention mask), one
+``update`` per layer (store the new keys/values, read all of them back), then ``end``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..nn.attention import AttentionMask
+
+
+class KVCache:
+    def __init__(self, num_layers: int, batch: int, num_heads: int, max_len: int, head_dim: int, *,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu", static: bool = False):
+        shape = (num_layers, batch, num_heads, max_len, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        # valid[b, j]: slot j of row b holds a real token (False for left padding and unwritten slots)
+        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.max_len = max_len
+        self.static = static
+        self.length = 0  # the write position: slots [0, length) are filled
+        self._padded = False  # some row has padding: the cheap mask shortcuts no longer apply
+        self._slots: torch.Tensor | None = None  # slots of the pass in progress
+        self._span = 0  # keys attended to in the pass in progress: slots [0, span)
+
+    @classmethod
+    def for_backbone(cls, backbone, batch: int, max_len: int, static: bool = False) -> KVCache:
+        config = backbone.config
+        weight = backbone.input_embeddings.weight
+        return cls(config.num_layers, batch, config.num_heads, max_len, config.hidden_size // config.num_heads,
+                   dtype=weight.dtype, device=weight.device, static=static)
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+    def begin(self, length: int, attention_mask: torch.Tensor | None = None) -> AttentionMask:
+        """Reserve slots for ``length`` new tokens; return the mask of their queries over the keys.
+
+        ``attention_mask`` (1 = token, 0 = padding) covers the new tokens ([B, length]) or the
+        cached plus the new ones ([B, self.length + length]); None means all new tokens are real.
+        A query sees the real tokens at or before its own slot, and always itself (so that the
+        rows of padding queries are not empty, which would give NaN).
+        """
+        start, end = self.length, self.length + length
+        if end > self.max_len:
+            raise ValueError(f"KV cache of {self.max_len} positions is full ({start} used, {length} more asked)")
+        device = self.valid.device
+        self._slots = torch.arange(start, end, device=device)
+        self._span = self.max_len if self.static else end
+        if attention_mask is None:
+            self.valid[:, start:end] = True
+        else:
+            new = attention_mask[:, -length:].to(device=device, dtype=torch.bool)
+            self.valid[:, start:end] = new
+            self._padded = self._padded or not bool(new.all())
+        if not self.static and not self._padded:
+            # Unpadded shortcuts: SDPA's own causal kernel for a first pass, no mask for one new token.
+            if start == 0:
+                return AttentionMask(is_causal=True)
+            if length == 1:
+                return AttentionMask()
+        keys = torch.arange(self._span, device=device)
+        visible = (keys[None, :] <= self._slots[:, None])[None] & self.valid[:, None, : self._span]
+        visible |= (keys[None, :] == self._slots[:, None])[None]
+        return AttentionMask(mask=visible[:, None])  # [B, 1, length, span]
+
+    def update(self, layer: int, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this pass's keys/values ([B, H, length, D]) of ``layer``; return all keys/values to attend to."""
+        self.keys[layer].index_copy_(2, self._slots, key)
+        self.values[layer].index_copy_(2, self._slots, value)
+        return self.keys[layer, :, :, : self._span], self.values[layer, :, :, : self._span]
+
+    def end(self) -> None:
+        self.length += len(self._slots)
+        self._slots = None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep row ``index[i]`` as row i (beam search continues the chosen beams)."""
+        index, used = index.to(self.keys.device), self.length
+        for buffer in (self.keys, self.values):
+            buffer[:, :, :, :used] = buffer[:, :, :, :used].index_select(1, index)
+        self.valid[:, :used] = self.valid[:, :used].index_select(0, index)

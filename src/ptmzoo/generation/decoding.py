@@ -1,0 +1,470 @@
+"""Text generation with causal language models: greedy, sampling, beam search.
+
+Layers, from the bottom up:
+
+* logit filters (``repetition_penalty``, ``top_k_filter``, ``top_p_filter``) on [batch, vocab];
+* a *stepper*: anything with ``prefill(input_ids, attention_mask)`` and ``step(tokens)`` returning
+  next-token logits [batch, vocab], and ``reorder(index)`` for beam search. ``CachedLM`` runs a
+  ptmzoo decoder with a static ``KVCache``; tests plug in hand-made tables;
+* the search loops on token ids: ``sampling_steps`` (greedy and sampling, one step at a time) and
+  ``beam_search``;
+* ``generate`` / ``stream``: text prompts in (left-padded into one batch), continuations out,
+  with stop strings and streaming of text as it comes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..models.base import BackboneOutput
+from .cache import KVCache
+
+
+@dataclass
+class GenerationOptions:
+    """How to continue a prompt. Sampling is on when ``temperature`` (> 0), ``top_k`` or ``top_p``
+    is given, or with ``do_sample=True``; otherwise decoding is greedy (``temperature=0`` too)."""
+
+    max_new_tokens: int = 50
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    do_sample: bool | None = None
+    repetition_penalty: float = 1.0
+    num_beams: int = 1
+    length_penalty: float = 1.0  # beams score sum(log p) / new_tokens ** length_penalty
+    early_stopping: bool = False  # beam search ends once num_beams hypotheses are finished
+    stop: Sequence[str] = ()  # stop strings: the text ends just before the first one
+    eos_token_id: int | None = None  # default: the tokenizer's end of document
+    ignore_eos: bool = False
+    seed: int | None = None
+    static_cache: bool = False  # attend over the whole cache each step (fixed shapes, for CUDA graphs)
+
+    def __post_init__(self):
+        self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        checks = [
+            (self.max_new_tokens >= 1, "max_new_tokens must be at least 1"),
+            (self.temperature is None or self.temperature >= 0, "temperature must be >= 0"),
+            (self.top_k is None or self.top_k >= 0, "top_k must be >= 0 (0: no top-k filter)"),
+            (self.top_p is None or 0 < self.top_p <= 1, "top_p must be in (0, 1]"),
+            (self.repetition_penalty > 0, "repetition_penalty must be > 0 (1: no penalty)"),
+            (self.num_beams >= 1, "num_beams must be at least 1"),
+            (all(self.stop), "stop strings must not be empty"),
+            (not (self.sampling and self.num_beams > 1),
+             "beam search does not sample: drop temperature/top_k/top_p or use num_beams=1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    @property
+    def sampling(self) -> bool:
+        if self.do_sample is not None:
+            return self.do_sample
+        if self.temperature is not None:
+            return self.temperature > 0
+        return self.top_k is not None or self.top_p is not None
+
+
+# ---- logit filters ----------------------------------------------------------------------------
+def repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL's penalty (Keskar et al., 2019), with the sign rule of ``transformers``: the logits of
+    tokens already in the text (``seen``, bool [B, V]) are divided by ``penalty`` when positive
+    and multiplied when negative, so both become less likely for a penalty above 1."""
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` largest logits of each row (ties with the k-th are kept too); -inf elsewhere."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filter (Holtzman et al., 2020): keep the most likely tokens whose probabilities
+    first reach a total of ``p``; the most likely token always stays."""
+    if p >= 1:
+        return logits
+    ordered, order = logits.sort(dim=-1, descending=True)
+    probs = ordered.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # of the tokens more likely than this one
+    drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= p)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose_tokens(logits: torch.Tensor, options: GenerationOptions, seen: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The next token of each row: repetition penalty, then argmax, or temperature -> top-k -> top-p
+    -> a draw (the order of ``transformers``)."""
+    if seen is not None:
+        logits = repetition_penalty(logits, seen, options.repetition_penalty)
+    if not options.sampling:
+        return logits.argmax(dim=-1)
+    if options.temperature:
+        logits = logits / options.temperature
+    logits = top_k_filter(logits, options.top_k or 0)
+    logits = top_p_filter(logits, options.top_p if options.top_p is not None else 1.0)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
+
+
+def _seen_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """bool [B, V]: which tokens occur in each row's real (unpadded) tokens."""
+    seen = torch.zeros(input_ids.shape[0], vocab_size, dtype=torch.bool, device=input_ids.device)
+    rows, cols = attention_mask.bool().nonzero(as_tuple=True)
+    seen[rows, input_ids[rows, cols]] = True
+    return seen
+
+
+# ---- the model, one step at a time --------------------------------------------------------------
+def lm_head(model):
+    """The causal LM head of a ``PtmModel``, or a clear error."""
+    heads = {name: head for name, head in model.heads.items() if head.kind == "clm"}
+    if not getattr(model.backbone, "supports_cache", False) or not heads:
+        have = ", ".join(model.heads) or "none"
+        raise UserError(f"this {model.family} model cannot generate text: it needs a decoder with a causal LM "
+                        f"head (clm), it has heads: {have}; pre-train e.g. --preset gpt2-tiny")
+    return next(iter(heads.values()))
+
+
+class CachedLM:
+    """A ptmzoo decoder run incrementally with a ``KVCache``: the prompts once, then a token per step.
+
+    Positions count real tokens only, so a left-padded row is positioned as if it had no padding.
+    """
+
+    def __init__(self, model, batch: int, max_len: int, static: bool = False):
+        self.backbone = model.backbone
+        self.head = lm_head(model)
+        self.cache = KVCache.for_backbone(self.backbone, batch, max_len, static)
+        self.next_position: torch.Tensor | None = None  # [B]
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        self.next_position = positions[:, -1] + 1
+        return self._logits(input_ids, attention_mask, positions)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        positions = self.next_position[:, None]
+        self.next_position = self.next_position + 1
+        return self._logits(tokens[:, None], None, positions)
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.cache.reorder(index)
+        self.next_position = self.next_position[index]
+
+    def _logits(self, input_ids, attention_mask, positions) -> torch.Tensor:
+        out = self.backbone(input_ids, attention_mask, position_ids=positions, cache=self.cache)
+        last = BackboneOutput(out.last_hidden_state[:, -1:])  # the vocabulary projection of one position only
+        return self.head.logits(last, {"input_ids": input_ids, "attention_mask": attention_mask})[:, -1].float()
+
+
+# ---- search loops on token ids ------------------------------------------------------------------
+def sampling_steps(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, options: GenerationOptions,
+                   eos_id: int | None = None, generator: torch.Generator | None = None,
+                   should_stop: Callable[[list[int], list[bool]], list[bool]] | None = None,
+                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Greedy or sampled decoding; yields each step's tokens [B] and which rows were still running.
+
+    A row ends at ``eos_id`` or when ``should_stop(tokens, running)`` says so (stop strings);
+    ended rows get ``eos_id`` (or 0) as filler. The loop ends when all rows have ended or after
+    ``max_new_tokens`` steps.
+    """
+    filler = eos_id if eos_id is not None else 0
+    logits = lm.prefill(input_ids, attention_mask)
+    seen = None
+    if options.repetition_penalty != 1.0:
+        seen = _seen_tokens(input_ids, attention_mask, logits.shape[-1])
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=logits.device)
+    rows = torch.arange(input_ids.shape[0], device=logits.device)
+    for step in range(options.max_new_tokens):
+        running = ~done
+        tokens = choose_tokens(logits, options, seen, generator).masked_fill(done, filler)
+        if eos_id is not None:
+            done |= tokens == eos_id
+        if should_stop is not None:
+            done |= torch.tensor(should_stop(tokens.tolist(), running.tolist()), device=done.device)
+        yield tokens, running
+        if step + 1 == options.max_new_tokens or bool(done.all()):
+            return
+        if seen is not None:
+            seen[rows, tokens] = True
+        logits = lm.step(tokens)
+
+
+def beam_search(lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, options: GenerationOptions,
+                eos_id: int | None = None) -> list[list[int]]:
+    """The best continuation of each prompt by beam search; ``lm`` runs batch x num_beams rows.
+
+    As in ``transformers``: each step keeps the ``num_beams`` best unfinished continuations by
+    total log-probability; a candidate ending in EOS among the top ``num_beams`` becomes a
+    finished hypothesis scored sum(log p) / new_tokens ** length_penalty; a prompt is done when
+    it has ``num_beams`` hypotheses and (without ``early_stopping``) no running beam can still beat
+    the worst of them; at ``max_new_tokens`` the running beams are finished as they are.
+    (Unlike ``transformers``, the repetition penalty applies to logits, not to log-probabilities.)
+    """
+    beams, alpha = options.num_beams, options.length_penalty
+    batch = input_ids.shape[0]
+    input_ids = input_ids.repeat_interleave(beams, dim=0)
+    attention_mask = attention_mask.repeat_interleave(beams, dim=0)
+    logits = lm.prefill(input_ids, attention_mask)
+    vocab, device = logits.shape[-1], logits.device
+    seen = _seen_tokens(input_ids, attention_mask, vocab) if options.repetition_penalty != 1.0 else None
+    # All beams of a prompt start identical: only the first may expand at the first step.
+    scores = torch.full((batch, beams), -1e9, device=device)
+    scores[:, 0] = 0.0
+    sequences: list[list[int]] = [[] for _ in range(batch * beams)]
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]  # best first, at most `beams`
+    done = [False] * batch
+
+    def add_hypothesis(b: int, total: float, tokens: list[int]) -> None:
+        finished[b].append((total / len(tokens) ** alpha, tokens))
+        finished[b].sort(key=lambda item: -item[0])
+        del finished[b][beams:]
+
+    for step in range(options.max_new_tokens):
+        if seen is not None:
+            logits = repetition_penalty(logits, seen, options.repetition_penalty)
+        totals = F.log_softmax(logits, dim=-1).view(batch, beams, vocab) + scores[:, :, None]
+        # 2 x beams candidates: even if `beams` of them end in EOS, `beams` remain to go on with.
+        top_scores, top_index = totals.view(batch, -1).topk(2 * beams, dim=-1)
+        top_scores, top_index = top_scores.tolist(), top_index.tolist()
+        parents, tokens, new_scores = [], [], []
+        for b in range(batch):
+            kept = 0
+            for rank, (total, index) in enumerate(zip(top_scores[b], top_index[b])):
+                parent, token = b * beams + index // vocab, index % vocab
+                if token == eos_id:
+                    if rank < beams and not done[b]:
+                        add_hypothesis(b, total, sequences[parent] + [token])
+                    continue
+                parents.append(parent)
+                tokens.append(token)
+                new_scores.append(total)
+                kept += 1
+                if kept == beams:
+                    break
+        sequences = [sequences[p] + [t] for p, t in zip(parents, tokens)]
+        scores = torch.tensor(new_scores, device=device).view(batch, beams)
+        for b in range(batch):
+            if not done[b] and len(finished[b]) == beams:
+                best_running = scores[b, 0].item() / (step + 1) ** alpha
+                done[b] = options.early_stopping or best_running <= finished[b][-1][0]
+        if all(done) or step + 1 == options.max_new_tokens:
+            break
+        parents_t, tokens_t = torch.tensor(parents, device=device), torch.tensor(tokens, device=device)
+        lm.reorder(parents_t)
+        if seen is not None:
+            seen = seen[parents_t]
+            seen[torch.arange(len(tokens), device=device), tokens_t] = True
+        logits = lm.step(tokens_t)
+    for b in range(batch):
+        if not done[b]:
+            for k in range(beams):
+                add_hypothesis(b, scores[b, k].item(), sequences[b * beams + k])
+    return [finished[b][0][1] for b in range(batch)]
+
+
+# ---- text in, text out ----------------------------------------------------------------------------
+@dataclass
+class Generation:
+    """What ``generate`` returns, one entry per prompt."""
+
+    prompt_ids: list[list[int]]
+    token_ids: list[list[int]]  # the new tokens (with the EOS, or up to the one completing a stop string)
+    texts: list[str] | None  # the new text, ending just before a stop string (None without a tokenizer)
+    finish_reasons: list[str]  # "eos", "stop" or "length"
+
+    @property
+    def text(self) -> str | None:
+        return self.texts[0] if self.texts is not None else None
+
+
+class _Continuations:
+    """The growing continuation of each prompt: tokens, text, stop strings, what was streamed."""
+
+    def __init__(self, prompt_ids: list[list[int]], tokenizer, eos_id: int | None, stop: list[str], live: bool):
+        self.prompt_ids, self.tokenizer, self.eos_id, self.stop = prompt_ids, tokenizer, eos_id, stop
+        self.live = tokenizer is not None and (live or bool(stop))  # decode after every token
+        self.prefix = [self._decode(ids) for ids in prompt_ids] if tokenizer is not None else None
+        self.ids: list[list[int]] = [[] for _ in prompt_ids]
+        self.texts = ["" for _ in prompt_ids]
+        self.reasons: list[str | None] = [None for _ in prompt_ids]
+        self.shown = [0 for _ in prompt_ids]
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _text(self, row: int) -> str:
+        # Decoded with the prompt, then the prompt's text removed: tokenizers whose decoder joins
+        # tokens with spaces (WordPiece) would otherwise lose the space before the first new token.
+        full, prefix = self._decode(self.prompt_ids[row] + self.ids[row]), self.prefix[row]
+        return full[len(prefix):] if full.startswith(prefix) else self._decode(self.ids[row])
+
+    def add(self, row: int, token: int) -> bool:
+        """Append a token; True when the row has ended (EOS or a stop string)."""
+        self.ids[row].append(token)
+        if token == self.eos_id:
+            self.reasons[row] = "eos"
+        elif self.live:
+            self.texts[row] = self._text(row)
+            cuts = [i for i in (self.texts[row].find(s) for s in self.stop) if i >= 0]
+            if cuts:
+                self.texts[row] = self.texts[row][: min(cuts)]
+                self.reasons[row] = "stop"
+        return self.reasons[row] is not None
+
+    def add_running(self, tokens: list[int], running: list[bool]) -> list[bool]:
+        return [self.add(row, token) if run else True for row, (token, run) in enumerate(zip(tokens, running))]
+
+    def finish(self) -> None:
+        for row, reason in enumerate(self.reasons):
+            if reason is None:
+                self.reasons[row] = "length"
+            if self.tokenizer is not None and reason != "stop":
+                self.texts[row] = self._text(row)
+
+    def new_text(self, row: int) -> str:
+        """Text not shown yet. A running row holds back a tail that may still change: an incomplete
+        UTF-8 character (decoded as U+FFFD) or the beginning of a stop string."""
+        text = self.texts[row]
+        if self.reasons[row] is None:
+            hold = len(text) - len(text.rstrip("\ufffd"))
+            for s in self.stop:
+                hold = max([hold] + [n for n in range(1, len(s)) if text.endswith(s[:n])])
+            text = text[: len(text) - hold]
+        piece = text[self.shown[row]:]
+        self.shown[row] = max(self.shown[row], len(text))
+        return piece
+
+
+def _prompt_ids(prompts, tokenizer) -> list[list[int]]:
+    """Prompts as token id lists: a text, a list of texts, a list of ids, or a list of id lists."""
+    if isinstance(prompts, torch.Tensor):
+        prompts = prompts.tolist()
+    if isinstance(prompts, str) or (isinstance(prompts, list) and prompts and isinstance(prompts[0], int)):
+        prompts = [prompts]
+    if not prompts:
+        raise UserError("no prompts given")
+    if any(isinstance(p, str) for p in prompts):
+        if tokenizer is None:
+            raise UserError("text prompts need a tokenizer (give token ids, or a model loaded with ptmzoo.load)")
+        start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.document_separator_id
+        # No special tokens around the prompt: a decoder continues the text itself. An empty
+        # prompt starts after a document boundary, as GPT-2 does.
+        encoded = tokenizer.encode_batch(prompts, add_special_tokens=False)
+        return [ids or [start] for ids in encoded]
+    if any(len(p) == 0 for p in prompts):
+        raise UserError("empty token id prompt; give at least one token")
+    return [list(map(int, p)) for p in prompts]
+
+
+def _left_pad(prompt_ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-align the prompts, so that every row's next token goes to the same position."""
+    width = max(map(len, prompt_ids))
+    ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+    for row, p in enumerate(prompt_ids):
+        ids[row, width - len(p):] = torch.tensor(p)
+        mask[row, width - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch.Generator | None,
+         live: bool) -> Iterator[tuple[int, str]]:
+    """The generation itself: yields (prompt index, new text) as it comes when ``live``, then
+    returns the ``Generation`` (as the value of StopIteration)."""
+    if hasattr(model, "tokenizer") and hasattr(model, "model"):  # what ptmzoo.load returns
+        model, tokenizer = model.model, tokenizer or model.tokenizer
+    lm_head(model)  # fail early on models that cannot generate
+    prompt_ids = _prompt_ids(prompts, tokenizer)
+    if options.stop and tokenizer is None:
+        raise UserError("stop strings need a tokenizer")
+    eos_id = options.eos_token_id
+    if eos_id is None and tokenizer is not None and not options.ignore_eos:
+        eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.document_separator_id
+    if options.ignore_eos:
+        eos_id = None
+    device = model.backbone.input_embeddings.weight.device
+    input_ids, attention_mask = _left_pad(prompt_ids, 0, device)
+    total, context = input_ids.shape[1] + options.max_new_tokens, model.config.max_position_embeddings
+    if total > context:
+        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
+                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    if generator is None and options.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(options.seed)
+    rows = _Continuations(prompt_ids, tokenizer, eos_id, options.stop, live)
+    was_training = model.training
+    model.eval()
+    try:
+        lm = CachedLM(model, len(prompt_ids) * options.num_beams, total, options.static_cache)
+        if options.num_beams > 1:
+            for row, tokens in enumerate(beam_search(lm, input_ids, attention_mask, options, eos_id)):
+                for token in tokens:  # replayed token by token: stop strings cut as when sampling
+                    if rows.add(row, token):
+                        break
+        else:
+            for _ in sampling_steps(lm, input_ids, attention_mask, options, eos_id, generator, rows.add_running):
+                if live:
+                    yield from ((row, piece) for row in range(len(prompt_ids)) if (piece := rows.new_text(row)))
+        rows.finish()
+        if live:
+            yield from ((row, piece) for row in range(len(prompt_ids)) if (piece := rows.new_text(row)))
+    finally:
+        model.train(was_training)
+    return Generation(prompt_ids, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)
+
+
+def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], None] | None = None,
+             generator: torch.Generator | None = None, **options) -> Generation:
+    """Continue ``prompts`` with a decoder; returns the new token ids and texts of each prompt.
+
+    ``model``: what ``ptmzoo.load`` returns, or a ``PtmModel`` (then text prompts need
+    ``tokenizer``). ``prompts``: a text, a list of texts, or token id lists; several prompts run as
+    one left-padded batch. ``options``: the fields of ``GenerationOptions`` (max_new_tokens,
+    temperature, top_k, top_p, repetition_penalty, num_beams, length_penalty, early_stopping,
+    stop, eos_token_id, ignore_eos, seed, static_cache). ``on_text(index, piece)`` receives the
+    new text of prompt ``index`` as it is generated (beam search: once, at the end).
+
+        >>> gpt = ptmzoo.load("runs/gpt2/final")
+        >>> ptmzoo.generate(gpt, "To be, or not", max_new_tokens=20, top_p=0.9, seed=0).text
+    """
+    run = _run(model, prompts, tokenizer, GenerationOptions(**options), generator, live=on_text is not None)
+    while True:
+        try:
+            row, piece = next(run)
+        except StopIteration as end:
+            return end.value
+        on_text(row, piece)
+
+
+def stream(model, prompt, tokenizer=None, *, generator: torch.Generator | None = None, **options) -> Iterator[str]:
+    """Like ``generate`` for one prompt, as an iterator over the pieces of new text as they come."""
+    if not isinstance(prompt, str) and not (isinstance(prompt, list) and prompt and isinstance(prompt[0], int)):
+        raise UserError("stream() takes one prompt (a text or a list of token ids); use generate() for a batch")
+    for _, piece in _run(model, prompt, tokenizer, GenerationOptions(**options), generator, live=True):
+        yield piece
+
+
+__all__ = [
+    "CachedLM",
+    "Generation",
+    "GenerationOptions",
+    "beam_search",
+    "choose_tokens",
+    "generate",
+    "lm_head",
+    "repetition_penalty",
+    "sampling_steps",
+    "stream",
+    "top_k_filter",
+    "top_p_filter",
+]

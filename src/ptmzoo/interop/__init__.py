@@ -1,0 +1,1 @@
+"""Interchange with other toolkits' model formats (``interop.hf``: Hugging Face transformers)."""

@@ -1,0 +1,219 @@
+"""What every Hugging Face adapter shares: one table of parameters, read in both directions.
+
+An adapter describes a family once, as a list of ``Param`` rules (a ptmzoo key, the HF key or
+keys it corresponds to, and whether the weight is transposed), plus its config mapping and the
+heads it recognises. Export and import both walk the same rules, so the two directions cannot
+drift apart and HF -> ptmzoo -> HF gives back identical tensors.
+
+Two differences of layout are handled here once for all families:
+
+* ptmzoo's attention projects queries, keys and values with one fused ``qkv`` Linear; HF BERT has
+  three Linears, which are concatenated along the output dimension (in q, k, v order).
+* GPT-2 stores its projections as ``Conv1D`` with the weight laid out [in, out], the transpose of
+  ``nn.Linear``'s [out, in].
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ...errors import UserError
+from ...models import backbone_class
+from ...models.model import PtmModel
+
+# HF activation names <-> ptmzoo's. "gelu_new" and "gelu_pytorch_tanh" are both the tanh
+# approximation (one written out, one calling torch); ptmzoo has a single "gelu_tanh".
+HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
+                  "silu": "silu", "swish": "silu", "tanh": "tanh"}
+PTM_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "gelu_new": "gelu_new", "relu": "relu",
+                   "silu": "silu", "tanh": "tanh"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ptmzoo tensor and the HF tensor(s) it is made of.
+
+    With several HF keys, the ptmzoo tensor is their concatenation along dim 0 (fused q, k, v);
+    with ``transpose``, each HF piece is the transpose of its ptmzoo slice (Conv1D weights).
+    """
+
+    ptm: str
+    hf: tuple[str, ...]
+    transpose: bool = False
+
+    def to_hf(self, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
+        pieces = tensor.chunk(len(self.hf), dim=0)
+        return {key: (piece.t() if self.transpose else piece).contiguous().clone()
+                for key, piece in zip(self.hf, pieces)}
+
+    def from_hf(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        pieces = [state[key].t() if self.transpose else state[key] for key in self.hf]
+        return (torch.cat(pieces, dim=0) if len(pieces) > 1 else pieces[0]).contiguous()
+
+
+def linear(ptm: str, *hf: str, transpose: bool = False) -> list[Param]:
+    """The weight and bias of a Linear (or Conv1D with ``transpose``) and of a LayerNorm."""
+    return [Param(f"{ptm}.weight", tuple(f"{h}.weight" for h in hf), transpose),
+            Param(f"{ptm}.bias", tuple(f"{h}.bias" for h in hf))]
+
+
+def heads_of_kind(model: PtmModel) -> dict[str, str]:
+    """{head kind: head name} of a model (ptmzoo names heads after their objective or task)."""
+    return {head.kind: name for name, head in model.heads.items()}
+
+
+class StateDictAdapter:
+    """Config and weight mapping of one family; subclasses fill in the family's specifics."""
+
+    family: ClassVar[str]  # ptmzoo family
+    model_type: ClassVar[str]  # HF config.json "model_type"
+    base_prefix: ClassVar[str]  # prefix of the backbone's keys inside HF models with heads
+    base_architecture: ClassVar[str]  # the HF class of the bare backbone
+    architectures: ClassVar[tuple[str, ...]]  # the HF classes whose heads ptmzoo has
+    ignored: ClassVar[re.Pattern] = re.compile(r"$^")  # HF buffers that old checkpoints carry
+
+    # ---- config -------------------------------------------------------------------------------
+    def check_hf_config(self, hf: dict[str, Any], where: str) -> None:
+        """Raise a ``UserError`` for HF settings that ptmzoo's network does not compute."""
+
+    def config_from_hf(self, hf: dict[str, Any], keys: set[str], where: str) -> dict[str, Any]:
+        """ptmzoo config dict from HF config.json (``keys``: the bare HF weight names present)."""
+        raise NotImplementedError
+
+    def config_to_hf(self, config) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---- heads --------------------------------------------------------------------------------
+    def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
+        """{name: {"kind", "options"}} of the ptmzoo heads that the HF weights contain."""
+        raise NotImplementedError
+
+    def architecture(self, model: PtmModel) -> str:
+        """The HF class that holds the model's backbone and heads."""
+        raise NotImplementedError
+
+    def hf_model_kwargs(self, model: PtmModel, architecture: str) -> dict[str, Any]:
+        """Constructor arguments of the HF class beyond its config."""
+        return {}
+
+    def head_config_to_hf(self, model: PtmModel) -> dict[str, Any]:
+        """Config entries that describe the heads (e.g. num_labels)."""
+        return {}
+
+    # ---- weights ------------------------------------------------------------------------------
+    def backbone_params(self, config) -> list[Param]:
+        raise NotImplementedError
+
+    def head_params(self, model: PtmModel) -> list[Param]:
+        raise NotImplementedError
+
+    def aliases(self, model: PtmModel) -> dict[str, str]:
+        """HF keys that are the same tensor as another HF key (tied weights): {alias: source}."""
+        return {}
+
+    def params(self, model: PtmModel) -> list[Param]:
+        prefix = self.base_prefix if model.heads else ""
+        backbone = [Param(f"backbone.{p.ptm}", tuple(prefix + h for h in p.hf), p.transpose)
+                    for p in self.backbone_params(model.config)]
+        return backbone + self.head_params(model)
+
+    # ---- the two directions -------------------------------------------------------------------
+    def to_hf_state(self, model: PtmModel) -> dict[str, torch.Tensor]:
+        """HF state dict of ``model`` without tied duplicates (what HF writes to disk)."""
+        state = model.state_dict()
+        out: dict[str, torch.Tensor] = {}
+        for param in self.params(model):
+            if param.ptm in state:  # absent parts (e.g. no pooler) are simply not written
+                out.update(param.to_hf(state[param.ptm].detach().cpu()))
+        return out
+
+    def normalize_keys(self, state: dict[str, torch.Tensor], heads: bool) -> dict[str, torch.Tensor]:
+        """Old checkpoints: LayerNorm gamma/beta names; backbone keys with or without the prefix."""
+        out = {}
+        for key, tensor in state.items():
+            key = re.sub(r"\.gamma$", ".weight", re.sub(r"\.beta$", ".bias", key))
+            if self.ignored.search(key):
+                continue
+            bare = key.removeprefix(self.base_prefix)
+            out[self.base_prefix + bare if heads and self.is_backbone_key(bare) else bare] = tensor
+        return out
+
+    def is_backbone_key(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def from_hf_state(self, hf: dict[str, Any], state: dict[str, torch.Tensor], where: str,
+                      architecture: str | None = None) -> PtmModel:
+        """A ``PtmModel`` (with the heads found in ``state``) holding exactly the HF weights."""
+        from ... import objectives, tasks  # noqa: F401  (register the heads)
+
+        self.check_hf_config(hf, where)
+        architecture = architecture or (hf.get("architectures") or [self.base_architecture])[0]
+        bare = self.normalize_keys(state, heads=False)
+        heads = self.heads_from_hf(hf, set(bare), architecture)
+        state = self.normalize_keys(state, heads=bool(heads))
+        cls = backbone_class(self.family)
+        config = cls.config_class.from_dict(self.config_from_hf(hf, set(bare), where), where=f"{where}: ")
+        model = PtmModel(self.family, cls(config))
+        for name, spec in heads.items():
+            model.add_head(name, spec["kind"], **spec.get("options", {}))
+
+        for alias, source in self.aliases(model).items():
+            if alias in state and source in state and not torch.equal(state[alias], state[source]):
+                raise UserError(f"{where}: {alias} differs from {source}; ptmzoo ties these weights and cannot "
+                                "load an untied model")
+        used = set(self.aliases(model))
+        ptm_state = {}
+        for param in self.params(model):
+            if all(key in state for key in param.hf):
+                ptm_state[param.ptm] = param.from_hf(state)
+                used.update(param.hf)
+        unplaced = sorted(set(state) - used)
+        if unplaced:
+            why = (f"unexpected in {architecture}" if architecture in self.architectures else
+                   f"{architecture} is not supported; ptmzoo reads {', '.join(self.architectures)}")
+            raise UserError(f"{where}: weight {unplaced[0]} has no place in a ptmzoo {self.family} model ({why})")
+        self.load_state(model, ptm_state, where)
+        return model
+
+    @staticmethod
+    def load_state(model: PtmModel, state: dict[str, torch.Tensor], where: str) -> None:
+        """Load strictly, except for tensors that are tied to one that was loaded."""
+        try:
+            missing, _ = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), str(exc))
+            raise UserError(f"{where}: weights do not fit config.json: {detail}") from None
+        tensors = model.state_dict(keep_vars=True)
+        owners: dict[int, set[str]] = {}
+        for name, tensor in tensors.items():
+            owners.setdefault(id(tensor), set()).add(name)
+        missing = [k for k in missing if not owners[id(tensors[k])] & set(state)]
+        if missing:
+            raise UserError(f"{where}: no weight for {missing[0]} (the HF checkpoint is incomplete)")
+
+
+ADAPTERS: dict[str, StateDictAdapter] = {}
+
+
+def register_adapter(cls: type[StateDictAdapter]) -> type[StateDictAdapter]:
+    ADAPTERS[cls.model_type] = cls()
+    return cls
+
+
+def adapter_for_hf(model_type: Any, where: str) -> StateDictAdapter:
+    if model_type not in ADAPTERS:
+        raise UserError(f"{where}: model_type {model_type!r} is not supported; ptmzoo converts "
+                        f"{', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[model_type]
+
+
+def adapter_for_family(family: str) -> StateDictAdapter:
+    for adapter in ADAPTERS.values():
+        if adapter.family == family:
+            return adapter
+    raise UserError(f"no Hugging Face format for ptmzoo family '{family}' (supported: "
+                    f"{', '.join(sorted(a.family for a in ADAPTERS.values()))})")
