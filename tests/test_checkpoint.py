@@ -5,13 +5,12 @@ import pytest
 import torch
 
 import ptmzoo
+import ptmzoo.objectives
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.data.tokenizers import train_tokenizer
 from ptmzoo.errors import UserError
 from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
-
-import ptmzoo.objectives  # noqa: F401
 
 
 def _bert(tokenizer):
@@ -51,7 +50,7 @@ def test_load_returns_model_and_tokenizer_with_the_documented_api(saved, wordpie
 def test_overwriting_a_checkpoint_is_atomic(saved, wordpiece_tokenizer, monkeypatch):
     path, model = saved
     before = open(os.path.join(path, "model.safetensors"), "rb").read()
-    import ptmzoo.checkpoint as checkpoint
+    from ptmzoo import checkpoint
 
     def failing(*args, **kwargs):
         raise OSError("disk full")

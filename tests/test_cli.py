@@ -5,7 +5,6 @@ import json
 import os
 
 import pytest
-
 from conftest import run_cli, shared_path
 
 

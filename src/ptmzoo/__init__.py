@@ -28,4 +28,4 @@ def generate(model, prompts, **options):
     return _generate(model, prompts, **options)
 
 
-__all__ = ["load", "generate", "__version__"]
+__all__ = ["__version__", "generate", "load"]

@@ -23,6 +23,7 @@ from .errors import UserError
 from .io import atomic_directory, atomic_write_json, read_json
 from .models import backbone_class
 from .models.model import HEAD_TYPES, PtmModel
+from .models.seq2seq import model_for
 
 FORMAT = "ptmzoo-checkpoint"
 FORMAT_VERSION = 1
@@ -46,6 +47,13 @@ def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | N
     model = unwrap(model)
     os.makedirs(directory, exist_ok=True)
     save_model(model, os.path.join(directory, WEIGHTS_FILE))
+    atomic_write_json(os.path.join(directory, META_FILE), describe_model(model, tokenizer, extra))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+
+
+def describe_model(model: PtmModel, tokenizer: Tokenizer | None, extra: dict[str, Any] | None = None) -> dict:
+    """The contents of ``ptmzoo.json``."""
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -56,9 +64,7 @@ def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | N
         "tokenizer": tokenizer.describe() if tokenizer is not None else None,
     }
     meta.update(extra or {})
-    atomic_write_json(os.path.join(directory, META_FILE), meta)
-    if tokenizer is not None:
-        tokenizer.save(directory)
+    return meta
 
 
 def save_pretrained(directory: str, model: nn.Module, tokenizer: Tokenizer | None,
@@ -123,7 +129,7 @@ def build_model(meta: dict[str, Any]) -> PtmModel:
     family = meta.get("family")
     cls = backbone_class(family)
     config = cls.config_class.from_dict(meta.get("config", {}), where="config.")
-    model = PtmModel(family, cls(config))
+    model = model_for(family, cls(config))  # Seq2SeqModel for encoder-decoders
     for name, spec in (meta.get("heads") or {}).items():
         if spec.get("kind") not in HEAD_TYPES:
             raise UserError(f"checkpoint has a head of unknown kind {spec.get('kind')!r}; upgrade ptmzoo")
@@ -134,8 +140,10 @@ def build_model(meta: dict[str, Any]) -> PtmModel:
 def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
     """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode) and
     ``.tokenizer``."""
-    import ptmzoo.objectives  # noqa: F401  (register heads)
+    import ptmzoo.objectives
     import ptmzoo.tasks  # noqa: F401
+
+    from .finetune.strategies import load_delta  # also registers the layer-mix head
 
     directory = resolve_model_dir(os.fspath(path))
     if not os.path.exists(os.path.join(directory, META_FILE)):
@@ -143,6 +151,8 @@ def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
 
         return import_hf(directory, device)
     meta = read_meta(directory)
+    if "delta" in meta:  # adapters/LoRA/frozen run: only its own parameters, on top of a base checkpoint
+        return load_delta(directory, meta, device)
     model = build_model(meta)
     weights = os.path.join(directory, WEIGHTS_FILE)
     if not os.path.exists(weights):

@@ -1,4 +1,4 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, convert, generate, zoo, demo.
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, zoo, demo.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -13,6 +13,7 @@ import sys
 import traceback
 
 from .errors import UserError
+from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
 
 
 def _common() -> argparse.ArgumentParser:
@@ -27,6 +28,23 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
     parser.add_argument("--docs", default="auto", choices=["auto", "line", "blank"],
                         help="plain text: one document per line, or documents separated by blank lines")
+
+
+TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft"]
+DATA_FORMATS = ["auto", "tsv", "csv", "jsonl", "conll"]
+
+
+def _data_options(parser: argparse.ArgumentParser) -> None:
+    """Columns and formats of labelled files (fine-tuning)."""
+    parser.add_argument("--format", default="auto", choices=DATA_FORMATS,
+                        help="data format (default: by extension; conll = token ... tag columns)")
+    parser.add_argument("--columns", help="comma-separated column names for files without a header row")
+    parser.add_argument("--text-column", default="text", help="the text (qa: the question; multiple-choice: context)")
+    parser.add_argument("--text-pair-column", help="second text column for sentence-pair tasks")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--tokens-column", default="tokens", help="tagging: words (a list, or space-separated)")
+    parser.add_argument("--tags-column", default="tags", help="tagging: tags (a list, or space-separated)")
+    parser.add_argument("--choices-column", default="choices", help="multiple-choice: the list of choices")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard file")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     prep.add_argument("--no-progress", action="store_true")
+    prep.add_argument("--segmentation", default="none", choices=["none", "spaces", "tagged", "jieba"],
+                      help="store word (and entity) boundaries for whole-word/ERNIE/SpanBERT masking: "
+                           "spaces = pre-segmented text, tagged = word/TAG tokens (People's Daily), "
+                           "jieba = segment with jieba")
+    prep.add_argument("--entity-tags", default="nr,ns,nt",
+                      help="with --segmentation tagged: tags of named entities (default: nr,ns,nt)")
     _corpus_options(prep)
 
     # pretrain ----------------------------------------------------------------------------------
@@ -88,43 +112,68 @@ def build_parser() -> argparse.ArgumentParser:
     # finetune ----------------------------------------------------------------------------------
     ft = verbs.add_parser("finetune", parents=[common], help="fine-tune a checkpoint on a labelled task")
     ft.add_argument("--model", required=True, help="checkpoint directory")
-    ft.add_argument("--task", default="classification", choices=["classification"])
-    ft.add_argument("--train", required=True, dest="train_file", help="training file (TSV, CSV, JSONL)")
+    ft.add_argument("--task", default="classification", choices=TASK_NAMES)
+    ft.add_argument("--train", required=True, dest="train_file",
+                    help="training file (TSV, CSV, JSONL; CoNLL or CLUENER JSON for tagging; SQuAD JSON for qa)")
     ft.add_argument("--dev", required=True, dest="dev_file", help="dev file: model selection and metrics")
     ft.add_argument("--test", dest="test_file", help="optional test file: metrics and predictions")
     ft.add_argument("--out", required=True)
-    ft.add_argument("--text-column", default="text")
-    ft.add_argument("--text-pair-column", help="second text column for sentence-pair tasks")
-    ft.add_argument("--label-column", default="label")
-    ft.add_argument("--columns", help="comma-separated column names for files without a header row")
-    ft.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "jsonl"])
+    _data_options(ft)
     ft.add_argument("--epochs", type=float, default=3.0)
     ft.add_argument("--lr", type=float)
     ft.add_argument("--batch-size", type=int)
     ft.add_argument("--max-length", type=int, default=128)
     ft.add_argument("--pooling", choices=["cls", "last", "mean"],
                     help="sentence representation (default: cls for encoders, last token for decoders)")
-    ft.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"],
-                    help="dev metric that selects the best checkpoint")
+    ft.add_argument("--label-separator", default=",", help="multilabel: separator of labels in a TSV/CSV cell")
+    ft.add_argument("--scheme", default="auto", choices=["auto", "bio", "iob1", "bioes"],
+                    help="tagging: tag scheme of the files (iob1 is trained as bio)")
+    ft.add_argument("--crf", action="store_true", help="tagging: a CRF layer with Viterbi decoding")
+    ft.add_argument("--doc-stride", type=int, help="qa: tokens between window starts (default: half a window)")
+    ft.add_argument("--max-query-length", type=int, default=64, help="qa: question tokens kept")
+    ft.add_argument("--max-answer-length", type=int, default=30, help="qa: longest answer in tokens")
+    ft.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window")
+    ft.add_argument("--language", default="auto", choices=["auto", "en", "zh"],
+                    help="qa: answer normalisation, SQuAD (en) or CMRC2018 character level (zh)")
+    ft.add_argument("--metric", help="dev metric that selects the best checkpoint (default: the task's main one: "
+                                     "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy)")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
     ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
     ft.add_argument("--seed", type=int)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
     ft.add_argument("--no-progress", action="store_true")
     ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
+    add_strategy_arguments(ft)
+    add_transfer_parser(verbs, common)
 
     # evaluate ----------------------------------------------------------------------------------
     ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
-    ev.add_argument("--model", required=True, help="checkpoint directory")
+    ev.add_argument("model_path", nargs="?", metavar="MODEL", help="checkpoint directory (or --model)")
+    ev.add_argument("--model", help="checkpoint directory")
     ev.add_argument("--data", help="shard directory: loss and perplexity of the pre-training heads")
     ev.add_argument("--split", default="valid")
-    ev.add_argument("--file", help="labelled file for a fine-tuned classifier: accuracy and macro-F1")
+    ev.add_argument("--file", help="labelled file for a fine-tuned task model: the task's metrics")
     ev.add_argument("--columns", help="column names for a file without a header row")
-    ev.add_argument("--format", default="auto", choices=["auto", "tsv", "csv", "jsonl"])
+    ev.add_argument("--format", default="auto", choices=DATA_FORMATS)
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    from .evaluation.cli import add_arguments as lm_evaluation_arguments
+
+    lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
+
+    # predict -----------------------------------------------------------------------------------
+    pr = verbs.add_parser("predict", parents=[common], help="predictions of a fine-tuned task model for a file")
+    pr.add_argument("model", help="checkpoint directory written by `ptmzoo finetune` (its best/)")
+    pr.add_argument("--file", required=True, help="input file, in the task's format (gold labels not needed)")
+    pr.add_argument("--out", required=True, help="predictions file (TSV, JSONL, or JSON for qa)")
+    pr.add_argument("--columns", help="column names for a file without a header row")
+    pr.add_argument("--format", default="auto", choices=DATA_FORMATS)
+    pr.add_argument("--batch-size", type=int, default=32)
 
     _generate_parser(verbs, common)
+    from .generation.chat import add_chat_parser
+
+    add_chat_parser(verbs, common)  # ptmzoo chat
 
     # convert -----------------------------------------------------------------------------------
     conv = verbs.add_parser("convert", parents=[common], help="convert a model between ptmzoo and Hugging Face",
@@ -134,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("output", metavar="OUT")
     conv.add_argument("--to", required=True, choices=["hf", "ptmzoo"], help="format of OUT")
     conv.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
+    stu = verbs.add_parser("init-student", parents=[common], help="a smaller student from a teacher's layers",
+                           description="DistilBERT's initialisation: copy every other layer (and the embeddings "
+                                       "and MLM head) of TEACHER (a ptmzoo or Hugging Face encoder; BERT gives a "
+                                       "DistilBERT) into a new checkpoint OUT, e.g. for `pretrain --init-from OUT`.")
+    stu.add_argument("teacher", metavar="TEACHER")
+    stu.add_argument("output", metavar="OUT")
+    stu.add_argument("--num-layers", type=int, help="student layers (default: half the teacher's)")
+    stu.add_argument("--layers", help="comma-separated teacher layers to copy, e.g. 0,2,4,7,9,11")
+    stu.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
 
     # zoo, demo ---------------------------------------------------------------------------------
     verbs.add_parser("zoo", parents=[common], help="list the presets with parameter counts")
@@ -183,7 +241,9 @@ def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
 
     meta = prepare_corpus(args.input, args.tokenizer, args.out, args.format, args.field, args.docs, args.workers,
-                          args.valid_fraction, args.shard_tokens, args.overwrite, progress=not args.no_progress)
+                          args.valid_fraction, args.shard_tokens, args.overwrite, progress=not args.no_progress,
+                          segmentation=args.segmentation,
+                          entity_tags=tuple(t.strip() for t in args.entity_tags.split(",") if t.strip()))
     modes = ", ".join(f"{os.path.basename(s['path'])}: {s['format']}, {s['docs']}" for s in meta["sources"])
     print(f"read {modes}")
     print(f"{summarize(meta)} -> {args.out}")
@@ -239,7 +299,10 @@ def cmd_pretrain(args) -> None:
 def cmd_finetune(args) -> None:
     from .config import apply_overrides
     from .finetune import FinetuneConfig
+    from .finetune.experiments import run_seeds
+    from .finetune.flags import describe, strategy_settings, summary_line
     from .finetune.run import finetune_defaults, run_finetune
+    from .tasks import TaskOptions
     from .train.distributed import teardown
 
     train = finetune_defaults().to_dict()
@@ -252,21 +315,30 @@ def cmd_finetune(args) -> None:
     data = {
         "model": args.model, "train_file": args.train_file, "dev_file": args.dev_file, "test_file": args.test_file,
         "task": args.task, "format": args.format, "epochs": args.epochs, "metric": args.metric,
-        "columns": [c.strip() for c in args.columns.split(",")] if args.columns else None,
+        "columns": _columns(args),
         "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
-        "options": {"text_column": args.text_column, "text_pair_column": args.text_pair_column,
-                    "label_column": args.label_column, "max_length": args.max_length,
-                    "pooling": args.pooling},
+        "options": {name: getattr(args, name) for name in TaskOptions.field_types() if hasattr(args, name)},
         "train": train,
+        **strategy_settings(args, train),
     }
     cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
     try:
+        if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
+            summary = run_seeds(cfg, args.out, progress=not args.no_progress)
+            print(f"{cfg.runs} runs ({describe(summary['per_run'][0])}): dev {summary_line(summary)}")
+            print(f"metrics -> {os.path.join(args.out, 'metrics.json')}")
+            return
         report = run_finetune(cfg, args.out, args.resume, progress=not args.no_progress)
+        print(describe(report))
         if "dev" in report:
-            line = (f"dev accuracy {report['dev']['accuracy']:.4f}, macro-F1 {report['dev']['macro_f1']:.4f} "
-                    f"(best step {report['best_step']})")
+            from .tasks import task_class
+
+            def shown(metrics):
+                return ", ".join(f"{name} {metrics[name]:.4f}" for name in task_class(cfg.task).metric_names)
+
+            line = f"dev {shown(report['dev'])} (best step {report['best_step']})"
             if "test" in report:
-                line += f"; test accuracy {report['test']['accuracy']:.4f}, macro-F1 {report['test']['macro_f1']:.4f}"
+                line += f"; test {shown(report['test'])}"
             print(line)
             print(f"best model -> {os.path.join(args.out, 'best')}; metrics -> {os.path.join(args.out, 'metrics.json')}")
     finally:
@@ -275,15 +347,19 @@ def cmd_finetune(args) -> None:
 
 def cmd_evaluate(args) -> None:
     from .checkpoint import load
+    from .evaluation import cli as lm_evaluation
 
-    pretrained = load(args.model)
-    if args.file:
-        from .finetune.run import evaluate_classifier
+    if not (args.model or args.model_path):
+        raise UserError("name the checkpoint: ptmzoo evaluate MODEL ...")
+    pretrained = load(args.model or args.model_path)
+    if lm_evaluation.wants_lm_evaluation(args):
+        metrics = lm_evaluation.run(args, pretrained)
+    elif args.file:
+        from .finetune.run import evaluate_file
 
         if not pretrained.task:
-            raise UserError(f"{args.model} is not a fine-tuned classifier; --file needs one (use --data for LMs)")
-        metrics = evaluate_classifier(pretrained, args.file, args.format,
-                                      args.columns.split(",") if args.columns else None, args.batch_size)
+            raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
+        metrics = evaluate_file(pretrained, args.file, args.format, _columns(args), args.batch_size)
     elif args.data:
         from .data.shards import ShardedCorpus
         from .objectives import PretrainCollator, build_objectives
@@ -303,8 +379,38 @@ def cmd_evaluate(args) -> None:
                                    else tokenizer.document_separator_id)
         metrics = evaluate_loss(pretrained.model, dataset, collate, DistEnv(), args.batch_size, args.max_batches)
     else:
-        raise UserError("say what to evaluate on: --data SHARDS (language model) or --file FILE (classifier)")
+        raise UserError("say what to evaluate on: --data SHARDS (language model), --file FILE (task model), "
+                        "--perplexity TEXT or --fewshot FILE (causal LM)")
     print(json.dumps(metrics, indent=2))
+
+
+def _columns(args) -> list[str] | None:
+    return [c.strip() for c in args.columns.split(",")] if args.columns else None
+
+
+def cmd_predict(args) -> None:
+    from .checkpoint import load
+    from .finetune.run import predict_file
+
+    count = predict_file(load(args.model), args.file, args.out, args.format, _columns(args), args.batch_size)
+    print(f"predicted {count} examples -> {args.out}")
+
+
+def cmd_init_student(args) -> None:
+    from .checkpoint import load, save_pretrained
+    from .models.student import init_student
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    try:
+        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
+    except ValueError:
+        raise UserError(f"--layers {args.layers!r} must be comma-separated layer numbers, e.g. 0,2,4") from None
+    teacher = load(args.teacher)
+    student = init_student(teacher.model, layers, args.num_layers)
+    save_pretrained(args.output, student, teacher.tokenizer, {"teacher": os.path.abspath(teacher.path)})
+    print(f"initialised a {student.config.num_layers}-layer {student.family} student from {args.teacher} "
+          f"({teacher.family}, {teacher.model.config.num_layers} layers) -> {args.output}")
 
 
 def cmd_convert(args) -> None:
@@ -348,6 +454,12 @@ def _generate_parser(verbs, common) -> None:
     gen.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it comes")
 
 
+def _cmd_chat(args) -> None:
+    from .generation.chat import cmd_chat
+
+    cmd_chat(args)
+
+
 def cmd_generate(args) -> None:
     from .checkpoint import load
     from .errors import require_file
@@ -380,9 +492,12 @@ def cmd_generate(args) -> None:
 def cmd_zoo(args) -> None:
     from .presets import PRESETS, count_parameters
 
-    print(f"{'preset':<14} {'family':<7} {'parameters':>14}  description")
+    name_width = max(len(p.name) for p in PRESETS.values())
+    family_width = max(len(p.family) for p in PRESETS.values())
+    print(f"{'preset':<{name_width}} {'family':<{family_width}} {'parameters':>14}  description")
     for preset in PRESETS.values():
-        print(f"{preset.name:<14} {preset.family:<7} {count_parameters(preset):>14,}  {preset.description}")
+        print(f"{preset.name:<{name_width}} {preset.family:<{family_width}} {count_parameters(preset):>14,}  "
+              f"{preset.description}")
 
 
 def cmd_demo(args) -> None:
@@ -393,8 +508,9 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
-            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "convert": cmd_convert, "generate": cmd_generate,
-            "zoo": cmd_zoo, "demo": cmd_demo}
+            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
+            "init-student": cmd_init_student,
+            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer}
 
 
 def main(argv: list[str] | None = None) -> int:

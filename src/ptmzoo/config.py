@@ -213,8 +213,10 @@ class TrainConfig(Config):
     adam_eps: float = 1e-8
     warmup_steps: int = 0
     warmup_ratio: float = 0.0
-    schedule: typing.Literal["linear", "cosine", "constant"] = "linear"
+    schedule: typing.Literal["linear", "cosine", "constant", "slanted_triangular"] = "linear"
     min_lr_ratio: float = 0.0
+    stlr_cut_frac: float = 0.1  # slanted_triangular (ULMFiT): fraction of steps rising, and
+    stlr_ratio: float = 32.0  # how much smaller the lowest rate is than the peak (no warmup then)
     max_grad_norm: float = 1.0
     precision: typing.Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False
@@ -239,6 +241,8 @@ class TrainConfig(Config):
             raise UserError("train.lr must be positive")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError("train.warmup_ratio must be in [0, 1)")
+        if not 0 < self.stlr_cut_frac < 1 or self.stlr_ratio < 1:
+            raise UserError("train.stlr_cut_frac must be in (0, 1) and train.stlr_ratio at least 1")
         for name in ("log_every", "eval_every", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be at least 1")

@@ -68,3 +68,26 @@ def test_document_ids_and_restarted_positions(wiki_shards):
             assert ids[j - 1] == SEP
             boundary_seen = True
     assert boundary_seen
+
+
+def test_sentence_order_pairs_are_consecutive_segments_swapped_half_the_time(wiki_shards, wordpiece_tokenizer):
+    split = ShardedCorpus(wiki_shards).split("train")
+    tok = wordpiece_tokenizer
+    pairs = SentencePairs(split, seq_len=64, cls_id=tok.cls_id, sep_id=tok.sep_id, random_next_prob=0.5, seed=3,
+                          task="sop")
+    labels = []
+    for i in range(len(pairs)):
+        sample = pairs[(i, 0)]
+        assert "nsp_labels" not in sample
+        ids = sample["input_ids"]
+        a_end = int(np.flatnonzero(ids == tok.sep_id)[0])
+        a, b = ids[1:a_end], ids[a_end + 1 : -1]
+        if sample["sop_labels"] == 1:
+            a, b = b, a  # swapped back, the pair must read as contiguous text of the chunk
+        doc, start, end = pairs.chunks[i]
+        chunk = split.doc(doc)[start:end]
+        content = np.concatenate([a, b])
+        if len(content) == len(chunk):  # untruncated: A then B is exactly the chunk
+            assert np.array_equal(content, chunk)
+        labels.append(sample["sop_labels"])
+    assert 0.4 < np.mean(labels) < 0.6

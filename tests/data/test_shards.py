@@ -3,8 +3,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import make_shards, read_lines, shared_path
+
 from ptmzoo.data.prepare import prepare_corpus
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError

@@ -8,12 +8,14 @@ from ptmzoo.models.model import PtmModel
 from ptmzoo.presets import get_preset
 
 
-def tiny_gpt2(vocab_size: int = 97, seed: int = 0, **overrides) -> PtmModel:
-    """The gpt2-tiny preset, narrower and with a small vocabulary: random weights, eval mode."""
-    config = {**get_preset("gpt2-tiny").model, "vocab_size": vocab_size, "hidden_size": 64, "num_heads": 4,
+def tiny_gpt2(vocab_size: int = 97, seed: int = 0, preset: str = "gpt2-tiny", **overrides) -> PtmModel:
+    """A tiny decoder preset (gpt2-tiny, gpt1-tiny, gpt3-tiny), narrower and with a small
+    vocabulary: random weights, eval mode."""
+    family = get_preset(preset).family
+    config = {**get_preset(preset).model, "vocab_size": vocab_size, "hidden_size": 64, "num_heads": 4,
               "intermediate_size": 128, "max_position_embeddings": 128, **overrides}
     torch.manual_seed(seed)
-    model = PtmModel("gpt2", build_backbone("gpt2", config))
+    model = PtmModel(family, build_backbone(family, config))
     model.add_head("clm", "clm")
     return model.eval()
 

@@ -1,11 +1,10 @@
 import pytest
 import torch
 
+import ptmzoo.objectives  # noqa: F401
 from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
-
-import ptmzoo.objectives  # noqa: F401
 
 TINY_GPT = {"vocab_size": 100, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64,
             "max_position_embeddings": 64}

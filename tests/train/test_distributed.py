@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_cli
 
 ARGS = ["--preset", "bert-tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "64", "--no-progress",

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import run_cli
 
 ARGS = ["--preset", "gpt2-tiny", "--steps", "400", "--batch-size", "4", "--seq-len", "32", "--no-progress",

@@ -63,7 +63,7 @@ class CorpusReader:
         return lines[:-1] if len(data) == _SNIFF_BYTES and len(lines) > 1 else lines
 
     def _sniff_format(self, head: list[str]) -> str:
-        name = self.path[:-3] if self.path.endswith(".gz") else self.path
+        name = self.path.removesuffix(".gz")
         if name.endswith((".jsonl", ".json", ".ndjson")):
             return "jsonl"
         first = next((line for line in head if line.strip()), "")

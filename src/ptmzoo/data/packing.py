@@ -14,14 +14,18 @@ re-drawn in the next epoch (dynamic masking).
 * ``SentencePairs``: BERT's next-sentence-prediction instances. Each document is cut into chunks
   of consecutive sentences filling the sequence; a chunk is split at a sentence boundary into
   segment A and its true continuation B, or (with probability ``random_next_prob``) B is taken
-  from another document.
+  from another document. With ``task="sop"`` (ALBERT's sentence-order prediction) B is always
+  the true continuation and, with probability ``random_next_prob``, the two are swapped.
+
+When the shards carry token marks (segmented corpora: word and entity boundaries), samples carry
+them too as ``token_marks``, aligned with ``input_ids``; added special tokens are word starts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .shards import ShardSplit
+from .shards import WORD_START, ShardSplit
 
 PAIR_SALT = 0x5EED  # separates the pair-building stream from the objectives' streams
 
@@ -48,28 +52,36 @@ class PackedBlocks:
     def __len__(self) -> int:
         return self.num_blocks
 
-    def block(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens of block ``index`` and, per token, which document of the block it belongs to
-        (0, 1, ...; a separator belongs to the document it ends)."""
+    def block(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Tokens of block ``index``, per token which document of the block it belongs to (0, 1,
+        ...; a separator belongs to the document it ends), and the token marks (or None)."""
         start = index * self.block_len
         end = start + self.block_len
         doc = int(np.searchsorted(self.doc_virtual_start, start, side="right") - 1)
-        pieces, owners, pos = [], [], start
+        marked = self.split.marks is not None
+        pieces, owners, marks, pos = [], [], [], start
         while pos < end:
             offset = pos - self.doc_virtual_start[doc]
             take = self.split.doc(doc)[offset : offset + (end - pos)].astype(np.int64)
+            if marked:
+                marks.append(self.split.doc_marks(doc)[offset : offset + len(take)])
             if pos + len(take) < end:  # reached the end of the document: its separator
                 take = np.append(take, self.separator_id)
+                if marked:
+                    marks.append(np.asarray([WORD_START], dtype=np.uint8))
             pieces.append(take)
             owners.append(np.full(len(take), len(owners), dtype=np.int64))
             pos += len(take)
             doc += 1
-        return np.concatenate(pieces), np.concatenate(owners)
+        return np.concatenate(pieces), np.concatenate(owners), np.concatenate(marks) if marked else None
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, epoch = key
-        tokens, owners = self.block(index)
+        tokens, owners, marks = self.block(index)
         sample = {"input_ids": np.concatenate([self.prefix, tokens, self.suffix]), "index": index, "epoch": epoch}
+        if marks is not None:
+            sample["token_marks"] = np.concatenate([np.full(len(self.prefix), WORD_START), marks,
+                                                    np.full(len(self.suffix), WORD_START)]).astype(np.int64)
         if self.document_attention:
             owners = np.concatenate([np.zeros(len(self.prefix), dtype=np.int64), owners,
                                      np.full(len(self.suffix), owners[-1], dtype=np.int64)])
@@ -81,7 +93,10 @@ class PackedBlocks:
 
 class SentencePairs:
     def __init__(self, split: ShardSplit, seq_len: int, cls_id: int, sep_id: int,
-                 random_next_prob: float = 0.5, seed: int = 0):
+                 random_next_prob: float = 0.5, seed: int = 0, task: str = "nsp"):
+        if task not in ("nsp", "sop"):
+            raise ValueError(f"unknown sentence-pair task {task!r}")
+        self.task = task
         self.split = split
         self.max_tokens = seq_len - 3  # [CLS] A [SEP] B [SEP]
         if self.max_tokens < 2:
@@ -116,47 +131,62 @@ class SentencePairs:
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def _chunk_tokens(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _chunk_tokens(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Tokens of a chunk, its inner sentence starts, and its token marks (zeros if none)."""
         doc, start, end = (int(x) for x in self.chunks[index])
         tokens = self.split.doc(doc)[start:end].astype(np.int64)
         sents = self.split.sentence_starts(doc) - start
-        return tokens, sents[(sents > 0) & (sents < end - start)]
+        marks = self.split.doc_marks(doc)
+        marks = marks[start:end].astype(np.int64) if marks is not None else np.zeros(len(tokens), dtype=np.int64)
+        return tokens, sents[(sents > 0) & (sents < end - start)], marks
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, epoch = key
         rng = sample_rng(self.seed, epoch, index, PAIR_SALT)
-        tokens, boundaries = self._chunk_tokens(index)
+        tokens, boundaries, marks = self._chunk_tokens(index)
         if len(boundaries):
             split_at = int(boundaries[rng.integers(len(boundaries))])
         else:  # one sentence: split it at a random token
             split_at = int(rng.integers(1, len(tokens))) if len(tokens) > 1 else len(tokens)
-        a = tokens[:split_at]
-        is_random = rng.random() < self.random_next_prob or split_at >= len(tokens)
-        if is_random:
-            b = self._random_segment(rng, self.max_tokens - len(a), avoid_doc=int(self.chunk_doc[index]))
-        else:
-            b = tokens[split_at:]
-        a, b = self._truncate_pair(a, b, rng)
+        a, a_marks = tokens[:split_at], marks[:split_at]
+        label = rng.random() < self.random_next_prob
+        if self.task == "sop":  # label 1: the two consecutive segments in swapped order
+            b, b_marks = tokens[split_at:], marks[split_at:]
+            label = label and len(b) > 0
+        else:  # nsp, label 1: B comes from another document
+            label = label or split_at >= len(tokens)
+            if label:
+                b, b_marks = self._random_segment(rng, self.max_tokens - len(a), avoid_doc=int(self.chunk_doc[index]))
+            else:
+                b, b_marks = tokens[split_at:], marks[split_at:]
+        keep_a, keep_b = self._truncate_pair(len(a), len(b), rng)
+        a, a_marks, b, b_marks = a[keep_a], a_marks[keep_a], b[keep_b], b_marks[keep_b]
+        if self.task == "sop" and label:
+            a, a_marks, b, b_marks = b, b_marks, a, a_marks
         ids = np.concatenate([[self.cls_id], a, [self.sep_id], b, [self.sep_id]]).astype(np.int64)
         types = np.zeros(len(ids), dtype=np.int64)
         types[len(a) + 2 :] = 1
-        return {"input_ids": ids, "token_type_ids": types, "nsp_labels": int(is_random),
-                "index": index, "epoch": epoch}
+        sample = {"input_ids": ids, "token_type_ids": types, f"{self.task}_labels": int(label),
+                  "index": index, "epoch": epoch}
+        if self.split.marks is not None:
+            sample["token_marks"] = np.concatenate([[WORD_START], a_marks, [WORD_START], b_marks, [WORD_START]])
+        return sample
 
-    def _random_segment(self, rng: np.random.Generator, want: int, avoid_doc: int) -> np.ndarray:
+    def _random_segment(self, rng: np.random.Generator, want: int, avoid_doc: int):
         want = max(want, 1)
         for _ in range(10):
             other = int(rng.integers(len(self.chunks)))
             if self.chunk_doc[other] != avoid_doc:
                 break
-        tokens, boundaries = self._chunk_tokens(other)
+        tokens, boundaries, marks = self._chunk_tokens(other)
         starts = np.concatenate([[0], boundaries])
         start = int(starts[rng.integers(len(starts))])
-        return tokens[start : start + want]
+        return tokens[start : start + want], marks[start : start + want]
 
-    def _truncate_pair(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator):
-        """Trim the longer segment, one token at a time from a random end (as BERT does)."""
-        a_lo, a_hi, b_lo, b_hi = 0, len(a), 0, len(b)
+    def _truncate_pair(self, len_a: int, len_b: int, rng: np.random.Generator) -> tuple[slice, slice]:
+        """Trim the longer segment, one token at a time from a random end (as BERT does); returns
+        the parts of A and B to keep."""
+        a_lo, a_hi, b_lo, b_hi = 0, len_a, 0, len_b
         while (a_hi - a_lo) + (b_hi - b_lo) > self.max_tokens:
             if (a_hi - a_lo) > (b_hi - b_lo):
                 if rng.random() < 0.5:
@@ -167,4 +197,4 @@ class SentencePairs:
                 b_lo += 1
             else:
                 b_hi -= 1
-        return a[a_lo:a_hi], b[b_lo:b_hi]
+        return slice(a_lo, a_hi), slice(b_lo, b_hi)

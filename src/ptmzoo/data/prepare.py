@@ -4,6 +4,12 @@ The reader streams documents in chunks; a bounded number of chunks is in flight 
 pool at any time (``Pool.imap`` would read the whole corpus ahead), and results are written in
 corpus order, so the shards are identical for any number of workers. Every ``1/valid_fraction``-th
 document (evenly spread) goes to the held-out ``valid`` split.
+
+A segmented corpus (``segmentation``) also gets per-token marks (``shards.WORD_START``, ...):
+"spaces" reads words separated by spaces, "tagged" reads ``word/TAG`` tokens as in the People's
+Daily corpus (tags dropped; ``entity_tags`` such as ``nr/ns/nt`` become entity spans), "jieba"
+segments plain text with jieba. Whole-word, knowledge (ERNIE) and span (SpanBERT) masking read
+the marks; the tokenizer sees the words joined by single spaces.
 """
 
 from __future__ import annotations
@@ -20,27 +26,126 @@ from tqdm import tqdm
 from ..errors import UserError
 from ..io import atomic_directory, atomic_write_json
 from .corpus import CorpusReader, sentence_starts
-from .shards import FORMAT, FORMAT_VERSION, ShardWriter, token_dtype
+from .shards import (
+    ENTITY,
+    ENTITY_START,
+    FORMAT,
+    FORMAT_VERSION,
+    WORD_START,
+    ShardWriter,
+    token_dtype,
+)
 from .tokenizers import Tokenizer
 
 CHUNK_CHARS = 1 << 20  # characters of text sent to a worker at a time
+SEGMENTATIONS = ("none", "spaces", "tagged", "jieba")
+DEFAULT_ENTITY_TAGS = ("nr", "ns", "nt")  # person, place, organisation (People's Daily tag set)
 
 _worker_tokenizer: Tokenizer | None = None
+_worker_segmenter: Segmenter | None = None
 
 
-def _init_worker(tokenizer_dir: str) -> None:
-    global _worker_tokenizer
+class Segmenter:
+    """Turns a document of a segmented corpus into plain text, word character spans and entity
+    character spans."""
+
+    def __init__(self, mode: str, entity_tags: tuple[str, ...] = DEFAULT_ENTITY_TAGS):
+        if mode not in SEGMENTATIONS:
+            raise UserError(f"unknown segmentation '{mode}' (choose from {', '.join(SEGMENTATIONS)})")
+        if mode == "jieba":
+            try:
+                import jieba  # noqa: F401
+            except ImportError:
+                raise UserError("--segmentation jieba needs the jieba package (pip install jieba), or give a "
+                                "pre-segmented corpus with --segmentation spaces/tagged") from None
+        self.mode = mode
+        self.entity_tags = set(entity_tags)
+
+    def __call__(self, text: str) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]]]:
+        if self.mode == "jieba":
+            import jieba
+
+            words, tags = [w for w in jieba.lcut(text) if w.strip()], None
+        elif self.mode == "spaces":
+            words, tags = text.split(), None
+        else:
+            words, tags = self._tagged(text)
+        spans, pos = [], 0
+        for word in words:
+            spans.append((pos, pos + len(word)))
+            pos += len(word) + 1
+        entities = []
+        for first, last in (tags or []):
+            entities.append((spans[first][0], spans[last][1]))
+        return " ".join(words), spans, entities
+
+    def _tagged(self, text: str) -> tuple[list[str], list[tuple[int, int]]]:
+        """Words of ``word/TAG`` tokens and the (first, last) word of each entity. Consecutive
+        ``nr`` words are one person (the corpus splits surname and given name); a bracketed
+        compound ``[...]TAG`` with an entity tag is one entity."""
+        words, entities = [], []
+        group_start = None
+        for token in text.split():
+            if token.startswith("[") and len(token) > 1:
+                group_start, token = len(words), token[1:]
+            group_tag = None
+            if "]" in token and group_start is not None:
+                token, group_tag = token.rsplit("]", 1)
+            word, _, tag = token.rpartition("/")
+            if not word:  # no tag: keep the token as a word
+                word, tag = token, ""
+            index = len(words)
+            words.append(word)
+            if tag in self.entity_tags:
+                previous = entities[-1] if entities else None
+                if tag == "nr" and previous and previous[1] == index - 1 and previous[2] == "nr":
+                    entities[-1] = (previous[0], index, "nr")
+                else:
+                    entities.append((index, index, tag))
+            if group_tag is not None:
+                if group_tag in self.entity_tags:  # the compound replaces the entities inside it
+                    entities = [e for e in entities if e[0] < group_start] + [(group_start, index, group_tag)]
+                group_start = None
+        return words, [(first, last) for first, last, _ in entities]
+
+
+def token_marks(offsets: np.ndarray, words: list[tuple[int, int]], entities: list[tuple[int, int]]) -> np.ndarray:
+    """Per-token marks from character spans: a token belongs to the word (entity) holding its last
+    character (byte-level BPE tokens start with the space before a word)."""
+    last = offsets[:, 1] - 1
+    word_starts = np.asarray([w[0] for w in words], dtype=np.int64)
+    word_of = np.searchsorted(word_starts, last, side="right") - 1
+    marks = np.where(np.diff(word_of, prepend=-2) != 0, WORD_START, 0).astype(np.uint8)
+    for begin, end in entities:
+        inside = np.flatnonzero((last >= begin) & (last < end))
+        if len(inside):
+            marks[inside] |= ENTITY
+            marks[inside[0]] |= ENTITY_START
+    return marks
+
+
+def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None) -> None:
+    global _worker_tokenizer, _worker_segmenter
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = Tokenizer.load(tokenizer_dir)
+    _worker_segmenter = segmenter
 
 
-def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Token ids of each document and the token offsets where its sentences start."""
+def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmenter | None = None) -> list[tuple]:
+    """Token ids of each document, the token offsets where its sentences start and, with a
+    ``segmenter``, the token marks (else None)."""
+    segmented = [segmenter(text) for text in texts] if segmenter is not None else None
+    if segmented is not None:
+        texts = [plain for plain, _, _ in segmented]
     results = []
-    for text, (ids, offsets) in zip(texts, tokenizer.encode_with_offsets(texts)):
+    for doc, (text, (ids, offsets)) in enumerate(zip(texts, tokenizer.encode_with_offsets(texts))):
         ids = np.asarray(ids, dtype=np.int64)
+        marks = None
+        if segmented is not None and len(ids):
+            _, words, entities = segmented[doc]
+            marks = token_marks(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), words, entities)
         if len(ids) == 0:
-            results.append((ids, np.zeros(0, dtype=np.int64)))
+            results.append((ids, np.zeros(0, dtype=np.int64), marks))
             continue
         # A sentence starts in the first token that ends after its first character (byte-level
         # BPE tokens carry the preceding space, so their start offset is before the sentence).
@@ -50,13 +155,13 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str]) -> list[tuple[np.nd
         token_starts = token_starts[token_starts < len(ids)]
         if len(token_starts) == 0 or token_starts[0] != 0:
             token_starts = np.concatenate([[0], token_starts])
-        results.append((ids, token_starts))
+        results.append((ids, token_starts, marks))
     return results
 
 
 def _encode_in_worker(texts: list[str]):
     assert _worker_tokenizer is not None
-    return encode_documents(_worker_tokenizer, texts)
+    return encode_documents(_worker_tokenizer, texts, _worker_segmenter)
 
 
 def _chunks(readers: list[CorpusReader]) -> Iterator[tuple[list[str], int]]:
@@ -75,16 +180,17 @@ def _chunks(readers: list[CorpusReader]) -> Iterator[tuple[list[str], int]]:
             yield chunk, done_bytes
 
 
-def _results_in_order(chunks, tokenizer: Tokenizer, tokenizer_dir: str, workers: int):
+def _results_in_order(chunks, tokenizer: Tokenizer, tokenizer_dir: str, workers: int,
+                      segmenter: Segmenter | None = None):
     if workers <= 1:
         for texts, position in chunks:
-            yield encode_documents(tokenizer, texts), position
+            yield encode_documents(tokenizer, texts, segmenter), position
         return
     # fork where available: workers start at once and need no `if __name__ == "__main__"` guard
     # in the caller's script; they load their own tokenizer and keep its Rust threads off.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir, segmenter)) as pool:
         pending: deque = deque()
         for texts, position in chunks:
             pending.append((pool.apply_async(_encode_in_worker, (texts,)), position))
@@ -108,14 +214,18 @@ def prepare_corpus(
     shard_tokens: int = 100_000_000,
     overwrite: bool = False,
     progress: bool = True,
+    segmentation: str = "none",
+    entity_tags: tuple[str, ...] = DEFAULT_ENTITY_TAGS,
 ) -> dict:
-    """Tokenize ``inputs`` into a shard directory at ``out_dir``; returns its meta.json content."""
+    """Tokenize ``inputs`` into a shard directory at ``out_dir``; returns its meta.json content.
+    With a ``segmentation`` other than "none", word and entity marks are stored per token."""
     if not inputs:
         raise UserError("no input files given; name at least one corpus file")
     if not 0 <= valid_fraction < 1:
         raise UserError("--valid-fraction must be in [0, 1)")
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise UserError(f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite")
+    segmenter = Segmenter(segmentation, tuple(entity_tags)) if segmentation != "none" else None
     readers = [CorpusReader(path, fmt, field, docs) for path in inputs]
     tokenizer = Tokenizer.load(tokenizer_path)
     dtype = token_dtype(tokenizer.vocab_size)
@@ -123,17 +233,18 @@ def prepare_corpus(
     total_bytes = sum(r.total_bytes for r in readers)
     with atomic_directory(out_dir) as tmp:
         tokenizer.save(tmp)
-        writers = {"train": ShardWriter(os.path.join(tmp, "train"), dtype, shard_tokens),
-                   "valid": ShardWriter(os.path.join(tmp, "valid"), dtype, shard_tokens)}
+        marked = segmenter is not None
+        writers = {"train": ShardWriter(os.path.join(tmp, "train"), dtype, shard_tokens, marked),
+                   "valid": ShardWriter(os.path.join(tmp, "valid"), dtype, shard_tokens, marked)}
         doc_index = 0
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", disable=not progress)
         chunks = _chunks(readers)
-        for results, position in _results_in_order(chunks, tokenizer, tmp, workers):
-            for ids, sents in results:
+        for results, position in _results_in_order(chunks, tokenizer, tmp, workers, segmenter):
+            for ids, sents, marks in results:
                 if len(ids) == 0:
                     continue
                 held_out = math.floor((doc_index + 1) * valid_fraction) > math.floor(doc_index * valid_fraction)
-                writers["valid" if held_out else "train"].add(ids, sents)
+                writers["valid" if held_out else "train"].add(ids, sents, marks)
                 doc_index += 1
             bar.update(position - bar.n)
         bar.close()
@@ -150,6 +261,9 @@ def prepare_corpus(
             "valid_fraction": valid_fraction,
             "splits": splits,
         }
+        if marked:
+            meta["token_marks"] = True
+            meta["segmentation"] = {"mode": segmentation, "entity_tags": list(entity_tags)}
         atomic_write_json(os.path.join(tmp, "meta.json"), meta)
     return meta
 

@@ -7,6 +7,8 @@ Layout of a shard directory::
     train/00000.bin           flat token ids (uint16 when the vocabulary fits, else uint32)
     train/00000.docs.npy      int64 document boundaries in that shard: [0, end_0, end_1, ...]
     train/00000.sents.npy     int64 token offsets where sentences start (for sentence-pair tasks)
+    train/00000.marks.bin     optional, uint8 per token: word and entity boundaries of a segmented
+                              corpus (WORD_START | ENTITY | ENTITY_START); meta.json "token_marks"
     valid/...                 the held-out split, same layout
 
 Tokens are stored without special tokens; objectives add them when they build sequences.
@@ -25,6 +27,12 @@ from ..io import read_json
 FORMAT = "ptmzoo-shards"
 FORMAT_VERSION = 1
 
+# Bits of the per-token marks (whole-word, phrase and entity masking). Old shards have no marks
+# file; readers then see ``marks=None`` and objectives fall back to the tokenizer's word pieces.
+WORD_START = 1  # the token begins a word of the segmentation
+ENTITY = 2  # the token is inside a named-entity span
+ENTITY_START = 4  # the token begins a named-entity span
+
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
@@ -33,10 +41,11 @@ def token_dtype(vocab_size: int) -> np.dtype:
 class ShardWriter:
     """Appends documents to numbered shards of at most ``shard_tokens`` tokens each."""
 
-    def __init__(self, directory: str, dtype: np.dtype, shard_tokens: int = 100_000_000):
+    def __init__(self, directory: str, dtype: np.dtype, shard_tokens: int = 100_000_000, marks: bool = False):
         self.directory = directory
         self.dtype = dtype
         self.shard_tokens = shard_tokens
+        self.marks = marks
         self.shards: list[dict] = []
         os.makedirs(directory, exist_ok=True)
         self._open_shard()
@@ -44,25 +53,33 @@ class ShardWriter:
     def _open_shard(self) -> None:
         self._name = f"{len(self.shards):05d}"
         self._file = open(os.path.join(self.directory, self._name + ".bin"), "wb")
+        self._marks = open(os.path.join(self.directory, self._name + ".marks.bin"), "wb") if self.marks else None
         self._docs = [0]
         self._sents: list[np.ndarray] = []
         self._tokens = 0
 
     def _close_shard(self) -> None:
         self._file.close()
+        if self._marks is not None:
+            self._marks.close()
         np.save(os.path.join(self.directory, self._name + ".docs.npy"), np.asarray(self._docs, dtype=np.int64))
         sents = np.concatenate(self._sents) if self._sents else np.zeros(0, dtype=np.int64)
         np.save(os.path.join(self.directory, self._name + ".sents.npy"), sents.astype(np.int64))
         self.shards.append({"name": self._name, "tokens": self._tokens, "docs": len(self._docs) - 1})
 
-    def add(self, tokens: np.ndarray, sentence_starts: np.ndarray) -> None:
-        """Append one document; ``sentence_starts`` are token offsets within it (0 first)."""
+    def add(self, tokens: np.ndarray, sentence_starts: np.ndarray, marks: np.ndarray | None = None) -> None:
+        """Append one document; ``sentence_starts`` are token offsets within it (0 first);
+        ``marks`` (one uint8 per token) when the writer keeps marks."""
         if len(tokens) == 0:
             return
+        if (marks is not None) != self.marks:
+            raise ValueError("give token marks for every document of a marked shard, and only then")
         if self._tokens and self._tokens + len(tokens) > self.shard_tokens:
             self._close_shard()
             self._open_shard()
         self._file.write(np.asarray(tokens, dtype=self.dtype).tobytes())
+        if self._marks is not None:
+            self._marks.write(np.asarray(marks, dtype=np.uint8).tobytes())
         self._sents.append(np.asarray(sentence_starts, dtype=np.int64) + self._tokens)
         self._tokens += len(tokens)
         self._docs.append(self._tokens)
@@ -71,7 +88,7 @@ class ShardWriter:
         self._close_shard()
         if self.shards and self.shards[-1]["docs"] == 0 and len(self.shards) > 1:
             last = self.shards.pop()
-            for suffix in (".bin", ".docs.npy", ".sents.npy"):
+            for suffix in (".bin", ".docs.npy", ".sents.npy") + ((".marks.bin",) if self.marks else ()):
                 os.remove(os.path.join(self.directory, last["name"] + suffix))
         return {
             "shards": self.shards,
@@ -89,6 +106,7 @@ class ShardSplit:
     doc_start: np.ndarray  # [D] offset of document d in its shard
     doc_len: np.ndarray  # [D]
     sents: list[np.ndarray]  # per shard, sentence start offsets (sorted)
+    marks: list[np.ndarray] | None = None  # per shard, memory-mapped token marks (segmented corpora)
 
     @property
     def num_docs(self) -> int:
@@ -101,6 +119,12 @@ class ShardSplit:
     def doc(self, d: int) -> np.ndarray:
         start = self.doc_start[d]
         return self.tokens[self.doc_shard[d]][start : start + self.doc_len[d]]
+
+    def doc_marks(self, d: int) -> np.ndarray | None:
+        if self.marks is None:
+            return None
+        start = self.doc_start[d]
+        return self.marks[self.doc_shard[d]][start : start + self.doc_len[d]]
 
     def sentence_starts(self, d: int) -> np.ndarray:
         """Token offsets (relative to the document) where its sentences start."""
@@ -140,6 +164,7 @@ class ShardedCorpus:
         if not info or info["tokens"] == 0:
             raise UserError(f"{self.directory} has no '{name}' split with tokens")
         tokens, sents, shard_ids, starts, lens = [], [], [], [], []
+        marks: list[np.ndarray] | None = [] if self.meta.get("token_marks") else None
         for index, shard in enumerate(info["shards"]):
             base = os.path.join(self.directory, name, shard["name"])
             try:
@@ -151,12 +176,16 @@ class ShardedCorpus:
                               if size else np.zeros(0, dtype=self.dtype))
                 bounds = np.load(base + ".docs.npy")
                 sents.append(np.load(base + ".sents.npy"))
+                if marks is not None:
+                    marks.append(np.memmap(base + ".marks.bin", dtype=np.uint8, mode="r", shape=(size,))
+                                 if size else np.zeros(0, dtype=np.uint8))
             except FileNotFoundError as exc:
                 raise UserError(f"shard file missing: {exc.filename}; run `ptmzoo prepare` again") from None
             shard_ids.append(np.full(len(bounds) - 1, index, dtype=np.int32))
             starts.append(bounds[:-1])
             lens.append(np.diff(bounds))
-        return ShardSplit(tokens, np.concatenate(shard_ids), np.concatenate(starts), np.concatenate(lens), sents)
+        return ShardSplit(tokens, np.concatenate(shard_ids), np.concatenate(starts), np.concatenate(lens), sents,
+                          marks)
 
     def tokenizer(self):
         from .tokenizers import Tokenizer

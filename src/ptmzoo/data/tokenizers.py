@@ -23,7 +23,15 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Regex,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from tokenizers import Tokenizer as Backend
 
 from ..errors import UserError
@@ -260,7 +268,7 @@ class Tokenizer:
             fh.writelines(token + "\n" for token, _ in by_id)
 
     @classmethod
-    def load(cls, path: str, lowercase: bool = True) -> "Tokenizer":
+    def load(cls, path: str, lowercase: bool = True) -> Tokenizer:
         """Load a directory (tokenizer.json, vocab.txt or vocab.json + merges.txt inside), or one such file."""
         if os.path.isdir(path):
             for name in ("tokenizer.json", "vocab.txt", "vocab.json"):
@@ -288,7 +296,7 @@ class Tokenizer:
         return cls(backend, kind, roles, style)
 
     @classmethod
-    def _from_vocab_txt(cls, path: str, lowercase: bool) -> "Tokenizer":
+    def _from_vocab_txt(cls, path: str, lowercase: bool) -> Tokenizer:
         with open(path, encoding="utf-8") as fh:
             tokens = [line.rstrip("\n") for line in fh]
         tokens = [t for t in tokens if t]
@@ -307,7 +315,7 @@ class Tokenizer:
         return tokenizer
 
     @classmethod
-    def _from_bpe_files(cls, vocab_path: str, merges_path: str, config: dict[str, Any]) -> "Tokenizer":
+    def _from_bpe_files(cls, vocab_path: str, merges_path: str, config: dict[str, Any]) -> Tokenizer:
         """GPT-2-style byte-level BPE from the ``vocab.json`` + ``merges.txt`` pair."""
         if not os.path.exists(merges_path):
             raise UserError(f"{vocab_path} needs merges.txt beside it (byte-level BPE)")

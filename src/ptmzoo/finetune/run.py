@@ -1,5 +1,6 @@
 """Fine-tune a checkpoint on a labelled task: train, select the best model on the dev set, write
-``metrics.json`` and predictions."""
+``metrics.json`` and predictions. The task (``--task``) comes from the registry in
+``ptmzoo.tasks``; this loop knows nothing task-specific."""
 
 from __future__ import annotations
 
@@ -8,22 +9,21 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Pretrained, load
 from ..config import Config, TrainConfig
 from ..errors import UserError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_json
 from ..models.model import PtmModel
-from ..tasks.classification import ClassificationOptions, ClassificationTask, ListDataset, classification_metrics, label_vocabulary
-from ..tasks.tables import read_table, require_columns
+from ..tasks import TASKS, Task, TaskOptions, task_class
+from ..tasks.base import ListDataset
 from ..train.distributed import setup
 from ..train.trainer import Trainer, seed_everything
+from .strategies import Strategy, StrategyConfig, export_merged
 
 
 def finetune_defaults() -> TrainConfig:
@@ -36,16 +36,19 @@ class FinetuneConfig(Config):
     train_file: str = ""
     dev_file: str = ""
     test_file: str | None = None
-    task: Literal["classification"] = "classification"
+    task: str = "classification"  # a name in ptmzoo.tasks.TASKS
     format: str = "auto"
     columns: list[str] | None = None  # names for the columns of header-less TSV/CSV files
     epochs: float = 3.0
     evals_per_epoch: int = 1
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: str | None = None  # dev metric that selects the best checkpoint (default: the task's first)
     max_train_examples: int | None = None  # a label budget: a seeded random subset of the training file
     from_scratch: bool = False  # same architecture and tokenizer, random weights (a baseline)
-    options: ClassificationOptions = field(default_factory=ClassificationOptions)
+    options: TaskOptions = field(default_factory=TaskOptions)
     train: TrainConfig = field(default_factory=finetune_defaults)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)  # full/frozen/adapters/LoRA, ULMFiT
+    patience: int | None = None  # early stopping: evaluations without a better dev metric
+    runs: int = 1  # --runs K: K seeds (seed, seed + 1, ...), mean and std of the dev metrics
 
     def validate(self) -> None:
         for name in ("model", "train_file", "dev_file"):
@@ -53,23 +56,31 @@ class FinetuneConfig(Config):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        if self.from_scratch and self.strategy.method != "full":
+            raise UserError(f"--from-scratch trains every weight; it cannot be combined with --strategy "
+                            f"{self.strategy.method}")
+        metrics = task_class(self.task).metric_names
+        if self.metric is not None and self.metric not in metrics:
+            raise UserError(f"the {self.task} task has no metric '{self.metric}' (choose from {', '.join(metrics)})")
+
+    @property
+    def selection_metric(self) -> str:
+        return self.metric or task_class(self.task).metric_names[0]
 
 
-def prepare_model(source: Pretrained, num_labels: int, from_scratch: bool, seed: int,
-                  pooling: str | None = None) -> PtmModel:
-    """The checkpoint's backbone (or a freshly initialised twin) with a classification head."""
+def prepare_model(source: Pretrained, task: Task, from_scratch: bool, seed: int) -> PtmModel:
+    """The checkpoint's backbone (or a freshly initialised twin) with the task's head."""
     backbone = copy.deepcopy(source.model.backbone)  # the source stays intact for other runs
     if from_scratch:
         seed_everything(seed)
         backbone = type(backbone)(backbone.config)
     seed_everything(seed)
     model = PtmModel(source.family, backbone)
-    model.add_head("classification", "classification", num_labels=num_labels,
-                   pooling=pooling or ("last" if backbone.causal else "cls"))
+    task.add_head(model)
     return model
 
 
-class ClassificationRun:
+class FinetuneRun:
     """Data, task and model of one fine-tuning run (kept separate from the loop for reuse)."""
 
     def __init__(self, cfg: FinetuneConfig, source: Pretrained | None = None):
@@ -77,71 +88,72 @@ class ClassificationRun:
         self.source = source or load(cfg.model)
         if self.source.tokenizer is None:
             raise UserError(f"{cfg.model} has no tokenizer files; fine-tuning needs the model's tokenizer")
-        opts = cfg.options
-        self.train_rows = read_table(cfg.train_file, cfg.format, cfg.columns)
-        require_columns(self.train_rows, cfg.train_file, {"label_column": opts.label_column})
+        opts, cls = cfg.options, task_class(cfg.task)
+        self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
         if cfg.max_train_examples is not None and cfg.max_train_examples < len(self.train_rows):
             order = np.random.default_rng(cfg.train.seed).permutation(len(self.train_rows))
             self.train_rows = [self.train_rows[i] for i in order[: cfg.max_train_examples]]
-        self.dev_rows = read_table(cfg.dev_file, cfg.format, cfg.columns)
-        self.test_rows = read_table(cfg.test_file, cfg.format, cfg.columns) if cfg.test_file else None
-        labels = label_vocabulary(r[opts.label_column] for r in self.train_rows)
-        if len(labels) < 2:
-            raise UserError(f"{cfg.train_file} has only one label ({labels[0]}); classification needs two or more")
-        config = self.source.model.config
-        self.task = ClassificationTask(opts, self.source.tokenizer, labels, config.max_position_embeddings)
+        self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
+        self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
+        labels = cls.infer_labels(self.train_rows, opts, cfg.train_file)
+        self.task = cls(opts, self.source.tokenizer, labels, self.source.model.config.max_position_embeddings)
         self.train_samples = self.task.encode(self.train_rows, cfg.train_file)
         self.dev_samples = self.task.encode(self.dev_rows, cfg.dev_file)
         self.test_samples = None
         if self.test_rows is not None:
-            has_labels = opts.label_column in self.test_rows[0]
-            self.test_samples = self.task.encode(self.test_rows, cfg.test_file, with_labels=has_labels)
-        self.model = prepare_model(self.source, len(labels), cfg.from_scratch, cfg.train.seed, opts.pooling)
+            self.test_samples = self.task.encode(self.test_rows, cfg.test_file,
+                                                 with_labels=self.task.has_labels(self.test_rows))
+        self.model = prepare_model(self.source, self.task, cfg.from_scratch, cfg.train.seed)
+        self.strategy = Strategy(self.model, cfg.strategy, self.source.path)
 
-    def evaluate(self, model: nn.Module, samples: list[dict], batch_size: int, device) -> dict[str, Any]:
-        probs = self.task.predict(model, samples, batch_size, device)
-        gold = np.asarray([s["labels"] for s in samples])
-        metrics = classification_metrics(gold, probs.argmax(-1))
-        nll = F.nll_loss(torch.log(torch.from_numpy(probs).clamp(min=1e-12)), torch.from_numpy(gold))
-        metrics["eval_loss"] = float(nll)
-        return metrics
+    def evaluate(self, model: nn.Module, rows: list[dict], samples: list[dict], batch_size: int, device,
+                 predictions: str | None = None) -> dict[str, Any]:
+        """Metrics of ``model`` on labelled rows; the predictions are written too when a path is given."""
+        outputs = self.task.predict(model, samples, batch_size, device)
+        if predictions:
+            self.task.write_predictions(predictions, rows, samples, outputs)
+        return self.task.evaluate(rows, samples, outputs)
 
     def task_meta(self) -> dict[str, Any]:
-        head = self.model.heads["classification"]
-        return {"name": "classification", "labels": self.task.labels, "options": self.cfg.options.to_dict(),
-                "pooling": head.pooling}
+        return self.task.meta()
 
 
-def evaluate_classifier(classifier: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
-                        batch_size: int = 32) -> dict[str, Any]:
-    """Accuracy and macro-F1 of a fine-tuned classifier checkpoint on a labelled file."""
-    task_meta = classifier.task
-    if not task_meta or task_meta.get("name") != "classification":
-        raise UserError(f"{classifier.path} is not a fine-tuned classifier")
-    options = ClassificationOptions.from_dict(task_meta["options"])
-    task = ClassificationTask(options, classifier.tokenizer, task_meta["labels"],
-                              classifier.model.config.max_position_embeddings)
-    samples = task.encode(read_table(path, fmt, columns), path)
-    device = next(classifier.model.parameters()).device
-    probs = task.predict(classifier.model, samples, batch_size, device)
-    metrics = classification_metrics(np.asarray([s["labels"] for s in samples]), probs.argmax(-1))
-    metrics["examples"] = len(samples)
-    return metrics
+ClassificationRun = FinetuneRun  # the name before the task registry
 
 
-def write_predictions(path: str, run: ClassificationRun, rows: list[dict], probs: np.ndarray) -> None:
-    opts = run.cfg.options
-    columns = [opts.text_column] + ([opts.text_pair_column] if opts.text_pair_column else [])
-    has_gold = opts.label_column in rows[0]
-    header = columns + (["label"] if has_gold else []) + ["prediction", "confidence"]
-    lines = ["\t".join(header)]
-    for row, p in zip(rows, probs):
-        cells = [str(row[c]).replace("\t", " ").replace("\n", " ") for c in columns]
-        if has_gold:
-            cells.append(str(row[opts.label_column]))
-        cells += [run.task.labels[int(p.argmax())], f"{float(p.max()):.4f}"]
-        lines.append("\t".join(cells))
-    atomic_write_text(path, "\n".join(lines) + "\n")
+def task_of(pretrained: Pretrained) -> Task:
+    """The task a fine-tuned checkpoint was trained for, rebuilt from its ``ptmzoo.json``."""
+    meta = pretrained.task
+    if not meta or meta.get("name") not in TASKS:
+        raise UserError(f"{pretrained.path} is not a fine-tuned task model (no task in its ptmzoo.json); "
+                        "fine-tune it with `ptmzoo finetune` first")
+    if pretrained.tokenizer is None:
+        raise UserError(f"{pretrained.path} has no tokenizer files")
+    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.config.max_position_embeddings)
+
+
+def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
+                  batch_size: int = 32) -> dict[str, Any]:
+    """The task's metrics of a fine-tuned checkpoint on a labelled file."""
+    task = task_of(pretrained)
+    rows = task.read(path, task.options, fmt, columns)
+    samples = task.encode(rows, path)
+    outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
+    return {**task.evaluate(rows, samples, outputs), "examples": len(rows)}
+
+
+evaluate_classifier = evaluate_file  # the name before the task registry (used by the demo)
+
+
+def predict_file(pretrained: Pretrained, path: str, out: str, fmt: str = "auto", columns: list[str] | None = None,
+                 batch_size: int = 32) -> int:
+    """Write the predictions of a fine-tuned checkpoint for ``path`` (gold labels not needed) to ``out``."""
+    task = task_of(pretrained)
+    rows = task.read(path, task.options, fmt, columns)
+    samples = task.encode(rows, path, with_labels=False)
+    outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
+    task.write_predictions(out, rows, samples, outputs)
+    return len(rows)
 
 
 def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = None, progress: bool = True,
@@ -149,7 +161,7 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     """Train, keep the best dev checkpoint in ``out_dir/best``, and report dev (and test) metrics."""
     started = time.time()
     env = setup(cfg.train.device)
-    run = ClassificationRun(cfg, source)
+    run = FinetuneRun(cfg, source)
     train = cfg.train
     steps_per_epoch = math.ceil(len(run.train_samples) / train.batch_size)
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
@@ -159,25 +171,30 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     micro = train.micro_batch_size or train.batch_size // env.world_size
 
     def evaluate(model):
-        return run.evaluate(model, run.dev_samples, micro, env.device)
+        return run.evaluate(model, run.dev_rows, run.dev_samples, micro, env.device)
 
     trainer = Trainer(run.model, ListDataset(run.train_samples), run.task.collate, train, out_dir, env,
                       tokenizer=run.source.tokenizer, extra_meta={"task": run.task_meta()}, evaluate=evaluate,
-                      select_metric=cfg.metric, select_mode="max", progress=progress)
+                      select_metric=cfg.selection_metric, select_mode="max", progress=progress,
+                      patience=cfg.patience, **run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch))
     result = trainer.train(resume)
-    report: dict[str, Any] = {"task": "classification", "labels": run.task.labels,
-                              "train_examples": len(run.train_samples), "steps": result.step,
-                              "best_step": result.best_step, "selected_by": cfg.metric}
+    report: dict[str, Any] = {"task": cfg.task, "labels": run.task.labels,
+                              "train_examples": len(run.train_rows), "steps": result.step,
+                              "best_step": result.best_step, "selected_by": cfg.selection_metric,
+                              "stopped_early": result.stopped_early, **run.strategy.counts()}
     if env.is_main:
         best = load(os.path.join(out_dir, "best"), device=env.device)
-        dev_probs = run.task.predict(best.model, run.dev_samples, micro, env.device)
-        report["dev"] = run.evaluate(best.model, run.dev_samples, micro, env.device)
-        write_predictions(os.path.join(out_dir, "predictions.dev.tsv"), run, run.dev_rows, dev_probs)
+        suffix = run.task.prediction_suffix
+        report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
+                                     os.path.join(out_dir, f"predictions.dev{suffix}"))
         if run.test_samples is not None:
-            test_probs = run.task.predict(best.model, run.test_samples, micro, env.device)
-            if "labels" in run.test_samples[0]:
-                report["test"] = run.evaluate(best.model, run.test_samples, micro, env.device)
-            write_predictions(os.path.join(out_dir, "predictions.test.tsv"), run, run.test_rows, test_probs)
+            path = os.path.join(out_dir, f"predictions.test{suffix}")
+            outputs = run.task.predict(best.model, run.test_samples, micro, env.device)
+            run.task.write_predictions(path, run.test_rows, run.test_samples, outputs)
+            if run.task.has_labels(run.test_rows):
+                report["test"] = run.task.evaluate(run.test_rows, run.test_samples, outputs)
+        if cfg.strategy.merge_lora:
+            export_merged(best, os.path.join(out_dir, "merged"))
         report["elapsed_s"] = round(time.time() - started, 2)
         atomic_write_json(os.path.join(out_dir, "metrics.json"), report)
     env.barrier()

@@ -45,6 +45,11 @@ class KVCache:
     def batch_size(self) -> int:
         return self.keys.shape[1]
 
+    @property
+    def num_keys(self) -> int:
+        """Keys that the pass in progress attends over (its mask's last dimension)."""
+        return self._span
+
     def begin(self, length: int, attention_mask: torch.Tensor | None = None) -> AttentionMask:
         """Reserve slots for ``length`` new tokens; return the mask of their queries over the keys.
 

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from ..errors import UserError
+from .bart import BartConfig, BartModel
 from .base import Backbone, BackboneOutput, ModelOutput
-from .bert import BertConfig, BertModel
+from .bert import AlbertModel, BertConfig, BertModel, DistilBertModel, RobertaModel
+from .electra import ElectraBackbone
+from .gpt1 import GPT1Config, GPT1Model
 from .gpt2 import GPT2Config, GPT2Model
+from .t5 import T5Config, T5Model
 
 FAMILIES: dict[str, type[Backbone]] = {
     "bert": BertModel,
+    "roberta": RobertaModel,
+    "albert": AlbertModel,
+    "distilbert": DistilBertModel,
+    "electra": ElectraBackbone,
+    "gpt1": GPT1Model,
     "gpt2": GPT2Model,
+    "t5": T5Model,
+    "bart": BartModel,
 }
 
 
@@ -26,14 +37,20 @@ def build_backbone(family: str, config: dict) -> Backbone:
 
 
 __all__ = [
+    "FAMILIES",
     "Backbone",
     "BackboneOutput",
-    "ModelOutput",
+    "BartConfig",
+    "BartModel",
     "BertConfig",
     "BertModel",
+    "GPT1Config",
+    "GPT1Model",
     "GPT2Config",
     "GPT2Model",
-    "FAMILIES",
+    "ModelOutput",
+    "T5Config",
+    "T5Model",
     "backbone_class",
     "build_backbone",
 ]

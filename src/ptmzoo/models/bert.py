@@ -1,4 +1,5 @@
-"""BERT: a post-LayerNorm Transformer encoder (Devlin et al., 2019).
+"""BERT: a post-LayerNorm Transformer encoder (Devlin et al., 2019), and the variants that differ
+from it only in a few settings: RoBERTa, ALBERT and DistilBERT (at the end of the file).
 
 Embeddings are the sum of token, learned position and segment (token type) embeddings, then
 LayerNorm and dropout. Each layer is self-attention and a feed-forward network, each followed by
@@ -9,40 +10,90 @@ a dense layer and tanh; next-sentence prediction and CLS classification read it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from ..nn import FeedForward, SelfAttention, document_mask, init_transformer_weights, padding_mask
+from ..errors import UserError
+from ..nn import (
+    FeedForward,
+    SelfAttention,
+    activation,
+    document_mask,
+    init_transformer_weights,
+    padding_mask,
+)
+from ..nn.ffn import ACTIVATIONS
 from .base import Backbone, BackboneOutput, TransformerConfig
+
+# ALBERT cross-layer sharing: nothing, whole layers, attention only, feed-forward only
+Sharing = Literal["none", "all", "attention", "ffn"]
 
 
 @dataclass
 class BertConfig(TransformerConfig):
-    type_vocab_size: int = 2
+    type_vocab_size: int = 2  # 0: no segment embeddings (DistilBERT)
     pad_token_id: int = 0
     add_pooler: bool = True
+    pooler_act: str = "tanh"  # DistilBERT's classifier reads [CLS] through a ReLU layer instead
+    # ALBERT: embeddings of size E, projected up to the hidden size when they differ (None: E = H)
+    embedding_size: int | None = None
+    # ALBERT: which parts of the layers are one set of weights used by every layer
+    share_layers: Sharing = "none"
+    # RoBERTa (fairseq): position rows start after the padding index and pads use the padding row;
+    # max_position_embeddings stays the longest input, the table has pad_token_id + 1 rows more
+    positions_after_padding: bool = False
+
+    def validate(self) -> None:
+        super().validate()
+        if self.type_vocab_size < 0:
+            raise UserError("model.type_vocab_size must be 0 (no segment embeddings) or more")
+        if self.embedding_size is not None and self.embedding_size < 1:
+            raise UserError("model.embedding_size must be at least 1 (or null: the hidden size)")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise UserError(f"model.pad_token_id ({self.pad_token_id}) must be a token id below "
+                            f"model.vocab_size ({self.vocab_size})")
+        if self.pooler_act not in ACTIVATIONS:
+            raise UserError(f"model.pooler_act {self.pooler_act!r} is not one of {', '.join(ACTIVATIONS)}")
+
+    @property
+    def position_offset(self) -> int:
+        """Index of the embedding row of position 0."""
+        return self.pad_token_id + 1 if self.positions_after_padding else 0
 
 
 class BertEmbeddings(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        size = config.embedding_size or config.hidden_size
+        self.offset = config.position_offset
+        self.pad_token_id = config.pad_token_id
+        self.word = nn.Embedding(config.vocab_size, size, padding_idx=config.pad_token_id)
+        self.position = nn.Embedding(config.max_position_embeddings + self.offset, size,
+                                     padding_idx=config.pad_token_id if self.offset else None)
+        self.token_type = nn.Embedding(config.type_vocab_size, size) if config.type_vocab_size else None
+        self.norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
+        # ALBERT: the factorized embedding is projected to the hidden size after the dropout
+        self.project = nn.Linear(size, config.hidden_size) if size != config.hidden_size else None
+
+    def position_rows(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
+        """Rows of the position table: 0-based ``position_ids`` (packed documents) plus the offset;
+        without them, RoBERTa counts the non-pad tokens, so left padding does not shift positions."""
+        if position_ids is not None:
+            return position_ids + self.offset
+        if not self.offset:
+            return torch.arange(input_ids.shape[1], device=input_ids.device)[None, :]
+        real = (input_ids != self.pad_token_id).long()
+        return real.cumsum(dim=1) * real + self.pad_token_id
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        length = input_ids.shape[1]
-        if position_ids is None:
-            position_ids = torch.arange(length, device=input_ids.device)[None, :]
-        x = self.word(input_ids) + self.position(position_ids)
-        if token_type_ids is None:
-            x = x + self.token_type.weight[0]
-        else:
-            x = x + self.token_type(token_type_ids)
-        return self.dropout(self.norm(x))
+        x = self.word(input_ids) + self.position(self.position_rows(input_ids, position_ids))
+        if self.token_type is not None:
+            x = x + (self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids))
+        x = self.dropout(self.norm(x))
+        return self.project(x) if self.project is not None else x
 
 
 class BertLayer(nn.Module):
@@ -59,13 +110,33 @@ class BertLayer(nn.Module):
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 
+def build_layers(config: BertConfig) -> nn.ModuleList:
+    """``num_layers`` layers; with ALBERT's sharing, later layers reuse the first layer's modules
+    (each LayerNorm goes with the sub-layer it normalises). Shared modules appear under every
+    layer's name in the state dict but are one set of parameters."""
+    first = BertLayer(config)
+    layers = [first]
+    for _ in range(1, config.num_layers):
+        if config.share_layers == "all":
+            layers.append(first)
+            continue
+        layer = BertLayer(config)
+        if config.share_layers == "attention":
+            layer.attention, layer.attention_norm = first.attention, first.attention_norm
+        elif config.share_layers == "ffn":
+            layer.ffn, layer.ffn_norm = first.ffn, first.ffn_norm
+        layers.append(layer)
+    return nn.ModuleList(layers)
+
+
 class BertPooler(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.pooler_act)
 
     def forward(self, hidden):
-        return torch.tanh(self.dense(hidden[:, 0]))
+        return self.act(self.dense(hidden[:, 0]))
 
 
 class BertModel(Backbone):
@@ -74,7 +145,7 @@ class BertModel(Backbone):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.embeddings = BertEmbeddings(config)
-        self.layers = nn.ModuleList(BertLayer(config) for _ in range(config.num_layers))
+        self.layers = build_layers(config)
         self.pooler = BertPooler(config) if config.add_pooler else None
         init_transformer_weights(self, config.initializer_range)
 
@@ -104,3 +175,56 @@ class BertModel(Backbone):
                 states.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None
         return BackboneOutput(x, pooled, tuple(states) if states is not None else None)
+
+
+# --------------------------------------------------------------------------------------------
+# Variants: the same network with other defaults, registered as their own families (presets
+# and Hugging Face conversion differ per family).
+
+
+@dataclass
+class RobertaConfig(BertConfig):
+    """RoBERTa (Liu et al., 2019): BERT's network with fairseq's padding-aware positions, one
+    segment, byte-level BPE (50,265 tokens, <pad> = 1); trained with dynamic MLM, no NSP."""
+
+    vocab_size: int = 50265
+    type_vocab_size: int = 1
+    pad_token_id: int = 1
+    layer_norm_eps: float = 1e-5
+    positions_after_padding: bool = True
+    add_pooler: bool = False  # no NSP: a pooler would go untrained (and unused parameters stall DDP)
+
+
+class RobertaModel(BertModel):
+    config_class = RobertaConfig
+
+
+@dataclass
+class AlbertConfig(BertConfig):
+    """ALBERT (Lan et al., 2020): factorized embeddings (E = 128) and all layers sharing one set
+    of weights; trained with MLM and sentence-order prediction."""
+
+    vocab_size: int = 30000
+    embedding_size: int | None = 128
+    share_layers: Sharing = "all"
+    hidden_act: str = "gelu_new"
+    hidden_dropout: float = 0.0
+    attention_dropout: float = 0.0
+
+
+class AlbertModel(BertModel):
+    config_class = AlbertConfig
+
+
+@dataclass
+class DistilBertConfig(BertConfig):
+    """DistilBERT (Sanh et al., 2019): half of BERT-base's layers, no segment embeddings, no
+    pooler; initialised from a teacher (``models.student``) and trained by distillation."""
+
+    num_layers: int = 6
+    type_vocab_size: int = 0
+    add_pooler: bool = False
+
+
+class DistilBertModel(BertModel):
+    config_class = DistilBertConfig

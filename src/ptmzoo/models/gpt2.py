@@ -4,6 +4,11 @@ Token plus learned position embeddings; each block applies LayerNorm before atte
 the feed-forward network, with residual connections around both; a final LayerNorm follows the
 last block. Residual projections are initialised with std 0.02 / sqrt(2 * layers), as in the
 paper, so that the residual stream does not grow with depth.
+
+GPT-3 (Brown et al., 2020) is this network with "alternating dense and locally banded sparse
+attention patterns in the layers": with ``attention_window`` > 0, layers 1, 3, 5, ... attend only
+to the ``attention_window`` most recent tokens (themselves included), the others to all before.
+GPT-1 (``gpt1.py``) is a short subclass: LayerNorm after each residual and no final LayerNorm.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..nn import FeedForward, SelfAttention, causal_mask, document_mask, init_transformer_weights
+from ..nn import (
+    FeedForward,
+    SelfAttention,
+    banded_mask,
+    causal_mask,
+    document_mask,
+    init_transformer_weights,
+)
 from .base import Backbone, BackboneOutput, TransformerConfig
 
 
@@ -26,6 +38,16 @@ class GPT2Config(TransformerConfig):
     max_position_embeddings: int = 1024
     layer_norm_eps: float = 1e-5
     tie_word_embeddings: bool = True
+    attention_window: int = 0  # > 0: every second layer attends to this many recent tokens (GPT-3)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.attention_window < 0:
+            raise UserError("model.attention_window must be >= 0 (0: every layer dense)")
+
+    def is_local(self, layer: int) -> bool:
+        """Whether ``layer`` uses the locally banded pattern (GPT-3: odd layers)."""
+        return self.attention_window > 0 and layer % 2 == 1
 
 
 class GPT2Block(nn.Module):
@@ -44,6 +66,8 @@ class GPT2Block(nn.Module):
 
 class GPT2Model(Backbone):
     config_class = GPT2Config
+    block_class = GPT2Block
+    final_layer_norm = True  # pre-LN needs a LayerNorm after the last block; post-LN (GPT-1) does not
     causal = True
     supports_cache = True  # forward(..., cache=KVCache) for incremental decoding
 
@@ -52,9 +76,14 @@ class GPT2Model(Backbone):
         self.token = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.blocks = nn.ModuleList(GPT2Block(config) for _ in range(config.num_layers))
-        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.blocks = nn.ModuleList(self.block_class(config) for _ in range(config.num_layers))
+        self.final_norm = (nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if self.final_layer_norm
+                           else nn.Identity())
         init_transformer_weights(self, config.initializer_range)
+        self.init_residuals()
+
+    def init_residuals(self) -> None:
+        config = self.config
         residual_std = config.initializer_range / math.sqrt(2 * config.num_layers)
         for block in self.blocks:
             nn.init.normal_(block.attention.out.weight, mean=0.0, std=residual_std)
@@ -93,9 +122,14 @@ class GPT2Model(Backbone):
             mask = document_mask(document_ids, attention_mask, causal=True)
         else:
             mask = causal_mask(length, attention_mask)
+        local = mask
+        window = self.config.attention_window
+        if window and start + length > window:  # shorter texts: the band is the whole causal mask
+            local = banded_mask(mask, window, torch.arange(start, start + length, device=input_ids.device),
+                                cache.num_keys if cache is not None else length)
         states = [x] if output_hidden_states else None
         for layer, block in enumerate(self.blocks):
-            x = block(x, mask, cache, layer)
+            x = block(x, local if self.config.is_local(layer) else mask, cache, layer)
             if states is not None:
                 states.append(x)
         if cache is not None:

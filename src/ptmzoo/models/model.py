@@ -18,10 +18,10 @@ from torch import nn
 from ..errors import UserError
 from .base import Backbone, BackboneOutput, ModelOutput
 
-HEAD_TYPES: dict[str, type["Head"]] = {}
+HEAD_TYPES: dict[str, type[Head]] = {}
 
 
-def register_head(cls: type["Head"]) -> type["Head"]:
+def register_head(cls: type[Head]) -> type[Head]:
     HEAD_TYPES[cls.kind] = cls
     return cls
 
@@ -106,13 +106,22 @@ class PtmModel(nn.Module):
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         extra = {"cache": cache} if cache is not None else {}  # encoders take no cache
+        # heads that read several layers (finetune.strategies.LayerMixHead) need all of them
+        output_hidden_states = output_hidden_states or any(getattr(h, "needs_hidden_states", False)
+                                                           for h in self.heads.values())
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                             document_ids=document_ids, **extra)
         result = ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
+        return self.apply_heads(result, out, {"input_ids": input_ids, "attention_mask": attention_mask}, targets)
+
+    def apply_heads(self, result: ModelOutput, out: BackboneOutput, inputs: dict[str, torch.Tensor | None],
+                    targets: dict[str, torch.Tensor] | None) -> ModelOutput:
+        """Fill ``result`` with every head's logits (no ``targets``) or losses (see ``forward``)."""
         if targets is None:
-            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
             for name, head in self.heads.items():
-                result.head_logits[name] = head.logits(out, inputs)
+                logits = head.logits(out, inputs)
+                if logits is not None:  # None: the head needs a training batch (e.g. span boundaries)
+                    result.head_logits[name] = logits
             if result.head_logits:
                 result.logits = next(iter(result.head_logits.values()))
             return result

@@ -1,16 +1,24 @@
 """Shared building blocks: attention with mask builders, feed-forward layers, initialisation."""
 
-from .attention import AttentionMask, SelfAttention, causal_mask, document_mask, padding_mask
+from .attention import (
+    AttentionMask,
+    SelfAttention,
+    banded_mask,
+    causal_mask,
+    document_mask,
+    padding_mask,
+)
 from .ffn import FeedForward, activation
 from .init import init_transformer_weights
 
 __all__ = [
     "AttentionMask",
+    "FeedForward",
     "SelfAttention",
+    "activation",
+    "banded_mask",
     "causal_mask",
     "document_mask",
-    "padding_mask",
-    "FeedForward",
-    "activation",
     "init_transformer_weights",
+    "padding_mask",
 ]

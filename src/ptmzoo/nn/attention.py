@@ -3,7 +3,8 @@
 Masks are built once per forward pass by the backbone and shared by all layers. An
 ``AttentionMask`` carries either nothing (full attention, the fastest SDPA path), the causal
 flag (SDPA's own causal kernel), or an explicit boolean tensor (True = may attend) that
-broadcasts to [batch, heads, query, key].
+broadcasts to [batch, heads, query, key]. ``banded_mask`` narrows any causal mask to a local band
+(the sparse layers of GPT-3).
 """
 
 from __future__ import annotations
@@ -62,6 +63,21 @@ def causal_mask(length: int, attention_mask: torch.Tensor | None = None) -> Atte
     mask = lower[None, :, :] & keep[:, None, :]
     mask |= torch.eye(length, dtype=torch.bool, device=device)[None]
     return AttentionMask(mask=mask[:, None, :, :])
+
+
+def banded_mask(mask: AttentionMask, window: int, query_positions: torch.Tensor, num_keys: int) -> AttentionMask:
+    """``mask`` (causal) restricted to a local band: each query also sees only the ``window`` most
+    recent keys, itself included -- the locally banded pattern of the Sparse Transformer and GPT-3.
+
+    ``query_positions`` ([Lq]) are the queries' indices among the ``num_keys`` keys (a KV cache
+    appends new queries after the cached keys). Positions are indices in the row: with left or
+    right padding, or packed documents, the real tokens of a text are contiguous, so the band
+    counts real tokens.
+    """
+    keys = torch.arange(num_keys, device=query_positions.device)
+    distance = query_positions[:, None] - keys[None, :]
+    band = (distance >= 0) & (distance < window)  # [Lq, Lk]; also causal
+    return AttentionMask(mask=band if mask.mask is None else mask.mask & band)
 
 
 class SelfAttention(nn.Module):

@@ -19,10 +19,10 @@ from ..data.tokenizers import Tokenizer
 from ..errors import UserError
 from ..models.base import Backbone
 
-OBJECTIVES: dict[str, type["Objective"]] = {}
+OBJECTIVES: dict[str, type[Objective]] = {}
 
 
-def register_objective(cls: type["Objective"]) -> type["Objective"]:
+def register_objective(cls: type[Objective]) -> type[Objective]:
     OBJECTIVES[cls.name] = cls
     return cls
 
@@ -53,6 +53,12 @@ class Objective:
             raise UserError(f"objective '{self.name}' needs a left-to-right decoder, but '{preset}' is "
                             "a bidirectional encoder; use 'mlm' for encoders")
 
+    def check_objectives(self, objectives: list[Objective]) -> None:
+        """Raise a UserError when this objective cannot run with the others of the recipe."""
+
+    def check_corpus(self, corpus) -> None:
+        """Raise a UserError when the corpus (a ``ShardedCorpus``) lacks what this objective needs."""
+
     def head_options(self) -> dict[str, Any]:
         return {}
 
@@ -74,6 +80,8 @@ def build_objectives(spec: dict[str, dict] | list[str], tokenizer: Tokenizer, se
         objectives.append(cls(cls.Options.from_dict(options or {}, where=f"objectives.{name}."), tokenizer, seed))
     if not objectives:
         raise UserError("no pre-training objective given; name one, e.g. objectives: {mlm: {}}")
+    for objective in objectives:
+        objective.check_objectives(objectives)
     return objectives
 
 
@@ -91,17 +99,17 @@ class PretrainCollator:
         attention_mask = np.zeros((size, length), dtype=np.int64)
         token_type_ids = np.zeros((size, length), dtype=np.int64)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        for key, fill in (("document_ids", -1), ("position_ids", 0)):  # packed documents
+        for key, fill in (("document_ids", -1), ("position_ids", 0), ("token_marks", 0)):  # packing, segmentation
             if key in samples[0]:
                 batch[key] = np.full((size, length), fill, dtype=np.int64)
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
             input_ids[row, :n] = sample["input_ids"]
             attention_mask[row, :n] = 1
-            for key in ("token_type_ids", "document_ids", "position_ids"):
+            for key in ("token_type_ids", "document_ids", "position_ids", "token_marks"):
                 if key in sample:
                     batch[key][row, :n] = sample[key]
-        for key in ("nsp_labels",):
+        for key in ("nsp_labels", "sop_labels"):
             if key in samples[0]:
                 batch[key] = np.asarray([s[key] for s in samples], dtype=np.int64)
         keys = [(int(s["epoch"]), int(s["index"])) for s in samples]

@@ -1,6 +1,11 @@
-"""Next-sentence prediction (BERT): is segment B the continuation of segment A (label 0) or a
-random segment from another document (label 1)? The pairs are built by
-``data.packing.SentencePairs``; the head is a linear classifier on the pooled [CLS] state.
+"""Sentence-pair objectives on the pooled [CLS] state (a linear classifier).
+
+* Next-sentence prediction (BERT): is segment B the continuation of segment A (label 0) or a
+  random segment from another document (label 1)?
+* Sentence-order prediction (ALBERT, StructBERT): are two consecutive segments in their order
+  (label 0) or swapped (label 1)? Both come from one document, so topic gives nothing away.
+
+The pairs are built by ``data.packing.SentencePairs``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ class NSPOptions(Config):
 
     def validate(self) -> None:
         if not 0 < self.random_next_prob < 1:
-            raise UserError("objectives.nsp.random_next_prob must be between 0 and 1")
+            raise UserError("random_next_prob must be between 0 and 1 (the share of label-1 pairs)")
 
 
 @register_objective
@@ -36,8 +41,14 @@ class NextSentencePrediction(Objective):
     def check_backbone(self, backbone, preset: str) -> None:
         super().check_backbone(backbone, preset)
         if not backbone.has_pooler:
-            raise UserError(f"objective 'nsp' reads the pooled [CLS] state, but '{preset}' has no pooler "
-                            "(set model.add_pooler=true or drop nsp)")
+            raise UserError(f"objective '{self.name}' reads the pooled [CLS] state, but '{preset}' has no pooler "
+                            f"(set model.add_pooler=true or drop {self.name})")
+
+
+@register_objective
+class SentenceOrderPrediction(NextSentencePrediction):
+    name = "sop"
+    head_kind = "sop"
 
 
 @register_head
@@ -56,3 +67,9 @@ class NSPHead(SequenceHead):
 
     def loss_sum(self, out, batch):
         return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
+
+
+@register_head
+class SOPHead(NSPHead):
+    kind = "sop"
+    target_key = "sop_labels"

@@ -41,7 +41,7 @@ def count_parameters(preset: Preset, vocab_size: int | None = None) -> int:
     import torch
 
     from ..models import backbone_class
-    from ..models.model import PtmModel
+    from ..models.seq2seq import model_for
     from ..objectives import OBJECTIVES
 
     cls = backbone_class(preset.family)
@@ -49,10 +49,10 @@ def count_parameters(preset: Preset, vocab_size: int | None = None) -> int:
     if vocab_size is not None:
         config["vocab_size"] = vocab_size
     with torch.device("meta"):
-        model = PtmModel(preset.family, cls(cls.config_class.from_dict(config)))
+        model = model_for(preset.family, cls(cls.config_class.from_dict(config)))  # ELECTRA: + generator
         for name in preset.objectives:
             model.add_head(name, OBJECTIVES[name].head_kind)
     return sum(p.numel() for p in model.parameters())
 
 
-from . import bert, gpt  # noqa: E402,F401  (register the presets)
+from . import bart, bert, electra, gpt, t5  # noqa: F401  (register the presets)

@@ -22,3 +22,48 @@ for _name, (_layers, _hidden) in _SIZES.items():
         seq_len=128,
         description=f"BERT encoder, {_layers} layers x {_hidden} hidden, MLM + NSP",
     ))
+
+# RoBERTa (Liu et al., 2019): BERT's sizes, byte-level BPE, dynamic MLM only, full 512-token inputs.
+for _name, (_layers, _hidden, _seq_len) in {"roberta-tiny": (2, 128, 128), "roberta-base": (12, 768, 512),
+                                            "roberta-large": (24, 1024, 512)}.items():
+    register(Preset(
+        name=_name,
+        family="roberta",
+        model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _hidden // 64,
+               "intermediate_size": 4 * _hidden},
+        objectives={"mlm": {"dynamic": True}},
+        seq_len=_seq_len,
+        description=f"RoBERTa encoder, {_layers} layers x {_hidden} hidden, dynamic MLM (byte-level BPE)",
+    ))
+
+# ALBERT (Lan et al., 2020), Table 1: E = 128 and all layers shared. Heads as in the released
+# configs (64-dimensional except xlarge's 16 heads of 128). The paper's parameter counts (12M,
+# 18M, 60M, 235M with its 30k vocabulary) are checked in tests/models/test_encoder_variants.py.
+_ALBERT = {  # name: (layers, hidden, heads, pre-training length)
+    "albert-tiny": (4, 128, 2, 128),
+    "albert-base": (12, 768, 12, 512),
+    "albert-large": (24, 1024, 16, 512),
+    "albert-xlarge": (24, 2048, 16, 512),
+    "albert-xxlarge": (12, 4096, 64, 512),
+}
+for _name, (_layers, _hidden, _heads, _seq_len) in _ALBERT.items():
+    _embed = 128 if _hidden >= 768 else 32
+    register(Preset(
+        name=_name,
+        family="albert",
+        model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,
+               "embedding_size": _embed, "share_layers": "all"},
+        objectives={"mlm": {}, "sop": {}},
+        seq_len=_seq_len,
+        description=f"ALBERT encoder, {_layers} shared layers x {_hidden} hidden, E={_embed}, MLM + SOP",
+    ))
+
+# DistilBERT (Sanh et al., 2019): BERT-base with every other layer, no segments, no pooler.
+register(Preset(
+    name="distilbert-base",
+    family="distilbert",
+    model={"num_layers": 6, "hidden_size": 768, "num_heads": 12, "intermediate_size": 3072},
+    objectives={"mlm": {}},
+    seq_len=512,
+    description="DistilBERT encoder, 6 layers x 768 hidden (initialise with `ptmzoo init-student`), MLM",
+))

@@ -1,7 +1,33 @@
-"""Fine-tuning tasks: each = data encoding/collator + head + loss + metrics + predict."""
+"""Fine-tuning tasks: each = reading + encoding/collator + head + loss + metrics + predict.
 
-from .classification import ClassificationHead, ClassificationOptions, ClassificationTask, classification_metrics
+``TASKS`` maps the names of ``ptmzoo finetune --task`` to task classes (see ``base.Task``).
+"""
 
-TASKS = {"classification": ClassificationTask}
+from ..errors import UserError
+from .base import ListDataset, Task, TaskOptions, label_vocabulary
+from .classification import (
+    ClassificationHead,
+    ClassificationOptions,
+    ClassificationTask,
+    MultiLabelTask,
+    RegressionTask,
+    classification_metrics,
+)
+from .qa import QATask, SpanHead
+from .sft import SFTTask
+from .tagging import TaggingHead, TaggingTask
 
-__all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "classification_metrics"]
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (ClassificationTask, RegressionTask, MultiLabelTask, TaggingTask, QATask, SFTTask)
+}
+
+
+def task_class(name: str) -> type[Task]:
+    if name not in TASKS:
+        raise UserError(f"unknown task '{name}' (choose from {', '.join(TASKS)})")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "ListDataset",
+           "MultiLabelTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions",
+           "classification_metrics", "label_vocabulary", "task_class"]

@@ -1,135 +1,35 @@
-"""Single-sentence and sentence-pair classification.
+"""Sequence-level tasks: single-sentence and sentence-pair classification, regression, multi-label.
 
-Encoder models classify from the pooled [CLS] state (BERT's pooler when the model has one);
-decoder models from the hidden state of the last real token, which is the only one that has
-seen the whole input. Metrics: accuracy and macro-F1 (the mean of per-class F1 over the classes
-present in gold or predictions, as scikit-learn computes it).
+All three encode one text (or a pair) and read one pooled vector: the [CLS] state (BERT's
+pooler when the model has one) for encoders, the hidden state of the last real token for
+decoders (the only one that has seen the whole input). They differ in the target and loss:
+cross-entropy over classes, mean squared error on a number, binary cross-entropy per label.
+
+Metrics follow scikit-learn / scipy: accuracy, macro-F1 (mean of per-class F1 over the classes
+present in gold or predictions) and Matthews correlation for classes; Pearson and Spearman
+(average ranks for ties) for regression; micro- and macro-F1 over the label vocabulary and
+subset accuracy for multi-label.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
 from ..errors import UserError
+from ..io import atomic_write_text
 from ..models.model import SequenceHead, register_head
+from .base import POOLINGS, Task, TaskOptions, label_vocabulary
 from .tables import require_columns
 
-
-POOLINGS = ("cls", "last", "mean")
-
-
-@dataclass
-class ClassificationOptions(Config):
-    text_column: str = "text"
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    max_length: int = 128
-    pooling: str | None = None  # cls | last | mean; default: cls for encoders, last for decoders
-
-    def validate(self) -> None:
-        if self.max_length < 4:
-            raise UserError("--max-length must be at least 4")
-        if self.pooling not in (None, *POOLINGS):
-            raise UserError(f"unknown pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
+ClassificationOptions = TaskOptions  # the options of every task live in one dataclass
 
 
-def label_vocabulary(values) -> list[str]:
-    """Sorted label names; numerically when every label is a number ("2" after "1", not "10")."""
-    names = sorted({str(v) for v in values})
-    try:
-        return sorted(names, key=float)
-    except ValueError:
-        return names
-
-
-class ListDataset:
-    """Samples addressed by (index, epoch) keys, like the pre-training datasets."""
-
-    def __init__(self, samples: list[dict]):
-        self.samples = samples
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, key):
-        index = key[0] if isinstance(key, tuple) else key
-        return self.samples[index]
-
-
-class ClassificationTask:
-    name = "classification"
-
-    def __init__(self, options: ClassificationOptions, tokenizer, labels: list[str], max_positions: int):
-        self.options = options
-        self.tokenizer = tokenizer
-        self.labels = labels
-        self.label_ids = {name: i for i, name in enumerate(labels)}
-        self.max_length = min(options.max_length, max_positions)
-        if tokenizer.pad_id is None and tokenizer.document_separator_id is None:
-            raise UserError("the tokenizer has no padding token")
-        self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.document_separator_id
-
-    def columns(self) -> dict[str, str | None]:
-        return {"text_column": self.options.text_column, "text_pair_column": self.options.text_pair_column}
-
-    def encode(self, rows: list[dict], path: str, with_labels: bool = True) -> list[dict]:
-        wanted = self.columns()
-        if with_labels:
-            wanted["label_column"] = self.options.label_column
-        require_columns(rows, path, wanted)
-        texts = [str(r[self.options.text_column]) for r in rows]
-        pairs = [str(r[self.options.text_pair_column]) for r in rows] if self.options.text_pair_column else None
-        ids, types = self.tokenizer.encode_batch(texts, pairs, max_length=self.max_length, with_type_ids=True)
-        samples = []
-        for i, (row_ids, row_types) in enumerate(zip(ids, types)):
-            sample = {"input_ids": row_ids, "token_type_ids": row_types}
-            if with_labels:
-                label = str(rows[i][self.options.label_column])
-                if label not in self.label_ids:
-                    raise UserError(f"{path}: row {i + 1} has label '{label}', which is not among the training "
-                                    f"labels ({', '.join(self.labels)})")
-                sample["labels"] = self.label_ids[label]
-            samples.append(sample)
-        return samples
-
-    def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
-        length = max(len(s["input_ids"]) for s in samples)
-        input_ids = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(samples), length), dtype=torch.long)
-        token_type_ids = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, sample in enumerate(samples):
-            n = len(sample["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(sample["input_ids"])
-            token_type_ids[row, :n] = torch.as_tensor(sample["token_type_ids"])
-            attention_mask[row, :n] = 1
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        if "labels" in samples[0]:
-            batch["labels"] = torch.as_tensor([s["labels"] for s in samples], dtype=torch.long)
-        return batch
-
-    @torch.no_grad()
-    def predict(self, model, samples: list[dict], batch_size: int, device) -> np.ndarray:
-        """Class probabilities, [len(samples), num_labels]."""
-        was_training = model.training
-        model.eval()
-        probs = []
-        try:
-            for start in range(0, len(samples), batch_size):
-                batch = self.collate(samples[start : start + batch_size])
-                batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-                logits = model(**batch).head_logits["classification"]
-                probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-        finally:
-            model.train(was_training)
-        return np.concatenate(probs)
-
-
+# ---- metrics ------------------------------------------------------------------------------------
 def classification_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     gold, predicted = np.asarray(gold), np.asarray(predicted)
     f1s = []
@@ -138,9 +38,225 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str,
         fp = np.sum((predicted == label) & (gold != label))
         fn = np.sum((predicted != label) & (gold == label))
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return {"accuracy": float(np.mean(gold == predicted)), "macro_f1": float(np.mean(f1s))}
+    return {"accuracy": float(np.mean(gold == predicted)), "macro_f1": float(np.mean(f1s)),
+            "mcc": matthews_corrcoef(gold, predicted)}
 
 
+def matthews_corrcoef(gold: np.ndarray, predicted: np.ndarray) -> float:
+    """Multi-class MCC (Gorodkin's R_K, as scikit-learn): 0 when either side has one class only."""
+    classes, both = np.unique(np.concatenate([gold, predicted]), return_inverse=True)
+    g, p = both[: len(gold)], both[len(gold) :]
+    t_k = np.bincount(g, minlength=len(classes)).astype(np.float64)
+    p_k = np.bincount(p, minlength=len(classes)).astype(np.float64)
+    c, s = float(np.sum(g == p)), float(len(gold))
+    denominator = math.sqrt((s * s - p_k @ p_k) * (s * s - t_k @ t_k))
+    return 0.0 if denominator == 0 else float((c * s - t_k @ p_k) / denominator)
+
+
+def rank_average(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties sharing their average rank (scipy.stats.rankdata's default)."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    sorted_values = values[order]
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or sorted_values[end] != sorted_values[start]:
+            ranks[order[start:end]] = (start + end + 1) / 2  # mean of ranks start+1 .. end
+            start = end
+    return ranks
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, np.float64) - np.mean(x), np.asarray(y, np.float64) - np.mean(y)
+    denominator = math.sqrt(float(x @ x) * float(y @ y))
+    return 0.0 if denominator == 0 else float(x @ y / denominator)
+
+
+def regression_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    gold, predicted = np.asarray(gold, np.float64), np.asarray(predicted, np.float64)
+    return {"pearson": pearson(gold, predicted),
+            "spearman": pearson(rank_average(gold), rank_average(predicted)),
+            "mse": float(np.mean((gold - predicted) ** 2))}
+
+
+def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """``gold`` and ``predicted`` are 0/1 matrices [examples, labels]; F1 of a label with neither
+    gold nor predicted positives counts as 0 in the macro average (scikit-learn's zero_division=0)."""
+    gold, predicted = np.asarray(gold, bool), np.asarray(predicted, bool)
+    tp = (gold & predicted).sum(0)
+    fp = (~gold & predicted).sum(0)
+    fn = (gold & ~predicted).sum(0)
+
+    def f1(tp, fp, fn):
+        denominator = 2 * tp + fp + fn
+        return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+    return {"micro_f1": float(f1(tp.sum(), fp.sum(), fn.sum())), "macro_f1": float(np.mean(f1(tp, fp, fn))),
+            "subset_accuracy": float(np.mean((gold == predicted).all(1)))}
+
+
+# ---- tasks --------------------------------------------------------------------------------------
+class ClassificationTask(Task):
+    name = "classification"
+    head_kind = "classification"
+    metric_names = ("accuracy", "macro_f1", "mcc")
+
+    @classmethod
+    def infer_labels(cls, rows, options, path):
+        require_columns(rows, path, {"label_column": options.label_column})
+        labels = label_vocabulary(r[options.label_column] for r in rows)
+        if len(labels) < 2:
+            raise UserError(f"{path} has only one label ({labels[0]}); classification needs two or more")
+        return labels
+
+    def text_columns(self) -> list[str]:
+        return [self.options.text_column] + ([self.options.text_pair_column] if self.options.text_pair_column else [])
+
+    def encode(self, rows, path, with_labels=True):
+        opts = self.options
+        wanted = {"text_column": opts.text_column, "text_pair_column": opts.text_pair_column}
+        if with_labels:
+            wanted["label_column"] = opts.label_column
+        require_columns(rows, path, wanted)
+        texts = [str(r[opts.text_column]) for r in rows]
+        pairs = [str(r[opts.text_pair_column]) for r in rows] if opts.text_pair_column else None
+        ids, types = self.tokenizer.encode_batch(texts, pairs, max_length=self.max_length, with_type_ids=True)
+        samples = [{"input_ids": i, "token_type_ids": t} for i, t in zip(ids, types)]
+        if with_labels:
+            for number, (sample, row) in enumerate(zip(samples, rows), start=1):
+                sample["labels"] = self.target(row[opts.label_column], path, number)
+        return samples
+
+    def target(self, value, path: str, number: int):
+        label = str(value)
+        if label not in self.label_ids:
+            raise UserError(f"{path}: row {number} has label '{label}', which is not among the training "
+                            f"labels ({', '.join(self.labels)})")
+        return self.label_ids[label]
+
+    def collate(self, samples):
+        batch = super().collate(samples)
+        if "labels" in samples[0]:
+            batch["labels"] = torch.as_tensor([s["labels"] for s in samples], dtype=self.target_dtype)
+        return batch
+
+    target_dtype = torch.long
+
+    def head_options(self, backbone):
+        return {"num_labels": len(self.labels),
+                "pooling": self.options.pooling or ("last" if backbone.causal else "cls")}
+
+    def meta(self):
+        return {**super().meta(), "pooling": self.options.pooling}
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+    def predict(self, model, samples, batch_size, device) -> np.ndarray:
+        """Class probabilities [examples, labels] (regression: values; multi-label: per-label probabilities)."""
+        return np.concatenate([self.scores(logits).numpy() for _, _, logits in
+                               self.batch_logits(model, samples, batch_size, device)])
+
+    def evaluate(self, rows, samples, outputs):
+        gold = np.asarray([s["labels"] for s in samples])
+        metrics = classification_metrics(gold, outputs.argmax(-1))
+        nll = F.nll_loss(torch.log(torch.from_numpy(outputs).clamp(min=1e-12)), torch.from_numpy(gold))
+        metrics["eval_loss"] = float(nll)
+        return metrics
+
+    def prediction_cells(self, output) -> list[str]:
+        return [self.labels[int(output.argmax())], f"{float(output.max()):.4f}"]
+
+    prediction_header = ("prediction", "confidence")
+
+    def write_predictions(self, path, rows, samples, outputs):
+        """TSV: the text columns, the gold label when the file has one, the prediction."""
+        columns = self.text_columns()
+        has_gold = self.has_labels(rows)
+        lines = ["\t".join(columns + (["label"] if has_gold else []) + list(self.prediction_header))]
+        for row, output in zip(rows, outputs):
+            cells = [str(row[c]).replace("\t", " ").replace("\n", " ") for c in columns]
+            if has_gold:
+                value = row[self.options.label_column]
+                cells.append(self.options.label_separator.join(value) if isinstance(value, list) else str(value))
+            lines.append("\t".join(cells + self.prediction_cells(output)))
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+class RegressionTask(ClassificationTask):
+    name = "regression"
+    head_kind = "regression"
+    metric_names = ("pearson", "spearman")
+    target_dtype = torch.float32
+    prediction_header = ("prediction",)
+
+    @classmethod
+    def infer_labels(cls, rows, options, path):
+        return []  # a number, no vocabulary
+
+    def target(self, value, path, number):
+        try:
+            result = float(value)
+        except (TypeError, ValueError):
+            result = math.nan
+        if not math.isfinite(result):
+            raise UserError(f"{path}: row {number} has label {value!r}; regression needs a number")
+        return result
+
+    def head_options(self, backbone):
+        return {**super().head_options(backbone), "num_labels": 1}
+
+    def scores(self, logits):
+        return logits[:, 0]
+
+    def evaluate(self, rows, samples, outputs):
+        return regression_metrics(np.asarray([s["labels"] for s in samples]), outputs)
+
+    def prediction_cells(self, output):
+        return [f"{float(output):.6g}"]
+
+
+class MultiLabelTask(ClassificationTask):
+    """Any number of labels per example: a list in JSON rows, or ``--label-separator``-joined in
+    a TSV/CSV cell; an empty cell means no label. A label is predicted at probability >= 0.5."""
+
+    name = "multilabel"
+    head_kind = "multilabel"
+    metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
+    target_dtype = torch.float32
+    prediction_header = ("prediction",)
+
+    @classmethod
+    def split(cls, value, options) -> list[str]:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        return [v.strip() for v in str(value).split(options.label_separator) if v.strip()]
+
+    @classmethod
+    def infer_labels(cls, rows, options, path):
+        require_columns(rows, path, {"label_column": options.label_column})
+        labels = label_vocabulary(v for r in rows for v in cls.split(r[options.label_column], options))
+        if not labels:
+            raise UserError(f"{path} has no labels in column '{options.label_column}'")
+        return labels
+
+    def target(self, value, path, number):
+        vector = [0.0] * len(self.labels)
+        for label in self.split(value, self.options):
+            vector[super().target(label, path, number)] = 1.0
+        return vector
+
+    def scores(self, logits):
+        return torch.sigmoid(logits)
+
+    def evaluate(self, rows, samples, outputs):
+        return multilabel_metrics(np.asarray([s["labels"] for s in samples]) > 0.5, outputs >= 0.5)
+
+    def prediction_cells(self, output):
+        return [self.options.label_separator.join(self.labels[i] for i in np.flatnonzero(output >= 0.5))]
+
+
+# ---- heads --------------------------------------------------------------------------------------
 @register_head
 class ClassificationHead(SequenceHead):
     kind = "classification"
@@ -177,3 +293,28 @@ class ClassificationHead(SequenceHead):
 
     def loss_sum(self, out, batch):
         return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
+
+
+@register_head
+class RegressionHead(ClassificationHead):
+    kind = "regression"
+
+    def loss_sum(self, out, batch):
+        return F.mse_loss(self.logits(out, batch).float()[:, 0], batch[self.target_key].float(), reduction="sum")
+
+
+@register_head
+class MultiLabelHead(ClassificationHead):
+    """Binary cross-entropy per label; the loss is the mean over examples x labels (counted by
+    ``SequenceHead.count_targets`` as the number of target entries)."""
+
+    kind = "multilabel"
+
+    def loss_sum(self, out, batch):
+        return F.binary_cross_entropy_with_logits(self.logits(out, batch).float(), batch[self.target_key].float(),
+                                                  reduction="sum")
+
+
+__all__ = ["ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead", "MultiLabelTask",
+           "RegressionHead", "RegressionTask", "classification_metrics", "multilabel_metrics",
+           "regression_metrics"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 from ..errors import UserError, require_file
 
@@ -64,31 +65,41 @@ def _read_delimited(path: str, fmt: str, columns: list[str] | None) -> list[dict
 
 
 def _read_json_rows(path: str) -> list[dict]:
-    with open(path, encoding="utf-8-sig") as fh:
-        first = fh.read(1)
-        while first.isspace():
-            first = fh.read(1)
-        fh.seek(0)
-        if first == "[":
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-            if not all(isinstance(r, dict) for r in data):
-                raise UserError(f"{path}: expected a list of JSON objects")
-            return data
-        rows = []
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc.msg}); JSONL needs one object per line") from None
-            if not isinstance(record, dict):
-                raise UserError(f"{path}:{number}: expected a JSON object")
-            rows.append(record)
-        return rows
+    return [{k: v for k, v in r.items() if k != "_line"} for r in read_json_records(path)]
+
+
+def read_json_records(path: str) -> list[dict]:
+    """JSON objects from a JSON list, JSONL, or objects simply written one after another (pretty-
+    printed, as CLUENER ships them); each with ``_line``, the line where it starts."""
+    require_file(path, "data file")
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; convert it to UTF-8") from None
+    decoder, blank = json.JSONDecoder(), re.compile(r"\s*")
+    position = blank.match(text).end()
+    if text[position : position + 1] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        if not all(isinstance(r, dict) for r in data):
+            raise UserError(f"{path}: expected a list of JSON objects")
+        return [{**r, "_line": None} for r in data]
+    records, line, counted = [], 1, 0
+    while position < len(text):
+        line, counted = line + text.count("\n", counted, position), position
+        try:
+            record, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg}); expected one JSON object per "
+                            "line (JSONL) or objects one after another") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{line}: expected a JSON object")
+        records.append({**record, "_line": line})
+        position = blank.match(text, end).end()
+    return records
 
 
 def require_columns(rows: list[dict], path: str, wanted: dict[str, str | None]) -> None:

@@ -12,19 +12,27 @@ from ..config import TrainConfig
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """No weight decay on biases, LayerNorm weights and other 1-D parameters (BERT's rule)."""
+    return split_decay([p for p in model.parameters() if p.requires_grad], weight_decay)
+
+
+def split_decay(params, weight_decay: float, **group_options) -> list[dict]:
+    """Two optimizer groups of ``params`` (duplicates dropped): matrices with weight decay, 1-D without."""
     decay, no_decay = [], []
     seen: set[int] = set()
-    for param in model.parameters():
-        if not param.requires_grad or id(param) in seen:
+    for param in params:
+        if id(param) in seen:
             continue
         seen.add(id(param))
         (decay if param.dim() >= 2 else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay, **group_options},
+              {"params": no_decay, "weight_decay": 0.0, **group_options}]
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    groups = param_groups(model, config.weight_decay)
+def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device,
+                    groups: list[dict] | None = None) -> torch.optim.Optimizer:
+    """AdamW over ``groups`` (e.g. per-layer learning rates), by default all trainable parameters."""
+    groups = groups or param_groups(model, config.weight_decay)
     kwargs = dict(lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
     if device.type in ("cuda", "cpu"):
         kwargs["fused"] = True  # one kernel for all parameters (CPU too since torch 2.4): 2-5x faster steps
@@ -33,6 +41,8 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device)
 
 def lr_factor(step: int, config: TrainConfig) -> float:
     """Multiplier of the peak learning rate before optimizer step ``step`` (0-based)."""
+    if config.schedule == "slanted_triangular":
+        return slanted_triangular(step, config.max_steps, config.stlr_cut_frac, config.stlr_ratio)
     warmup = config.warmup()
     if step < warmup:
         return (step + 1) / warmup
@@ -43,6 +53,17 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     if config.schedule == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     return floor + (1 - floor) * (1 - progress)
+
+
+def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
+    """ULMFiT's schedule (Howard & Ruder, 2018, eq. 3): a short linear rise over the first
+    ``cut_frac`` of the steps, then a long linear decay; the lowest rate is 1/ratio of the peak."""
+    cut = max(1, math.floor(total * cut_frac))
+    if step < cut:
+        p = step / cut
+    else:
+        p = max(0.0, 1 - (step - cut) / max(1, total - cut))
+    return (1 + p * (ratio - 1)) / ratio
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):

@@ -15,7 +15,7 @@ from ..data.shards import ShardedCorpus, ShardSplit
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..models import backbone_class
-from ..models.model import PtmModel
+from ..models.seq2seq import model_for
 from ..objectives import Objective, PretrainCollator, build_objectives
 from ..presets import get_preset
 from .distributed import DistEnv, setup
@@ -54,7 +54,7 @@ def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], token
         pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
         if pair_objective is not None:
             return SentencePairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id,
-                                 pair_objective.options.random_next_prob, seed)
+                                 pair_objective.options.random_next_prob, seed, task=pair_objective.name)
         if not causal:
             if tokenizer.cls_id is None or tokenizer.sep_id is None:
                 raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
@@ -77,12 +77,16 @@ class PretrainJob:
         seed = recipe.train.seed
 
         model_config = {**self.preset.model, "vocab_size": self.tokenizer.vocab_size, **recipe.model}
-        if self.preset.family == "bert" and self.tokenizer.pad_id is not None:
+        cls = backbone_class(self.preset.family)
+        # encoders embed padding (RoBERTa also counts positions) by the tokenizer's pad id
+        if "pad_token_id" in cls.config_class.field_types() and self.tokenizer.pad_id is not None:
             model_config.setdefault("pad_token_id", self.tokenizer.pad_id)
+        for role in ("bos", "eos"):  # encoder-decoders frame and end their sequences with these
+            if f"{role}_token_id" in cls.config_class.field_types() and self.tokenizer.role_id(role) is not None:
+                model_config.setdefault(f"{role}_token_id", self.tokenizer.role_id(role))
         if model_config["vocab_size"] < self.tokenizer.vocab_size:
             raise UserError(f"model.vocab_size ({model_config['vocab_size']}) is smaller than the tokenizer's "
                             f"vocabulary ({self.tokenizer.vocab_size})")
-        cls = backbone_class(self.preset.family)
         config = cls.config_class.from_dict(model_config, where="model.")
         self.seq_len = recipe.data.seq_len or min(self.preset.seq_len, config.max_position_embeddings)
         if self.seq_len > config.max_position_embeddings:
@@ -90,17 +94,23 @@ class PretrainJob:
                             f"({config.max_position_embeddings})")
 
         self.objectives = build_objectives(recipe.objectives or self.preset.objectives, self.tokenizer, seed)
+        for objective in self.objectives:
+            objective.check_corpus(self.corpus)
+        extra_vocab = max(getattr(o, "extra_vocab", 0) for o in self.objectives)  # T5's sentinel ids
+        if config.vocab_size < self.tokenizer.vocab_size + extra_vocab:
+            config = config.replace(vocab_size=self.tokenizer.vocab_size + extra_vocab)
         seed_everything(seed)
         backbone = cls(config)
         for objective in self.objectives:
             objective.check_backbone(backbone, recipe.preset)
-        self.model = PtmModel(self.preset.family, backbone)
+        self.model = model_for(self.preset.family, backbone)  # Seq2SeqModel for encoder-decoders
         for objective in self.objectives:
             self.model.add_head(objective.name, objective.head_kind, **objective.head_options())
         if recipe.init_from:
             self._init_from(recipe.init_from)
 
-        causal = backbone.causal
+        causal = backbone.causal or getattr(backbone, "is_encoder_decoder", False)  # plain blocks: the
+        # seq2seq objectives add their own special tokens
         document_attention = recipe.data.document_attention
         self.train_data = build_pretrain_dataset(self.corpus.split("train"), self.objectives, self.tokenizer,
                                                  self.seq_len, causal, seed, document_attention)

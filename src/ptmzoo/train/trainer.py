@@ -38,7 +38,15 @@ from ..errors import UserError
 from ..io import atomic_directory, atomic_write_json, atomic_write_text
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
-from .state import STATE_DIR, latest_checkpoint, mark_latest, read_state, rng_state, set_rng_state, step_dir_name
+from .state import (
+    STATE_DIR,
+    latest_checkpoint,
+    mark_latest,
+    read_state,
+    rng_state,
+    set_rng_state,
+    step_dir_name,
+)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
 
@@ -127,7 +135,15 @@ class Trainer:
         select_mode: str = "min",
         progress: bool = True,
         callbacks: list[Callable[[int, dict], None]] | None = None,
+        optimizer_groups: list[dict] | None = None,
+        before_step: Callable[[int], None] | None = None,
+        write_model: Callable[..., None] = write_model_files,
+        patience: int | None = None,
     ):
+        """Fine-tuning strategies (finetune/strategies.py) use the last four: ``optimizer_groups``
+        (per-layer learning rates), ``before_step(step)`` (gradual unfreezing), ``write_model``
+        (save only adapter/LoRA parameters); ``patience``: stop after that many evaluations
+        without a better ``select_metric`` (early stopping)."""
         self.config = config
         self.env = env
         self.out_dir = out_dir
@@ -140,6 +156,7 @@ class Trainer:
         self.select_mode = select_mode
         self.progress = progress
         self.callbacks = callbacks or []
+        self.before_step, self.write_model, self.patience = before_step, write_model, patience
         self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
         self.metrics = MetricsLog(os.path.join(out_dir, "metrics.jsonl"), env.is_main)
 
@@ -148,7 +165,7 @@ class Trainer:
                             f"processes ({env.world_size})")
         self.micro_batch = config.micro_batch_size or config.batch_size // env.world_size
         self.model = unwrap(model).to(env.device)
-        self.optimizer = build_optimizer(self.model, config, env.device)
+        self.optimizer = build_optimizer(self.model, config, env.device, optimizer_groups)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.autocast = autocast_context(config.precision, env.device)
         wrapped: nn.Module = self.model
@@ -238,7 +255,7 @@ class Trainer:
     def save_model(self, directory: str, extra: dict[str, Any] | None = None) -> None:
         if self.env.is_main:
             with atomic_directory(directory) as tmp:
-                write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step, **(extra or {})})
+                self.write_model(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step, **(extra or {})})
         self.env.barrier()
 
     # ------------------------------------------------------------------ the loop
@@ -265,6 +282,12 @@ class Trainer:
             except ValueError:  # not in the main thread
                 pass
         return previous
+
+    def _out_of_patience(self) -> str | None:
+        """Early stopping: the last ``patience`` evaluations found nothing better than the best."""
+        if not self.patience or self.best_step is None:
+            return None
+        return "early stopping" if self.step - self.best_step >= self.patience * self.config.eval_every else None
 
     def _should_stop(self, deadline: float | None) -> str | None:
         flags = torch.tensor([float(self._stop_signal is not None),
@@ -295,6 +318,8 @@ class Trainer:
         result = TrainResult(self.step)
         try:
             while self.step < config.max_steps:
+                if self.before_step is not None:
+                    self.before_step(self.step)
                 record = self._train_step(batches)
                 self.step += 1
                 self.elapsed = time.time() - start_time
@@ -312,7 +337,7 @@ class Trainer:
                 bar.update(1)
                 if self.evaluate_fn is not None and (self.step % config.eval_every == 0 or self.step == config.max_steps):
                     result.final_metrics = self.run_evaluation()
-                stop = self._should_stop(deadline)
+                stop = self._should_stop(deadline) or self._out_of_patience()
                 if self.step % config.save_every == 0 or self.step == config.max_steps or stop:
                     checkpoint = self.save_checkpoint()
                 if stop == "signal":

@@ -24,6 +24,7 @@ import torch
 from ...errors import UserError
 from ...models import backbone_class
 from ...models.model import PtmModel
+from ...models.seq2seq import model_for
 
 # HF activation names <-> ptmzoo's. "gelu_new" and "gelu_pytorch_tanh" are both the tanh
 # approximation (one written out, one calling torch); ptmzoo has a single "gelu_tanh".
@@ -157,7 +158,7 @@ class StateDictAdapter:
         state = self.normalize_keys(state, heads=bool(heads))
         cls = backbone_class(self.family)
         config = cls.config_class.from_dict(self.config_from_hf(hf, set(bare), where), where=f"{where}: ")
-        model = PtmModel(self.family, cls(config))
+        model = model_for(self.family, cls(config))  # Seq2SeqModel for encoder-decoders
         for name, spec in heads.items():
             model.add_head(name, spec["kind"], **spec.get("options", {}))
 

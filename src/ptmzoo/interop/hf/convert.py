@@ -19,7 +19,7 @@ from ...data.tokenizers import Tokenizer
 from ...errors import UserError
 from ...io import atomic_directory, atomic_write_json, read_json
 from ...models.model import PtmModel
-from . import bert, gpt2  # noqa: F401  (register the adapters)
+from . import albert, bart, bert, distilbert, gpt2, openai_gpt, roberta, t5  # noqa: F401  (register the adapters)
 from .base import adapter_for_family, adapter_for_hf
 
 CONFIG_FILE = "config.json"

@@ -38,7 +38,9 @@ class GPT2Adapter(StateDictAdapter):
     model_type = "gpt2"
     base_prefix = "transformer."
     base_architecture = "GPT2Model"
+    lm_architecture = "GPT2LMHeadModel"
     architectures = ("GPT2Model", "GPT2LMHeadModel")
+    token_key, position_key, final_norm_key = "wte", "wpe", "ln_f"  # GPT-1 names them differently
     ignored = re.compile(r"\.attn\.(bias|masked_bias)$")  # causal-mask buffers of older checkpoints
 
     def check_hf_config(self, hf: dict[str, Any], where: str) -> None:
@@ -59,6 +61,9 @@ class GPT2Adapter(StateDictAdapter):
         return config
 
     def config_to_hf(self, config) -> dict[str, Any]:
+        if config.attention_window:
+            raise UserError("GPT-3-style banded attention (model.attention_window > 0) has no Hugging Face GPT-2 "
+                            "equivalent; only models with attention_window=0 convert")
         hf = {key: getattr(config, ptm) for ptm, key in _SAME.items()}
         hf.update(model_type="gpt2", activation_function=PTM_ACTIVATIONS[config.hidden_act],
                   n_inner=config.intermediate_size, embd_pdrop=config.hidden_dropout)
@@ -69,24 +74,27 @@ class GPT2Adapter(StateDictAdapter):
     # ---- heads --------------------------------------------------------------------------------
     def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
         # a tied lm_head is not written to disk, so the class name tells that the head is there
-        if "lm_head.weight" in keys or architecture == "GPT2LMHeadModel":
+        if "lm_head.weight" in keys or architecture == self.lm_architecture:
             return {"clm": {"kind": "clm"}}
         return {}
 
     def architecture(self, model: PtmModel) -> str:
         kinds = set(heads_of_kind(model))
         if not kinds:
-            return "GPT2Model"
+            return self.base_architecture
         if kinds == {"clm"}:
-            return "GPT2LMHeadModel"
-        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face GPT-2 class (supported: none, clm)")
+            return self.lm_architecture
+        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face {self.model_type} class "
+                        "(supported: none, clm)")
 
     # ---- weights ------------------------------------------------------------------------------
     def is_backbone_key(self, key: str) -> bool:
-        return key.startswith(("wte.", "wpe.", "h.", "ln_f."))
+        names = (self.token_key, self.position_key, "h", self.final_norm_key)
+        return key.startswith(tuple(f"{name}." for name in names if name))
 
     def backbone_params(self, config) -> list[Param]:
-        params = [Param("token.weight", ("wte.weight",)), Param("position.weight", ("wpe.weight",))]
+        params = [Param("token.weight", (f"{self.token_key}.weight",)),
+                  Param("position.weight", (f"{self.position_key}.weight",))]
         for i in range(config.num_layers):
             ptm, hf = f"blocks.{i}", f"h.{i}"
             params += [*linear(f"{ptm}.attention_norm", f"{hf}.ln_1"),
@@ -95,7 +103,7 @@ class GPT2Adapter(StateDictAdapter):
                        *linear(f"{ptm}.ffn_norm", f"{hf}.ln_2"),
                        *linear(f"{ptm}.ffn.up", f"{hf}.mlp.c_fc", transpose=True),
                        *linear(f"{ptm}.ffn.down", f"{hf}.mlp.c_proj", transpose=True)]
-        return params + linear("final_norm", "ln_f")
+        return params + (linear("final_norm", self.final_norm_key) if self.final_norm_key else [])
 
     def head_params(self, model: PtmModel) -> list[Param]:
         kinds = heads_of_kind(model)
@@ -105,5 +113,5 @@ class GPT2Adapter(StateDictAdapter):
 
     def aliases(self, model: PtmModel) -> dict[str, str]:
         if "clm" in heads_of_kind(model) and model.config.tie_word_embeddings:
-            return {"lm_head.weight": "transformer.wte.weight"}
+            return {"lm_head.weight": f"{self.base_prefix}{self.token_key}.weight"}
         return {}

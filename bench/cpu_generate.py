@@ -1,0 +1,118 @@
+"""Greedy generation speed on CPU: ptmzoo's ``generate`` against ``transformers``' ``generate``.
+
+Both run the *same weights* (the ptmzoo model converted with ``to_hf_model``, SDPA attention)
+on the *same prompts* (seeded random token ids, equal lengths so that neither pads), greedy,
+with the end-of-text token ignored so that every run makes exactly ``--new-tokens`` tokens per
+prompt; the script checks that both produce the same tokens. Implementations alternate in one
+process (the order flips every round); the figure is the median over rounds of new tokens per
+second (batch x new tokens / wall time, prompt processing included). Other processes' share of
+the CPU is reported, since load on a shared machine slows both down.
+
+    .venv/bin/python bench/cpu_generate.py                       # gpt2-tiny, GPT-2 vocabulary
+    .venv/bin/python bench/cpu_generate.py --preset gpt2-small --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from cpu_pretrain import CpuMonitor, cpu_model, load_average
+
+
+def build_models(preset_name: str, vocab_size: int, seed: int):
+    import ptmzoo.objectives  # noqa: F401  (registers the clm head)
+    from ptmzoo.interop.hf import to_hf_model
+    from ptmzoo.models import build_backbone
+    from ptmzoo.models.model import PtmModel
+    from ptmzoo.presets import get_preset
+
+    preset = get_preset(preset_name)
+    torch.manual_seed(seed)
+    model = PtmModel(preset.family, build_backbone(preset.family, {**preset.model, "vocab_size": vocab_size}))
+    model.add_head("clm", "clm")
+    return model.eval(), to_hf_model(model, attn_implementation="sdpa")
+
+
+def run_ptmzoo(model, prompts: torch.Tensor, new_tokens: int) -> list[list[int]]:
+    from ptmzoo.generation import generate
+
+    return generate(model, prompts.tolist(), max_new_tokens=new_tokens, ignore_eos=True).token_ids
+
+
+@torch.inference_mode()
+def run_transformers(hf, prompts: torch.Tensor, new_tokens: int) -> list[list[int]]:
+    out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0)
+    return out[:, prompts.shape[1]:].tolist()
+
+
+def bench(model, hf, batch: int, args, monitor: CpuMonitor) -> dict:
+    gen = torch.Generator().manual_seed(args.seed + batch)
+    prompts = torch.randint(0, model.config.vocab_size, (batch, args.prompt_tokens), generator=gen)
+    runners = {"ptmzoo": lambda: run_ptmzoo(model, prompts, args.new_tokens),
+               "transformers": lambda: run_transformers(hf, prompts, args.new_tokens)}
+    outputs = {name: run() for name, run in runners.items()}  # warm-up, and the tokens to compare
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    others = []
+    for round_ in range(args.rounds):
+        order = list(runners) if round_ % 2 == 0 else list(reversed(runners))
+        for name in order:
+            monitor.start()
+            start = time.perf_counter()
+            runners[name]()
+            times[name].append(time.perf_counter() - start)
+            others.append(monitor.others())
+    tokens = batch * args.new_tokens
+    result = {"batch": batch, "same_tokens": outputs["ptmzoo"] == outputs["transformers"],
+              "others_cpu_max": max((o for o in others if o is not None), default=None)}
+    for name, seconds in times.items():
+        result[name] = {"tokens_per_s": tokens / statistics.median(seconds), "seconds": seconds}
+    result["ratio_ptmzoo_over_transformers"] = result["ptmzoo"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
+    return result
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="gpt2-tiny")
+    ap.add_argument("--vocab-size", type=int, default=50257)
+    ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+    ap.add_argument("--prompt-tokens", type=int, default=32)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=os.path.join(HERE, "results", "cpu_generate.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    model, hf = build_models(args.preset, args.vocab_size, args.seed)
+    monitor = CpuMonitor()
+    results = [bench(model, hf, int(b), args, monitor) for b in args.batches.split(",")]
+    print(f"{args.preset}, vocab {args.vocab_size}, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
+          f"greedy, {args.threads} threads, median of {args.rounds} rounds")
+    print(f"{'batch':>5} {'ptmzoo tok/s':>13} {'transformers tok/s':>19} {'ratio':>6} {'same tokens':>12} "
+          f"{'others CPU':>11}")
+    for r in results:
+        others = f"{r['others_cpu_max']:.0%}" if r["others_cpu_max"] is not None else "n/a"
+        print(f"{r['batch']:>5} {r['ptmzoo']['tokens_per_s']:>13.1f} {r['transformers']['tokens_per_s']:>19.1f} "
+              f"{r['ratio_ptmzoo_over_transformers']:>6.2f} {r['same_tokens']!s:>12} {others:>11}")
+    env = {"cpu": cpu_model(), "load_average": load_average(), "torch": torch.__version__,
+           "transformers": transformers.__version__}
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"env": env, "args": vars(args), "results": results}, f, indent=2)
+    return 0 if all(r["same_tokens"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

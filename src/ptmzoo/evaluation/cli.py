@@ -1,0 +1,63 @@
+"""The language-model options of ``ptmzoo evaluate``: ``--perplexity FILE`` and ``--fewshot FILE``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError, require_file
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("causal language models: perplexity and zero-/few-shot classification")
+    group.add_argument("--perplexity", metavar="FILE", help="text file: perplexity with a sliding window")
+    group.add_argument("--stride", type=int, help="tokens between window starts (default: half the context)")
+    group.add_argument("--context", type=int, help="window / prompt length in tokens (default: the model's)")
+    group.add_argument("--fewshot", metavar="TEST", help="labelled file: accuracy of the most likely answer")
+    group.add_argument("--train", dest="fewshot_train", metavar="FILE",
+                       help="labelled file the k demonstrations are drawn from (needed with --shots > 0)")
+    group.add_argument("--shots", type=int, default=0, help="demonstrations in each prompt (0: zero-shot)")
+    group.add_argument("--template", default="{text}\\nAnswer:",
+                       help="one example, with {column} fields; \\n is a newline (default: '{text}\\nAnswer:')")
+    group.add_argument("--verbalizers", help="answer text of each label, e.g. 0=negative,1=positive "
+                                             "(default: the labels themselves)")
+    group.add_argument("--label-column", default="label", help="gold label (multiple choice: the right index)")
+    group.add_argument("--choices-column", help="multiple choice: a JSON list of answers per row")
+    group.add_argument("--normalize", action="store_true", help="score answers per token, not in total")
+    group.add_argument("--max-examples", type=int, help="evaluate the first N test examples")
+    group.add_argument("--seed", type=int, default=0, help="draw of the demonstrations")
+
+
+def wants_lm_evaluation(args) -> bool:
+    return bool(args.perplexity or args.fewshot)
+
+
+def run(args, pretrained) -> dict:
+    """Metrics of ``ptmzoo evaluate MODEL --perplexity FILE`` or ``--fewshot FILE``."""
+    if pretrained.tokenizer is None:
+        raise UserError(f"{pretrained.path} has no tokenizer; text evaluation needs its tokenizer.json")
+    if args.perplexity:
+        from .perplexity import perplexity
+
+        with open(require_file(args.perplexity, "text file"), encoding="utf-8") as fh:
+            ids = pretrained.tokenizer.encode(fh.read(), add_special_tokens=False)
+        return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
+
+    from ..tasks.tables import read_table
+    from .fewshot import FewShotTask, fewshot_classify
+
+    if args.shots and not args.fewshot_train:
+        raise UserError("--shots needs --train FILE to draw the demonstrations from")
+    verbalizers = None
+    if args.verbalizers:
+        pairs = [item.split("=", 1) for item in args.verbalizers.split(",")]
+        if any(len(pair) != 2 for pair in pairs):
+            raise UserError("--verbalizers must look like 0=negative,1=positive")
+        verbalizers = {label.strip(): word.strip() for label, word in pairs}
+    columns = args.columns.split(",") if args.columns else None
+    test = read_table(args.fewshot, args.format, columns)[: args.max_examples]
+    train = read_table(args.fewshot_train, args.format, columns) if args.fewshot_train else []
+    task = FewShotTask(template=args.template.replace("\\n", "\n"), label_column=args.label_column,
+                       verbalizers=verbalizers, choices_column=args.choices_column)
+    result = fewshot_classify(pretrained.model, pretrained.tokenizer, task, train, test, args.shots, args.seed,
+                              args.normalize, args.batch_size, args.context)
+    return {key: result[key] for key in ("accuracy", "examples", "shots")}

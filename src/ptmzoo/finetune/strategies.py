@@ -1,0 +1,300 @@
+"""Transfer strategies: what a fine-tuning run trains, at which learning rates, and what the head reads.
+
+* ``method``: ``full`` fine-tuning; ``frozen`` backbone (feature extraction: only the head learns);
+  ``adapters`` (Houlsby: adapters + LayerNorms + head); ``lora`` (low-rank updates + head).
+* ``layers``: the hidden states the head reads -- the ``last`` layer, the ``sum`` or ``concat`` of
+  the top ``top_k`` layers, or ELMo's ``scalar_mix`` of all layers (embeddings included):
+  ``gamma * sum_j softmax(w)_j h_j`` with learned ``w`` and ``gamma``.
+* ULMFiT: ``discriminative_decay`` gives layer group g the rate ``lr / decay ** (top - g)``;
+  ``gradual_unfreezing`` trains only the top group in the first epoch and opens one more group
+  per epoch; the slanted triangular schedule is ``train.schedule=slanted_triangular``.
+
+Layer groups, bottom up: the embeddings (everything before the layer list), one group per layer,
+and the top (what follows the layers -- pooler, final norm -- plus the heads).
+
+Runs that leave the base weights untouched (frozen, adapters, LoRA) save only the parameters they
+train, with the path of the base checkpoint; ``ptmzoo.load`` rebuilds the model on top of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import Config
+from ..errors import UserError
+from ..models.base import BackboneOutput
+from ..models.model import HEAD_TYPES, Head, PtmModel, register_head
+from .adapters import Adapter, add_adapters
+from .lora import add_lora, merge_lora
+
+DELTA_FILE = "adapter.safetensors"
+
+
+@dataclass
+class StrategyConfig(Config):
+    method: Literal["full", "frozen", "adapters", "lora"] = "full"
+    layers: Literal["last", "sum", "concat", "scalar_mix"] = "last"
+    top_k: int = 4  # layers summed or concatenated (sum, concat)
+    discriminative_decay: float = 1.0  # ULMFiT uses 2.6; 1 = one learning rate for all layers
+    gradual_unfreezing: bool = False
+    adapter_size: int = 64  # bottleneck width
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "out"])
+    merge_lora: bool = False  # also write OUT/merged: a normal checkpoint with the updates folded in
+
+    def validate(self) -> None:
+        if self.top_k < 1:
+            raise UserError("strategy.top_k must be at least 1")
+        if self.discriminative_decay <= 0:
+            raise UserError("strategy.discriminative_decay must be positive (ULMFiT: 2.6)")
+        if self.merge_lora and self.method != "lora":
+            raise UserError("--merge-lora needs --strategy lora")
+
+    @property
+    def saves_delta(self) -> bool:
+        """Whether the base weights stay as they are, so that a checkpoint needs only the rest."""
+        return self.method != "full"
+
+
+# ---------------------------------------------------------------------------------- layer choice
+class _FeatureView:
+    """What a head sees of the backbone when it reads mixed layers: their width and no pooler."""
+
+    has_pooler = False
+
+    def __init__(self, backbone: nn.Module, width: int):
+        self.config = dataclasses.replace(backbone.config, hidden_size=width)
+        self.causal = backbone.causal
+
+
+@register_head
+class LayerMixHead(Head):
+    """Any head, reading a combination of layers instead of the last one."""
+
+    kind = "layer_mix"
+    needs_hidden_states = True  # PtmModel then asks the backbone for every layer's output
+
+    def __init__(self, backbone, inner: dict[str, Any], layers: str = "scalar_mix", top_k: int = 4):
+        super().__init__(backbone, inner=inner, layers=layers, top_k=top_k)
+        states = backbone.config.num_layers + 1  # embeddings + every layer
+        self.layers = layers
+        self.count = states if layers == "scalar_mix" else top_k
+        if self.count > states:
+            raise UserError(f"strategy.top_k ({top_k}) is larger than the model's {states} hidden states "
+                            f"(embeddings + {states - 1} layers)")
+        width = backbone.config.hidden_size * (self.count if layers == "concat" else 1)
+        self.inner = HEAD_TYPES[inner["kind"]](_FeatureView(backbone, width), **inner.get("options", {}))
+        self.target_key = self.inner.target_key
+        if layers == "scalar_mix":
+            self.mix_logits = nn.Parameter(torch.zeros(self.count))  # softmax: equal weights at first
+            self.gamma = nn.Parameter(torch.ones(()))
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:  # behave as the wrapped head (pooling, labels ...)
+            return getattr(super().__getattr__("inner"), name)
+
+    def mix_weights(self) -> torch.Tensor:
+        return torch.softmax(self.mix_logits, dim=0)
+
+    def features(self, out: BackboneOutput) -> torch.Tensor:
+        states = out.hidden_states[-self.count:]
+        if self.layers == "concat":
+            return torch.cat(states, dim=-1)
+        if self.layers == "sum":
+            return torch.stack(states).sum(0)
+        weights = self.mix_weights().to(states[0].dtype)
+        return self.gamma * torch.einsum("l,l...->...", weights, torch.stack(states))
+
+    def _view(self, out: BackboneOutput) -> BackboneOutput:
+        return BackboneOutput(self.features(out), None, out.hidden_states)
+
+    def logits(self, out, batch):
+        return self.inner.logits(self._view(out), batch)
+
+    def loss_sum(self, out, batch):
+        return self.inner.loss_sum(self._view(out), batch)
+
+    def count_targets(self, batch):
+        return self.inner.count_targets(batch)
+
+
+def mix_layers(model: PtmModel, layers: str, top_k: int) -> None:
+    """Make every head read ``layers`` (sum/concat of the top k, or scalar mix) instead of the last."""
+    for name, head in list(model.heads.items()):
+        spec = {"kind": head.kind, "options": head.options}
+        model.heads[name] = LayerMixHead(model.backbone, spec, layers, top_k)
+
+
+# ---------------------------------------------------------------------------------- trainable sets
+def add_structure(model: PtmModel, cfg: StrategyConfig) -> None:
+    """The modules a method adds to the backbone (also rebuilt when a saved run is loaded)."""
+    if cfg.method == "adapters":
+        add_adapters(model.backbone, cfg.adapter_size)
+    elif cfg.method == "lora":
+        add_lora(model.backbone, cfg.lora_targets, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout)
+
+
+def trainable_names(model: PtmModel, method: str) -> list[str]:
+    """Names of the parameters a method trains: the heads always; in the backbone all (full),
+    none (frozen), adapters and LayerNorms (adapters), or the low-rank factors (lora)."""
+    keep: set[str] = set()
+    if method == "adapters":
+        for name, module in model.backbone.named_modules(prefix="backbone"):
+            if isinstance(module, (Adapter, nn.LayerNorm)):
+                keep.update(n for n, _ in module.named_parameters(prefix=name))
+    names = []
+    for name, _ in model.named_parameters():
+        in_head = name.startswith("heads.")
+        if (method == "full" or in_head or name in keep
+                or (method == "lora" and name.rsplit(".", 1)[-1] in ("lora_a", "lora_b"))):
+            names.append(name)
+    return names
+
+
+def layer_groups(model: PtmModel) -> list[list[nn.Parameter]]:
+    """Parameters from the bottom up: [embeddings, layer 1 .. layer L, top (after the layers + heads)].
+    A parameter shared between places (tied embeddings, ALBERT's layers) counts in its lowest group."""
+    groups: list[list[nn.Parameter]] = [list(model.backbone.parameters(recurse=False))]
+    for child in model.backbone.children():
+        if isinstance(child, nn.ModuleList):
+            groups += [list(layer.parameters()) for layer in child]
+            groups.append([])
+        else:
+            groups[-1] += child.parameters()
+    groups[-1] += model.heads.parameters()
+    seen: set[int] = set()
+    unique = []
+    for group in groups:
+        unique.append([p for p in group if not (id(p) in seen or seen.add(id(p)))])
+    return unique
+
+
+def discriminative_groups(model: PtmModel, lr: float, decay: float, weight_decay: float) -> list[dict]:
+    """Optimizer groups over the trainable parameters, top group first (its rate is the logged one),
+    group g at ``lr / decay ** (top - g)``, each split by weight decay."""
+    from ..train.optim import split_decay
+
+    result = []
+    for depth, group in enumerate(reversed(layer_groups(model))):
+        result += split_decay([p for p in group if p.requires_grad], weight_decay, lr=lr / decay ** depth)
+    return result
+
+
+def gradual_unfreezing(model: PtmModel, steps_per_epoch: int) -> Callable[[int], None]:
+    """A before-step hook: in epoch e only the top e + 1 groups (of those the method trains) learn."""
+    groups = [[p for p in group if p.requires_grad] for group in layer_groups(model)]
+
+    def before_step(step: int) -> None:
+        lowest_open = len(groups) - 1 - step // max(1, steps_per_epoch)
+        for index, group in enumerate(groups):
+            for param in group:
+                param.requires_grad_(index >= lowest_open)
+
+    return before_step
+
+
+# ---------------------------------------------------------------------------------- the strategy
+class Strategy:
+    """A strategy applied to a model: its trainable set and what the Trainer needs from it."""
+
+    def __init__(self, model: PtmModel, cfg: StrategyConfig, base_path: str | None = None):
+        if cfg.layers != "last":
+            mix_layers(model, cfg.layers, cfg.top_k)
+        add_structure(model, cfg)
+        self.model, self.cfg, self.base_path = model, cfg, base_path
+        self.trainable = trainable_names(model, cfg.method)
+        wanted = set(self.trainable)
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in wanted)
+
+    def counts(self) -> dict[str, Any]:
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return {"method": self.cfg.method, "trainable_parameters": trainable, "total_parameters": total,
+                "trainable_percent": round(100 * trainable / max(total, 1), 3)}
+
+    def trainer_kwargs(self, lr: float, weight_decay: float, steps_per_epoch: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.cfg.discriminative_decay != 1.0 or self.cfg.gradual_unfreezing:
+            # explicit groups: also keeps parameters that gradual unfreezing has not opened yet
+            kwargs["optimizer_groups"] = discriminative_groups(self.model, lr, self.cfg.discriminative_decay,
+                                                               weight_decay)
+        if self.cfg.gradual_unfreezing:
+            kwargs["before_step"] = gradual_unfreezing(self.model, steps_per_epoch)
+        if self.cfg.saves_delta and self.base_path:
+            kwargs["write_model"] = self.write_delta
+        return kwargs
+
+    def write_delta(self, directory: str, model: nn.Module, tokenizer, extra: dict[str, Any] | None = None) -> None:
+        """The Trainer's model writer for delta runs: the trained parameters and the base's path."""
+        save_delta(directory, model, tokenizer, self.cfg, self.base_path, self.trainable, extra)
+
+
+def save_delta(directory: str, model: nn.Module, tokenizer, cfg: StrategyConfig, base_path: str,
+               names: list[str], extra: dict[str, Any] | None = None) -> None:
+    from ..checkpoint import META_FILE, describe_model, unwrap
+    from ..io import atomic_write_json
+
+    model = unwrap(model)
+    os.makedirs(directory, exist_ok=True)
+    params = dict(model.named_parameters())
+    save_file({n: params[n].detach().contiguous() for n in names}, os.path.join(directory, DELTA_FILE))
+    meta = describe_model(model, tokenizer, extra)
+    meta["delta"] = {"base": os.path.abspath(base_path), "strategy": cfg.to_dict(), "file": DELTA_FILE}
+    atomic_write_json(os.path.join(directory, META_FILE), meta)
+    if tokenizer is not None:
+        tokenizer.save(directory)
+
+
+def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device = "cpu"):
+    """Rebuild a frozen/adapter/LoRA run: the base checkpoint, the heads, the added modules, then
+    the saved parameters on top."""
+    from ..checkpoint import Pretrained, load
+    from ..data.tokenizers import Tokenizer
+
+    info = meta["delta"]
+    if not os.path.exists(info["base"]):
+        raise UserError(f"{directory} holds only the {info['strategy']['method']} parameters of a model based on "
+                        f"{info['base']}, which is not there; put the base checkpoint back at that path")
+    base = load(info["base"])
+    if base.model.config.to_dict() != meta["config"]:
+        raise UserError(f"the base checkpoint {info['base']} is not the model {directory} was trained on "
+                        "(its config differs)")
+    model = PtmModel(base.family, base.model.backbone)
+    for name, spec in meta.get("heads", {}).items():
+        model.add_head(name, spec["kind"], **spec.get("options", {}))
+    add_structure(model, StrategyConfig.from_dict(info["strategy"]))
+    state = load_file(os.path.join(directory, info["file"]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    not_in_base = [k for k in missing if k not in base.model.state_dict()]
+    if unexpected or not_in_base:
+        raise UserError(f"{directory}/{info['file']} does not fit its model "
+                        f"({'unexpected' if unexpected else 'missing'}: {(unexpected or not_in_base)[0]})")
+    has_tokenizer = os.path.exists(os.path.join(directory, "tokenizer.json"))
+    tokenizer = Tokenizer.load(directory) if has_tokenizer else base.tokenizer
+    model.to(device).eval()
+    return Pretrained(model, tokenizer, meta, directory)
+
+
+def export_merged(source, directory: str) -> None:
+    """Write a loaded LoRA (or frozen) run as a normal, self-contained checkpoint."""
+    from ..checkpoint import save_pretrained
+
+    method = (source.meta.get("delta") or {}).get("strategy", {}).get("method")
+    if method == "adapters":
+        raise UserError("adapters cannot be folded into the weights; keep the adapter checkpoint and its base")
+    model = merge_lora(source.model)
+    extra = {k: v for k, v in source.meta.items() if k in ("task", "step", "metrics")}
+    save_pretrained(directory, model, source.tokenizer, extra)

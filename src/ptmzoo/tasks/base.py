@@ -1,0 +1,249 @@
+"""What every fine-tuning task shares: its options, the task interface, padding and batching.
+
+A task has the same shape as a pre-training objective: ``read`` rows from a file, ``encode``
+them into samples (token ids and targets), ``collate`` samples into a batch, a registered
+``head`` with its loss, ``predict`` (raw model outputs per row) and ``evaluate`` (metrics of
+those outputs against the gold rows). ``meta`` is what the checkpoint stores -- the label
+vocabulary and the options -- so that ``ptmzoo evaluate`` and ``ptmzoo predict`` rebuild the
+exact encoding from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..config import Config
+from ..errors import UserError
+from ..io import atomic_write_text
+from .tables import read_table
+
+POOLINGS = ("cls", "last", "mean")
+SCHEMES = ("auto", "bio", "iob1", "bioes")
+LANGUAGES = ("auto", "en", "zh")
+
+
+@dataclass
+class TaskOptions(Config):
+    """Options of every task in one place (each task reads the fields it needs), so that one
+    ``FinetuneConfig.options`` and one set of CLI flags serve all tasks."""
+
+    text_column: str = "text"  # classification: the text; QA: the question; multiple choice: the context
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    max_length: int = 128
+    pooling: str | None = None  # cls | last | mean; default: cls for encoders, last for decoders
+    label_separator: str = ","  # multi-label: labels in one TSV/CSV cell, e.g. "sports,politics"
+    # token classification
+    tokens_column: str = "tokens"
+    tags_column: str = "tags"
+    scheme: str = "auto"  # tag scheme of the files: bio (IOB2), iob1 or bioes
+    crf: bool = False
+    # extractive QA
+    doc_stride: int | None = None  # tokens between window starts (default: half a window)
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+    language: str = "auto"  # en: SQuAD normalisation; zh: CMRC2018 character level; auto: by the text
+    # multiple choice
+    choices_column: str = "choices"
+
+    def validate(self) -> None:
+        if self.max_length < 4:
+            raise UserError("--max-length must be at least 4")
+        if self.pooling not in (None, *POOLINGS):
+            raise UserError(f"unknown pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
+        if self.scheme not in SCHEMES:
+            raise UserError(f"unknown tag scheme '{self.scheme}' (choose from {', '.join(SCHEMES)})")
+        if self.language not in LANGUAGES:
+            raise UserError(f"unknown language '{self.language}' (choose from {', '.join(LANGUAGES)})")
+        for name in ("max_query_length", "max_answer_length", "n_best"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.doc_stride is not None and self.doc_stride < 1:
+            raise UserError("--doc-stride must be at least 1")
+
+
+def label_vocabulary(values) -> list[str]:
+    """Sorted label names; numerically when every label is a number ("2" after "1", not "10")."""
+    names = sorted({str(v) for v in values})
+    try:
+        return sorted(names, key=float)
+    except ValueError:
+        return names
+
+
+class ListDataset:
+    """Samples addressed by (index, epoch) keys, like the pre-training datasets."""
+
+    def __init__(self, samples: list[dict]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key):
+        index = key[0] if isinstance(key, tuple) else key
+        return self.samples[index]
+
+
+def pad(rows: list[list], value, dtype=torch.long) -> torch.Tensor:
+    """Right-pad lists to one length."""
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=dtype)
+    return out
+
+
+class SpecialTokens:
+    """Where the tokenizer's template puts its special tokens around one text or a pair.
+
+    Tagging and QA build their inputs from pieces (words, windows of a context), so they need
+    the template without a text: read once from the encoding of a tiny text or pair.
+    """
+
+    def __init__(self, tokenizer):
+        backend = tokenizer.backend
+        single, pair = backend.encode("a"), backend.encode("a", "b")
+        self.single = self._split(single, 1)
+        self.pair = self._split(pair, 2)
+
+    @staticmethod
+    def _split(encoding, segments: int) -> list[tuple[list[int], list[int]]]:
+        """The special ids (and type ids) before, between and after the text segments, and the
+        type id of each segment's own tokens."""
+        parts, current, segment_types = [], ([], []), []
+        previous = None
+        for token_id, type_id, seq in zip(encoding.ids, encoding.type_ids, encoding.sequence_ids):
+            if seq is None:
+                current[0].append(token_id)
+                current[1].append(type_id)
+            elif seq != previous:
+                parts.append(current)
+                current = ([], [])
+                segment_types.append(type_id)
+            previous = seq if seq is not None else previous
+        parts.append(current)
+        if len(parts) != segments + 1:
+            raise UserError("cannot read the special-token template of this tokenizer")
+        return list(zip(parts, segment_types + [None]))
+
+    def count(self, segments: int = 1) -> int:
+        parts = self.single if segments == 1 else self.pair
+        return sum(len(ids) for (ids, _), _ in parts)
+
+    def build(self, *segments: list[int]) -> tuple[list[int], list[int], list[int]]:
+        """ids, type ids, and the position of each segment's first token."""
+        parts = self.single if len(segments) == 1 else self.pair
+        ids: list[int] = []
+        types: list[int] = []
+        starts: list[int] = []
+        for ((special, special_types), segment_type), segment in zip(parts, list(segments) + [None]):
+            ids += special
+            types += special_types
+            if segment is not None:
+                starts.append(len(ids))
+                ids += segment
+                types += [segment_type] * len(segment)
+        return ids, types, starts
+
+
+class Task:
+    """The interface of a fine-tuning task; subclasses fill in the task-specific parts."""
+
+    name: ClassVar[str]
+    head_kind: ClassVar[str]
+    metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
+    prediction_suffix: ClassVar[str] = ".tsv"
+
+    def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int):
+        self.options = options
+        self.tokenizer = tokenizer
+        self.labels = list(labels)
+        self.label_ids = {name: i for i, name in enumerate(self.labels)}
+        self.max_length = min(options.max_length, max_positions)
+        if tokenizer.pad_id is None and tokenizer.document_separator_id is None:
+            raise UserError("the tokenizer has no padding token")
+        self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.document_separator_id
+
+    @property
+    def head_name(self) -> str:
+        return self.name
+
+    # ---- data ------------------------------------------------------------------------------------
+    @classmethod
+    def read(cls, path: str, options: TaskOptions, fmt: str = "auto", columns: list[str] | None = None) -> list[dict]:
+        return read_table(path, fmt, columns)
+
+    @classmethod
+    def infer_labels(cls, rows: list[dict], options: TaskOptions, path: str) -> list[str]:
+        """The label vocabulary of the training rows (stored in the checkpoint)."""
+        return []
+
+    def has_labels(self, rows: list[dict]) -> bool:
+        return self.options.label_column in rows[0]
+
+    def encode(self, rows: list[dict], path: str, with_labels: bool = True) -> list[dict]:
+        raise NotImplementedError
+
+    def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        """Padded inputs; tasks add their targets."""
+        ids = [s["input_ids"] for s in samples]
+        batch = {"input_ids": pad(ids, self.pad_id),
+                 "attention_mask": pad([[1] * len(i) for i in ids], 0),
+                 "token_type_ids": pad([s["token_type_ids"] for s in samples], 0)}
+        return batch
+
+    # ---- model ------------------------------------------------------------------------------------
+    def head_options(self, backbone) -> dict[str, Any]:
+        return {}
+
+    def add_head(self, model) -> None:
+        model.add_head(self.head_name, self.head_kind, **self.head_options(model.backbone))
+
+    @torch.no_grad()
+    def batch_logits(self, model, samples: list[dict], batch_size: int, device) -> Iterator[tuple[list[dict], dict, torch.Tensor]]:
+        """(samples, batch, head logits on the CPU as float32) for consecutive batches, in eval mode."""
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, len(samples), batch_size):
+                chunk = samples[start : start + batch_size]
+                batch = self.collate(chunk)
+                inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
+                logits = model(**inputs).head_logits[self.head_name]
+                yield chunk, batch, logits.float().cpu()
+        finally:
+            model.train(was_training)
+
+    def predict(self, model, samples: list[dict], batch_size: int, device) -> Any:
+        """Model outputs for ``samples``, in the form ``evaluate`` and ``write_predictions`` take."""
+        raise NotImplementedError
+
+    def evaluate(self, rows: list[dict], samples: list[dict], outputs) -> dict[str, float]:
+        raise NotImplementedError
+
+    def write_predictions(self, path: str, rows: list[dict], samples: list[dict], outputs) -> None:
+        raise NotImplementedError
+
+    # ---- checkpoint ---------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        return {"name": self.name, "labels": self.labels, "options": self.options.to_dict()}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], tokenizer, max_positions: int) -> Task:
+        options = TaskOptions.from_dict({k: v for k, v in meta.get("options", {}).items()
+                                         if k in TaskOptions.field_types()})
+        return cls(options, tokenizer, meta.get("labels", []), max_positions)
+
+
+def write_json(path: str, data) -> None:
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
+
+
+def write_jsonl(path: str, records: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
