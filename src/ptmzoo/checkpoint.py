@@ -109,6 +109,8 @@ def resolve_model_dir(path: str) -> str:
         return latest
     if os.path.exists(os.path.join(path, "config.json")):
         return path  # a Hugging Face model directory; ``load`` hands it to interop.hf
+    if all(os.path.exists(os.path.join(path, part, "config.json")) for part in ("discriminator", "generator")):
+        return path  # an ELECTRA pair of Hugging Face directories (interop.hf.electra)
     raise UserError(f"{path} is not a ptmzoo checkpoint (no {META_FILE}); give the directory written by "
                     "`ptmzoo pretrain` or `ptmzoo finetune`")
 

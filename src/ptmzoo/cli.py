@@ -30,7 +30,7 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
                         help="plain text: one document per line, or documents separated by blank lines")
 
 
-TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft"]
+TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft", "multiple-choice", "translation"]
 DATA_FORMATS = ["auto", "tsv", "csv", "jsonl", "conll"]
 
 
@@ -44,7 +44,8 @@ def _data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--tokens-column", default="tokens", help="tagging: words (a list, or space-separated)")
     parser.add_argument("--tags-column", default="tags", help="tagging: tags (a list, or space-separated)")
-    parser.add_argument("--choices-column", default="choices", help="multiple-choice: the list of choices")
+    parser.add_argument("--choices-column", default="choices",
+                        help="multiple-choice: the column with the list of choices, or comma-separated columns")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "jieba = segment with jieba")
     prep.add_argument("--entity-tags", default="nr,ns,nt",
                       help="with --segmentation tagged: tags of named entities (default: nr,ns,nt)")
+    prep.add_argument("--parallel", action="store_true",
+                      help="sentence pairs for XLM's TLM: one TSV file (source<TAB>target) or two aligned files")
+    prep.add_argument("--languages", help="with --parallel: source and target language, e.g. en,zh")
+    prep.add_argument("--language", help="XLM: the language of a monolingual corpus (e.g. en)")
     _corpus_options(prep)
 
     # pretrain ----------------------------------------------------------------------------------
@@ -135,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window")
     ft.add_argument("--language", default="auto", choices=["auto", "en", "zh"],
                     help="qa: answer normalisation, SQuAD (en) or CMRC2018 character level (zh)")
+    ft.add_argument("--source-column", default="source", help="translation: the source text")
+    ft.add_argument("--target-column", default="target", help="translation: the target text")
+    ft.add_argument("--num-beams", type=int, default=4, help="translation: beam size when predicting")
+    ft.add_argument("--label-smoothing", type=float, default=0.1, help="translation: label smoothing eps")
+    gpt = ft.add_argument_group("GPT-1 fine-tuning (decoder checkpoints)")
+    gpt.add_argument("--gpt-input", action="store_true",
+                     help="<start> text [<delim> pair] <extract> inputs, classifier on the extract token")
+    gpt.add_argument("--both-orders", action="store_true",
+                     help="sentence pairs (similarity): encode both orders and sum the representations")
+    gpt.add_argument("--aux-lm-weight", type=float, default=0.0, metavar="LAMBDA",
+                     help="add LAMBDA x the LM loss on the same inputs to the task loss (0.5 in the paper)")
     ft.add_argument("--metric", help="dev metric that selects the best checkpoint (default: the task's main one: "
                                      "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy)")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
@@ -183,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("output", metavar="OUT")
     conv.add_argument("--to", required=True, choices=["hf", "ptmzoo"], help="format of OUT")
     conv.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
+    ini = verbs.add_parser("init", parents=[common], help="a randomly initialised checkpoint of a preset, "
+                           "with a tokenizer (models trained from scratch on a task, e.g. translation)")
+    ini.add_argument("--preset", required=True, help="architecture preset (see `ptmzoo zoo`)")
+    ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
+    ini.add_argument("--out", required=True, help="checkpoint directory to write")
+    ini.add_argument("--seed", type=int, default=0)
+    ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
     stu = verbs.add_parser("init-student", parents=[common], help="a smaller student from a teacher's layers",
                            description="DistilBERT's initialisation: copy every other layer (and the embeddings "
                                        "and MLM head) of TEACHER (a ptmzoo or Hugging Face encoder; BERT gives a "
@@ -240,10 +263,18 @@ def cmd_tokenizer(args) -> None:
 def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
 
+    if args.parallel:
+        from .data.parallel import prepare_parallel
+
+        languages = tuple(x.strip() for x in (args.languages or "").split(",") if x.strip())
+        meta = prepare_parallel(args.input, args.tokenizer, args.out, languages, args.valid_fraction, args.overwrite)
+        print(f"{' -> '.join(languages)} pairs: {summarize(meta)} -> {args.out}")
+        return
     meta = prepare_corpus(args.input, args.tokenizer, args.out, args.format, args.field, args.docs, args.workers,
                           args.valid_fraction, args.shard_tokens, args.overwrite, progress=not args.no_progress,
                           segmentation=args.segmentation,
-                          entity_tags=tuple(t.strip() for t in args.entity_tags.split(",") if t.strip()))
+                          entity_tags=tuple(t.strip() for t in args.entity_tags.split(",") if t.strip()),
+                          language=args.language)
     modes = ", ".join(f"{os.path.basename(s['path'])}: {s['format']}, {s['docs']}" for s in meta["sources"])
     print(f"read {modes}")
     print(f"{summarize(meta)} -> {args.out}")
@@ -396,6 +427,13 @@ def cmd_predict(args) -> None:
     print(f"predicted {count} examples -> {args.out}")
 
 
+def cmd_init(args) -> None:
+    from .init_model import init_checkpoint
+
+    count = init_checkpoint(args.preset, args.tokenizer, args.out, list(args.overrides), args.seed)
+    print(f"initialised {args.preset} ({count:,} parameters) -> {args.out}")
+
+
 def cmd_init_student(args) -> None:
     from .checkpoint import load, save_pretrained
     from .models.student import init_student
@@ -509,7 +547,7 @@ def cmd_demo(args) -> None:
 
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
             "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
-            "init-student": cmd_init_student,
+            "init-student": cmd_init_student, "init": cmd_init,
             "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer}
 
 

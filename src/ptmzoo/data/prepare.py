@@ -216,6 +216,7 @@ def prepare_corpus(
     progress: bool = True,
     segmentation: str = "none",
     entity_tags: tuple[str, ...] = DEFAULT_ENTITY_TAGS,
+    language: str | None = None,
 ) -> dict:
     """Tokenize ``inputs`` into a shard directory at ``out_dir``; returns its meta.json content.
     With a ``segmentation`` other than "none", word and entity marks are stored per token."""
@@ -261,6 +262,8 @@ def prepare_corpus(
             "valid_fraction": valid_fraction,
             "splits": splits,
         }
+        if language:  # XLM: the language id every token of this monolingual stream carries
+            meta["language"] = language
         if marked:
             meta["token_marks"] = True
             meta["segmentation"] = {"mode": segmentation, "entity_tags": list(entity_tags)}

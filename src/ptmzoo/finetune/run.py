@@ -19,6 +19,7 @@ from ..config import Config, TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json
 from ..models.model import PtmModel
+from ..models.seq2seq import model_for
 from ..tasks import TASKS, Task, TaskOptions, task_class
 from ..tasks.base import ListDataset
 from ..train.distributed import setup
@@ -75,7 +76,7 @@ def prepare_model(source: Pretrained, task: Task, from_scratch: bool, seed: int)
         seed_everything(seed)
         backbone = type(backbone)(backbone.config)
     seed_everything(seed)
-    model = PtmModel(source.family, backbone)
+    model = model_for(source.family, backbone)  # a Seq2SeqModel for encoder-decoders (translation)
     task.add_head(model)
     return model
 

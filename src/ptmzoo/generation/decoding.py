@@ -292,6 +292,7 @@ class _Continuations:
 
     def __init__(self, prompt_ids: list[list[int]], tokenizer, eos_id: int | None, stop: list[str], live: bool):
         self.prompt_ids, self.tokenizer, self.eos_id, self.stop = prompt_ids, tokenizer, eos_id, stop
+        self.streaming = tokenizer is not None and live  # the caller wants the text as it comes
         self.live = tokenizer is not None and (live or bool(stop))  # decode after every token
         self.prefix = [self._decode(ids) for ids in prompt_ids] if tokenizer is not None else None
         self.ids: list[list[int]] = [[] for _ in prompt_ids]
@@ -330,6 +331,9 @@ class _Continuations:
                 self.reasons[row] = "length"
             if self.tokenizer is not None and reason != "stop":
                 self.texts[row] = self._text(row)
+
+    def new_pieces(self) -> Iterator[tuple[int, str]]:
+        return ((row, piece) for row in range(len(self.ids)) if (piece := self.new_text(row)))
 
     def new_text(self, row: int) -> str:
         """Text not shown yet. A running row holds back a tail that may still change: an incomplete
@@ -402,10 +406,19 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
     if generator is None and options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)
     rows = _Continuations(prompt_ids, tokenizer, eos_id, options.stop, live)
+    lm = CachedLM(model, len(prompt_ids) * options.num_beams, total, options.static_cache)
+    yield from decode(model, lm, input_ids, attention_mask, options, eos_id, generator, rows)
+    return Generation(prompt_ids, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)
+
+
+def decode(model, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, options: GenerationOptions,
+           eos_id: int | None, generator: torch.Generator | None, rows: _Continuations) -> Iterator[tuple[int, str]]:
+    """The decoding loop shared by decoders, encoder-decoders and UniLM: beam search or sampling
+    with ``lm`` (prefill/step/reorder), collecting tokens in ``rows``; yields (row, new text) as
+    it comes when ``rows`` is streaming. The model is in eval mode meanwhile."""
     was_training = model.training
     model.eval()
     try:
-        lm = CachedLM(model, len(prompt_ids) * options.num_beams, total, options.static_cache)
         if options.num_beams > 1:
             for row, tokens in enumerate(beam_search(lm, input_ids, attention_mask, options, eos_id)):
                 for token in tokens:  # replayed token by token: stop strings cut as when sampling
@@ -413,14 +426,13 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
                         break
         else:
             for _ in sampling_steps(lm, input_ids, attention_mask, options, eos_id, generator, rows.add_running):
-                if live:
-                    yield from ((row, piece) for row in range(len(prompt_ids)) if (piece := rows.new_text(row)))
+                if rows.streaming:
+                    yield from rows.new_pieces()
         rows.finish()
-        if live:
-            yield from ((row, piece) for row in range(len(prompt_ids)) if (piece := rows.new_text(row)))
+        if rows.streaming:
+            yield from rows.new_pieces()
     finally:
         model.train(was_training)
-    return Generation(prompt_ids, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)
 
 
 def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], None] | None = None,

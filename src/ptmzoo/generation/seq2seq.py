@@ -19,8 +19,7 @@ from .decoding import (
     Generation,
     GenerationOptions,
     _Continuations,
-    beam_search,
-    sampling_steps,
+    decode,
 )
 
 
@@ -134,19 +133,7 @@ def generate_seq2seq(model, inputs, tokenizer=None, *, generator: torch.Generato
     if generator is None and opts.seed is not None:
         generator = torch.Generator(device=device).manual_seed(opts.seed)
     rows = _Continuations([[] for _ in sources], tokenizer, eos_id, opts.stop, live=False)
-    was_training = model.training
-    model.eval()
-    try:
-        lm = Seq2SeqLM(model, len(sources) * opts.num_beams, opts.max_new_tokens + 1, opts.static_cache)
-        if opts.num_beams > 1:
-            for row, tokens in enumerate(beam_search(lm, input_ids, attention_mask, opts, eos_id)):
-                for token in tokens:
-                    if rows.add(row, token):
-                        break
-        else:
-            for _ in sampling_steps(lm, input_ids, attention_mask, opts, eos_id, generator, rows.add_running):
-                pass
-        rows.finish()
-    finally:
-        model.train(was_training)
+    lm = Seq2SeqLM(model, len(sources) * opts.num_beams, opts.max_new_tokens + 1, opts.static_cache)
+    for _ in decode(model, lm, input_ids, attention_mask, opts, eos_id, generator, rows):
+        pass  # nothing streams: ``rows`` is not live
     return Generation(sources, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)

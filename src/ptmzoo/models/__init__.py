@@ -10,6 +10,9 @@ from .electra import ElectraBackbone
 from .gpt1 import GPT1Config, GPT1Model
 from .gpt2 import GPT2Config, GPT2Model
 from .t5 import T5Config, T5Model
+from .transformer import TransformerSeq2SeqModel
+from .unilm import UnilmModel
+from .xlm import XLMModel
 
 FAMILIES: dict[str, type[Backbone]] = {
     "bert": BertModel,
@@ -17,10 +20,13 @@ FAMILIES: dict[str, type[Backbone]] = {
     "albert": AlbertModel,
     "distilbert": DistilBertModel,
     "electra": ElectraBackbone,
+    "xlm": XLMModel,
     "gpt1": GPT1Model,
     "gpt2": GPT2Model,
     "t5": T5Model,
     "bart": BartModel,
+    "transformer": TransformerSeq2SeqModel,
+    "unilm": UnilmModel,
 }
 
 

@@ -105,8 +105,9 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x, mask):
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask)))
+    def forward(self, x, mask, cache=None, layer: int = 0):
+        """``cache``/``layer``: decoding with a ``generation.KVCache`` (UniLM)."""
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask, cache=cache, layer=layer)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 

@@ -37,6 +37,8 @@ class ElectraConfig(BertConfig):
     add_pooler: bool = False  # ELECTRA reads [CLS] in its task heads
     generator_size: float = 0.25  # generator hidden, feed-forward and head counts as a fraction
     generator_layers: int | None = None  # None: as many layers as the discriminator
+    # False: the discriminator (or a generator) alone, as a Hugging Face ELECTRA checkpoint holds it
+    with_generator: bool = True
 
     def validate(self) -> None:
         super().validate()
@@ -64,6 +66,9 @@ class ElectraModel(PtmModel):
         super().__init__(family, backbone, heads)
         import ptmzoo.objectives  # noqa: F401  (registers the generator's mlm head)
 
+        self.generator = None
+        if not backbone.config.with_generator:
+            return
         generator = BertModel(backbone.config.generator_config())
         shared, own = backbone.embeddings, generator.embeddings
         own.word, own.position, own.token_type, own.norm = shared.word, shared.position, shared.token_type, shared.norm
@@ -71,6 +76,8 @@ class ElectraModel(PtmModel):
         self.generator.add_head("mlm", "mlm")  # tied to the shared token embeddings
 
     def count_targets(self, batch):
+        if self.generator is None:
+            return super().count_targets(batch)
         return {**self.generator.count_targets(batch), **super().count_targets(batch)}
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
@@ -83,6 +90,9 @@ class ElectraModel(PtmModel):
         if targets is None or "rtd_labels" not in targets:
             return super().forward(input_ids, output_hidden_states=output_hidden_states, targets=targets,
                                    cache=cache, **common)
+        if self.generator is None:
+            raise UserError("this ELECTRA model has no generator (model.with_generator is false), so it cannot be "
+                            "pre-trained with rtd; load a discriminator/ + generator/ pair or start from a preset")
         generator_loss, replaced, rtd_labels = self.replace_tokens(input_ids, targets, common)
         result = super().forward(replaced, output_hidden_states=output_hidden_states,
                                  targets={**targets, "rtd_labels": rtd_labels}, **common)

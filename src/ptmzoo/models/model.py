@@ -105,6 +105,16 @@ class PtmModel(nn.Module):
         """
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
+        heads_see = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if input_ids.dim() == 3:
+            # groups of sequences [batch, group, length] (multiple-choice answers, both orders of a
+            # pair): the backbone reads one sequence per row; heads get the grouped inputs back
+            input_ids, attention_mask, token_type_ids, position_ids, document_ids = (
+                None if t is None else t.reshape(-1, t.shape[-1])
+                for t in (input_ids, attention_mask, token_type_ids, position_ids, document_ids))
+            if attention_mask is not None:  # a padding choice (no tokens) reads one token, so no NaNs
+                attention_mask = attention_mask.clone()
+                attention_mask[:, 0] += (attention_mask.sum(-1) == 0).to(attention_mask.dtype)
         extra = {"cache": cache} if cache is not None else {}  # encoders take no cache
         # heads that read several layers (finetune.strategies.LayerMixHead) need all of them
         output_hidden_states = output_hidden_states or any(getattr(h, "needs_hidden_states", False)
@@ -112,7 +122,7 @@ class PtmModel(nn.Module):
         out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
                             document_ids=document_ids, **extra)
         result = ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
-        return self.apply_heads(result, out, {"input_ids": input_ids, "attention_mask": attention_mask}, targets)
+        return self.apply_heads(result, out, heads_see, targets)
 
     def apply_heads(self, result: ModelOutput, out: BackboneOutput, inputs: dict[str, torch.Tensor | None],
                     targets: dict[str, torch.Tensor] | None) -> ModelOutput:

@@ -122,7 +122,8 @@ class Seq2SeqModel(PtmModel):
 @register_head
 class Seq2SeqLMHead(Head):
     """Next-token logits of the decoder: a vocabulary projection, tied to the shared embeddings or
-    not (T5 v1.0 scales the states by d_model ** -0.5 first; BART adds ``final_logits_bias``)."""
+    not (T5 v1.0 scales the states by d_model ** -0.5 first; BART adds ``final_logits_bias``).
+    Option ``label_smoothing`` (the original Transformer: 0.1) smooths the training targets."""
 
     kind = "seq2seq_lm"
     target_key = "seq2seq_labels"
@@ -150,8 +151,12 @@ class Seq2SeqLMHead(Head):
     def loss_sum(self, out, batch):
         labels = batch[self.target_key]
         chosen = labels != -100
-        return linear_cross_entropy(out.last_hidden_state[chosen] * self.scale, self.decoder.weight, self._bias(),
-                                    labels[chosen])
+        hidden = out.last_hidden_state[chosen] * self.scale
+        smoothing = self.options.get("label_smoothing", 0.0)
+        if smoothing:  # (1 - eps) NLL + eps * mean NLL over the vocabulary: needs every logit, so no chunking
+            logits = nn.functional.linear(hidden, self.decoder.weight, self._bias()).float()
+            return nn.functional.cross_entropy(logits, labels[chosen], label_smoothing=smoothing, reduction="sum")
+        return linear_cross_entropy(hidden, self.decoder.weight, self._bias(), labels[chosen])
 
 
 def model_for(family: str, backbone: Backbone) -> PtmModel:

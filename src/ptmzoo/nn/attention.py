@@ -110,3 +110,37 @@ class SelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
         )
         return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
+
+
+UNIFIED_MASKS = ("bidirectional", "left_to_right", "right_to_left", "seq2seq")
+
+
+def unified_mask(kind: str, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """UniLM's self-attention masks, [B, L, L] boolean (True = query row may attend to key column).
+
+    One Transformer becomes a bidirectional encoder, a left-to-right or right-to-left LM, or a
+    sequence-to-sequence model only by what each token may see: ``bidirectional`` every token;
+    ``left_to_right`` / ``right_to_left`` the tokens at or before / at or after itself;
+    ``seq2seq`` (also called a prefix mask) the whole source segment (``token_type_ids`` 0) and the
+    target tokens (1, after the source) at or before itself -- so source tokens never see the
+    target. Padded keys ([B, L] ``attention_mask`` 0) are hidden; every query sees itself, so a
+    padded query's row is never empty (SDPA would give NaN).
+    """
+    if kind not in UNIFIED_MASKS:
+        raise ValueError(f"unknown mask kind {kind!r} (known: {', '.join(UNIFIED_MASKS)})")
+    length = attention_mask.shape[1]
+    device = attention_mask.device
+    position = torch.arange(length, device=device)
+    before = position[None, :] <= position[:, None]  # [query, key]: key at or before the query
+    if kind == "bidirectional":
+        visible = torch.ones(1, length, length, dtype=torch.bool, device=device)
+    elif kind == "left_to_right":
+        visible = before[None]
+    elif kind == "right_to_left":
+        visible = before.T[None]
+    else:
+        if token_type_ids is None:
+            raise ValueError("the seq2seq mask needs token_type_ids (0 = source, 1 = target)")
+        visible = (token_type_ids == 0)[:, None, :] | before[None]
+    visible = visible & attention_mask.bool()[:, None, :]
+    return visible | torch.eye(length, dtype=torch.bool, device=device)[None]

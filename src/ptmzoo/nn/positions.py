@@ -50,3 +50,15 @@ class RelativePositionBias(nn.Module):
         relative = key_positions[None, :] - query_positions[:, None]
         buckets = relative_position_bucket(relative, self.bidirectional, self.num_buckets, self.max_distance)
         return self.embedding(buckets).permute(2, 0, 1)[None]
+
+
+def sinusoidal_positions(length: int, dim: int, start: int = 0) -> torch.Tensor:
+    """The fixed position encodings of the original Transformer (Vaswani et al., 2017), [length, dim]:
+    PE(pos, 2i) = sin(pos / 10000^(2i/dim)), PE(pos, 2i+1) = cos(pos / 10000^(2i/dim)).
+    Wavelengths grow geometrically, so PE(pos + k) is a linear function of PE(pos) for every k."""
+    positions = torch.arange(start, start + length, dtype=torch.float32)[:, None]
+    frequencies = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(positions * frequencies)
+    table[:, 1::2] = torch.cos(positions * frequencies[: dim // 2])
+    return table

@@ -13,12 +13,15 @@ from .classification import (
     RegressionTask,
     classification_metrics,
 )
+from .multiple_choice import MultipleChoiceHead, MultipleChoiceTask
 from .qa import QATask, SpanHead
 from .sft import SFTTask
 from .tagging import TaggingHead, TaggingTask
+from .translation import TranslationTask
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (ClassificationTask, RegressionTask, MultiLabelTask, TaggingTask, QATask, SFTTask)
+    cls.name: cls for cls in (ClassificationTask, RegressionTask, MultiLabelTask, TaggingTask, QATask, SFTTask,
+                              MultipleChoiceTask, TranslationTask)
 }
 
 
@@ -29,5 +32,5 @@ def task_class(name: str) -> type[Task]:
 
 
 __all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "ListDataset",
-           "MultiLabelTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions",
+           "MultiLabelTask", "MultipleChoiceHead", "MultipleChoiceTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions", "TranslationTask",
            "classification_metrics", "label_vocabulary", "task_class"]

@@ -20,6 +20,13 @@ import torch
 from ..config import Config
 from ..errors import UserError
 from ..io import atomic_write_text
+from .gpt_input import (
+    AUX_LM_HEAD,
+    AuxiliaryLMHead,
+    GPTInputs,
+    lm_labels,
+    resize_token_embeddings,
+)
 from .tables import read_table
 
 POOLINGS = ("cls", "last", "mean")
@@ -50,7 +57,16 @@ class TaskOptions(Config):
     n_best: int = 20
     language: str = "auto"  # en: SQuAD normalisation; zh: CMRC2018 character level; auto: by the text
     # multiple choice
-    choices_column: str = "choices"
+    choices_column: str = "choices"  # a column holding a list, or comma-separated columns (one choice each)
+    # GPT-1 fine-tuning (tasks/gpt_input.py): decoder checkpoints
+    gpt_input: bool = False  # <start> a <delim> b <extract> inputs; the extract token's state is pooled
+    both_orders: bool = False  # sentence pairs (similarity): encode a+b and b+a, sum the two representations
+    aux_lm_weight: float = 0.0  # lambda: the LM loss on the same inputs, weighted, added to the task loss
+    # translation (text-to-text generation)
+    source_column: str = "source"
+    target_column: str = "target"
+    num_beams: int = 4  # beam search when predicting
+    label_smoothing: float = 0.1  # eps of the label-smoothed training loss (Vaswani et al.)
 
     def validate(self) -> None:
         if self.max_length < 4:
@@ -64,8 +80,14 @@ class TaskOptions(Config):
         for name in ("max_query_length", "max_answer_length", "n_best"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.num_beams < 1 or not 0 <= self.label_smoothing < 1:
+            raise UserError("--num-beams must be at least 1 and --label-smoothing in [0, 1)")
         if self.doc_stride is not None and self.doc_stride < 1:
             raise UserError("--doc-stride must be at least 1")
+        if self.aux_lm_weight < 0:
+            raise UserError("--aux-lm-weight must not be negative")
+        if self.both_orders and not self.text_pair_column:
+            raise UserError("--both-orders encodes sentence pairs; give --text-pair-column")
 
 
 def label_vocabulary(values) -> list[str]:
@@ -96,6 +118,16 @@ def pad(rows: list[list], value, dtype=torch.long) -> torch.Tensor:
     out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=dtype)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=dtype)
+    return out
+
+
+def pad_groups(groups: list[list[list]], value, dtype=torch.long) -> torch.Tensor:
+    """Right-pad groups of lists (e.g. the answers of each question) to [batch, group, length];
+    a missing group member is all padding."""
+    out = torch.full((len(groups), max(map(len, groups)), max(len(r) for g in groups for r in g)), value, dtype=dtype)
+    for i, group in enumerate(groups):
+        for j, row in enumerate(group):
+            out[i, j, : len(row)] = torch.as_tensor(row, dtype=dtype)
     return out
 
 
@@ -191,19 +223,42 @@ class Task:
         raise NotImplementedError
 
     def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
-        """Padded inputs; tasks add their targets."""
+        """Padded inputs ([batch, group, length] when each sample is a group of sequences); tasks
+        add their targets."""
         ids = [s["input_ids"] for s in samples]
-        batch = {"input_ids": pad(ids, self.pad_id),
-                 "attention_mask": pad([[1] * len(i) for i in ids], 0),
-                 "token_type_ids": pad([s["token_type_ids"] for s in samples], 0)}
+        grouped = isinstance(ids[0][0], list)
+        padded = pad_groups if grouped else pad
+        batch = {"input_ids": padded(ids, self.pad_id),
+                 "attention_mask": padded([[[1] * len(r) for r in i] if grouped else [1] * len(i) for i in ids], 0),
+                 "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
+        if self.options.aux_lm_weight > 0:
+            batch["lm_labels"] = lm_labels(batch["input_ids"], batch["attention_mask"])
         return batch
 
     # ---- model ------------------------------------------------------------------------------------
     def head_options(self, backbone) -> dict[str, Any]:
         return {}
 
+    def default_pooling(self, backbone) -> str:
+        """--pooling, else [CLS] for encoders and the last token for decoders and GPT-1 inputs
+        (the extract token, the only one that has read the whole input)."""
+        return self.options.pooling or ("last" if backbone.causal or self.options.gpt_input else "cls")
+
+    def gpt_inputs(self) -> GPTInputs | None:
+        """GPT-1's marker tokens (added to the tokenizer when missing), with --gpt-input."""
+        if not self.options.gpt_input:
+            return None
+        if not hasattr(self, "_gpt_inputs"):
+            self._gpt_inputs = GPTInputs(self.tokenizer, self.max_length)
+        return self._gpt_inputs
+
     def add_head(self, model) -> None:
+        if self.options.gpt_input:  # room in the embedding matrix for the marker tokens
+            self.gpt_inputs()
+            resize_token_embeddings(model.backbone, self.tokenizer.vocab_size)
         model.add_head(self.head_name, self.head_kind, **self.head_options(model.backbone))
+        if self.options.aux_lm_weight > 0:  # after resizing: the LM head is tied to the embeddings
+            model.add_head(AUX_LM_HEAD, AuxiliaryLMHead.kind, weight=self.options.aux_lm_weight)
 
     @torch.no_grad()
     def batch_logits(self, model, samples: list[dict], batch_size: int, device) -> Iterator[tuple[list[dict], dict, torch.Tensor]]:

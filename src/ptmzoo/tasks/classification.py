@@ -120,12 +120,30 @@ class ClassificationTask(Task):
         require_columns(rows, path, wanted)
         texts = [str(r[opts.text_column]) for r in rows]
         pairs = [str(r[opts.text_pair_column]) for r in rows] if opts.text_pair_column else None
-        ids, types = self.tokenizer.encode_batch(texts, pairs, max_length=self.max_length, with_type_ids=True)
-        samples = [{"input_ids": i, "token_type_ids": t} for i, t in zip(ids, types)]
+        samples = self.encode_texts(texts, pairs)
         if with_labels:
             for number, (sample, row) in enumerate(zip(samples, rows), start=1):
                 sample["labels"] = self.target(row[opts.label_column], path, number)
         return samples
+
+    def encode_texts(self, texts: list[str], pairs: list[str] | None) -> list[dict]:
+        """Samples of input ids and type ids: the tokenizer's template, or GPT-1's markers; with
+        --both-orders each sample is a group of two sequences, (a, b) and (b, a)."""
+        gpt = self.gpt_inputs()
+        if gpt is not None:
+            ids = gpt.encode(texts, pairs, both_orders=self.options.both_orders)
+            zeros = [[[0] * len(r) for r in i] if self.options.both_orders else [0] * len(i) for i in ids]
+            return [{"input_ids": i, "token_type_ids": t} for i, t in zip(ids, zeros)]
+
+        def template(first, second):
+            return self.tokenizer.encode_batch(first, second, max_length=self.max_length, with_type_ids=True)
+
+        ids, types = template(texts, pairs)
+        if not self.options.both_orders:
+            return [{"input_ids": i, "token_type_ids": t} for i, t in zip(ids, types)]
+        swapped_ids, swapped_types = template(pairs, texts)
+        return [{"input_ids": [i, si], "token_type_ids": [t, st]}
+                for i, t, si, st in zip(ids, types, swapped_ids, swapped_types)]
 
     def target(self, value, path: str, number: int):
         label = str(value)
@@ -144,7 +162,7 @@ class ClassificationTask(Task):
 
     def head_options(self, backbone):
         return {"num_labels": len(self.labels),
-                "pooling": self.options.pooling or ("last" if backbone.causal else "cls")}
+                "pooling": self.default_pooling(backbone)}
 
     def meta(self):
         return {**super().meta(), "pooling": self.options.pooling}
@@ -288,8 +306,21 @@ class ClassificationHead(SequenceHead):
         last = (positions * mask.bool()).argmax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+    def pool_groups(self, out, batch) -> torch.Tensor:
+        """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the
+        model ran as one sequence per row)."""
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        if ids.dim() < 3:
+            return self.pool(out, batch)
+        flat = {"input_ids": ids.reshape(-1, ids.shape[-1]),
+                "attention_mask": None if mask is None else mask.reshape(-1, mask.shape[-1])}
+        return self.pool(out, flat).view(*ids.shape[:2], -1)
+
     def logits(self, out, batch):
-        return self.classifier(self.dropout(self.pool(out, batch)))
+        pooled = self.pool_groups(out, batch)
+        if pooled.dim() == 3:  # both orders of a pair (GPT-1 similarity): the representations summed
+            pooled = pooled.sum(1)
+        return self.classifier(self.dropout(pooled))
 
     def loss_sum(self, out, batch):
         return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")

@@ -48,8 +48,18 @@ class PretrainRecipe(Config):
 
 
 def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], tokenizer, seq_len: int,
-                           causal: bool, seed: int, document_attention: bool = False):
-    """Sentence pairs when an objective needs them, else packed blocks with no padding."""
+                           causal: bool, seed: int, document_attention: bool = False,
+                           language_ids: tuple[int, ...] | None = None):
+    """Sentence pairs when an objective needs them, else packed blocks with no padding. XLM
+    (``language_ids`` from the corpus): translation pairs for TLM, else language ids on every token."""
+    if language_ids is not None:
+        from ..data.parallel import ParallelPairs, WithLanguage
+
+        if any(getattr(o, "needs_parallel", False) for o in objectives):
+            return ParallelPairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id, language_ids)
+        if len(language_ids) == 1:
+            return WithLanguage(build_pretrain_dataset(split, objectives, tokenizer, seq_len, causal, seed,
+                                                       document_attention), language_ids[0])
     try:
         pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
         if pair_objective is not None:
@@ -112,14 +122,17 @@ class PretrainJob:
         causal = backbone.causal or getattr(backbone, "is_encoder_decoder", False)  # plain blocks: the
         # seq2seq objectives add their own special tokens
         document_attention = recipe.data.document_attention
+        from ..objectives.tlm import corpus_language_ids
+
+        languages = corpus_language_ids(self.corpus.meta, config)  # XLM: language ids of the corpus
         self.train_data = build_pretrain_dataset(self.corpus.split("train"), self.objectives, self.tokenizer,
-                                                 self.seq_len, causal, seed, document_attention)
+                                                 self.seq_len, causal, seed, document_attention, languages)
         self.valid_data = None
         if self.corpus.has_split("valid"):
             try:
                 self.valid_data = build_pretrain_dataset(self.corpus.split("valid"), self.objectives,
                                                          self.tokenizer, self.seq_len, causal, seed + 1,
-                                                         document_attention)
+                                                         document_attention, languages)
             except UserError:
                 self.valid_data = None  # held-out split shorter than one sequence
             if self.valid_data is not None and len(self.valid_data) == 0:

@@ -19,7 +19,7 @@ from ...data.tokenizers import Tokenizer
 from ...errors import UserError
 from ...io import atomic_directory, atomic_write_json, read_json
 from ...models.model import PtmModel
-from . import albert, bart, bert, distilbert, gpt2, openai_gpt, roberta, t5  # noqa: F401  (register the adapters)
+from . import albert, bart, bert, distilbert, electra, gpt2, openai_gpt, roberta, t5  # noqa: F401  (register the adapters)
 from .base import adapter_for_family, adapter_for_hf
 
 CONFIG_FILE = "config.json"
@@ -94,6 +94,8 @@ def read_hf_weights(directory: str) -> dict[str, torch.Tensor]:
 def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
     """Open a Hugging Face model directory as a ptmzoo model (with its heads) and tokenizer."""
     directory = os.fspath(directory)
+    if not is_hf_dir(directory) and electra.pair_dir(directory):  # ELECTRA: discriminator/ + generator/
+        return _import_electra_pair(directory, device)
     where = os.path.join(directory, CONFIG_FILE)
     try:
         hf = read_json(where)
@@ -121,6 +123,11 @@ def export_hf(pretrained: Pretrained, out_dir: str) -> str:
     """Write ``pretrained`` (model, tokenizer, task labels) as a Hugging Face model directory."""
     model = pretrained.model
     adapter = adapter_for_family(model.family)
+    parts = adapter.export_parts(pretrained) if hasattr(adapter, "export_parts") else {}
+    if parts:  # one HF directory per network (ELECTRA's generator and discriminator)
+        with atomic_directory(out_dir) as tmp:
+            written = {name: export_hf(part, os.path.join(tmp, name)) for name, part in parts.items()}
+        return " + ".join(f"{name}/ {arch}" for name, arch in written.items())
     config = hf_config_dict(model)
     tokenizer = pretrained.tokenizer
     if tokenizer is not None:
@@ -150,3 +157,12 @@ def _task_from_labels(hf: dict[str, Any], num_labels: int) -> dict[str, Any]:
     labels = [id2label.get(i, f"LABEL_{i}") for i in range(num_labels)]
     return {"name": "classification", "labels": labels, "options": ClassificationOptions().to_dict(),
             "pooling": "cls"}
+
+
+def _import_electra_pair(directory: str, device) -> Pretrained:
+    parts = {name: import_hf(os.path.join(directory, name)) for name in electra.PARTS}
+    model = adapter_for_family("electra").import_pair({n: p.model for n, p in parts.items()}, directory)
+    disc = parts["discriminator"]
+    meta = {**disc.meta, "config": model.config.to_dict(), "heads": model.heads_spec(),
+            "hf_architecture": "+".join(p.meta["hf_architecture"] for p in parts.values())}
+    return Pretrained(model.to(device).eval(), disc.tokenizer, meta, directory)

@@ -1,0 +1,35 @@
+"""``ptmzoo init``: a randomly initialised checkpoint of a preset with a given tokenizer.
+
+Models trained from scratch on a task (the Transformer on translation) have no pre-training
+step to write their first checkpoint; this writes it, with the vocabulary size and the special
+token ids (padding, beginning and end of sequence) taken from the tokenizer.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import save_pretrained
+from .config import apply_overrides
+from .data.tokenizers import Tokenizer
+from .models import backbone_class
+from .models.seq2seq import model_for
+from .presets import get_preset
+from .train.trainer import seed_everything
+
+
+def init_checkpoint(preset_name: str, tokenizer_path: str, out: str, overrides: list[str] | None = None,
+                    seed: int = 0) -> int:
+    """Write the checkpoint to ``out``; return its number of parameters."""
+    preset = get_preset(preset_name)
+    tokenizer = Tokenizer.load(tokenizer_path)
+    cls = backbone_class(preset.family)
+    config = {**preset.model, "vocab_size": tokenizer.vocab_size}
+    fields = cls.config_class.field_types()
+    for role in ("pad", "bos", "eos"):
+        token_id = getattr(tokenizer, f"{role}_id")
+        if f"{role}_token_id" in fields and token_id is not None:
+            config[f"{role}_token_id"] = token_id
+    config = apply_overrides({"model": config}, [f"model.{o}" for o in overrides or []])["model"]
+    seed_everything(seed)
+    model = model_for(preset.family, cls(cls.config_class.from_dict(config, where="model.")))
+    save_pretrained(out, model, tokenizer)
+    return sum(p.numel() for p in model.parameters())
