@@ -10,7 +10,8 @@ import pytest
 from conftest import run_cli
 
 ARGS = ["--preset", "bert-tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "64", "--no-progress",
-        "train.log_every=1", "train.eval_every=3", "model.hidden_dropout=0", "model.attention_dropout=0"]
+        "--lr", "2e-3", "train.warmup_steps=1", "train.log_every=1", "train.eval_every=3",
+        "model.hidden_dropout=0", "model.attention_dropout=0"]
 
 
 def _curve(out):
@@ -33,4 +34,4 @@ def test_two_processes_match_one(wiki_shards, tmp_path):
     assert len(loss_1) == len(loss_2) == 6 and len(eval_1) == len(eval_2) == 2
     assert loss_2 == pytest.approx(loss_1, rel=1e-5)
     assert eval_2 == pytest.approx(eval_1, rel=1e-5)
-    assert loss_1[-1] < loss_1[0]
+    assert eval_1[-1] < eval_1[0] - 0.1, eval_1  # it trains: the comparison means something
