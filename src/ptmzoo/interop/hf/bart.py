@@ -16,8 +16,8 @@ from ...models.model import PtmModel
 from .base import (
     HF_ACTIVATIONS,
     PTM_ACTIVATIONS,
+    EncoderDecoderAdapter,
     Param,
-    StateDictAdapter,
     heads_of_kind,
     linear,
     register_adapter,
@@ -39,12 +39,13 @@ def _attention(ptm: str, hf: str) -> list[Param]:
 
 
 @register_adapter
-class BartAdapter(StateDictAdapter):
+class BartAdapter(EncoderDecoderAdapter):
     family = "bart"
     model_type = "bart"
     base_prefix = "model."
     base_architecture = "BartModel"
     architectures = ("BartModel", "BartForConditionalGeneration")
+    display_name, lm_key, lm_architecture = "BART", "final_logits_bias", "BartForConditionalGeneration"
 
     def check_hf_config(self, hf: dict[str, Any], where: str) -> None:
         for encoder_key, decoder_key in _PAIRED.items():
@@ -71,23 +72,7 @@ class BartAdapter(StateDictAdapter):
                   tie_word_embeddings=True)
         return hf
 
-    # ---- heads --------------------------------------------------------------------------------
-    def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
-        if "final_logits_bias" in keys or architecture == "BartForConditionalGeneration":
-            return {"seq2seq_lm": {"kind": "seq2seq_lm"}}
-        return {}
-
-    def architecture(self, model: PtmModel) -> str:
-        kinds = set(heads_of_kind(model))
-        if not kinds:
-            return "BartModel"
-        if kinds == {"seq2seq_lm"}:
-            return "BartForConditionalGeneration"
-        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face BART class (supported: seq2seq_lm)")
-
     # ---- weights ------------------------------------------------------------------------------
-    def is_backbone_key(self, key: str) -> bool:
-        return key.startswith(("shared.", "encoder.", "decoder."))
 
     def backbone_params(self, config) -> list[Param]:
         params = [Param("shared.weight", ("shared.weight",))]

@@ -218,3 +218,29 @@ def adapter_for_family(family: str) -> StateDictAdapter:
             return adapter
     raise UserError(f"no Hugging Face format for ptmzoo family '{family}' (supported: "
                     f"{', '.join(sorted(a.family for a in ADAPTERS.values()))})")
+
+
+class EncoderDecoderAdapter(StateDictAdapter):
+    """T5 and BART: shared embeddings + encoder + decoder, and at most one head, the LM
+    (``seq2seq_lm``) of the HF ``...ForConditionalGeneration`` class."""
+
+    display_name: ClassVar[str]  # in messages: "T5", "BART"
+    lm_key: ClassVar[str]  # a key only the HF class with the LM head has
+    lm_architecture: ClassVar[str]
+
+    def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
+        if self.lm_key in keys or architecture == self.lm_architecture:
+            return {"seq2seq_lm": {"kind": "seq2seq_lm"}}
+        return {}
+
+    def architecture(self, model: PtmModel) -> str:
+        kinds = set(heads_of_kind(model))
+        if not kinds:
+            return self.base_architecture
+        if kinds == {"seq2seq_lm"}:
+            return self.lm_architecture
+        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face {self.display_name} class "
+                        "(supported: seq2seq_lm)")
+
+    def is_backbone_key(self, key: str) -> bool:
+        return key.startswith(("shared.", "encoder.", "decoder."))

@@ -16,8 +16,8 @@ from ...models.model import PtmModel
 from .base import (
     HF_ACTIVATIONS,
     PTM_ACTIVATIONS,
+    EncoderDecoderAdapter,
     Param,
-    StateDictAdapter,
     heads_of_kind,
     register_adapter,
 )
@@ -42,12 +42,13 @@ def _attention(ptm: str, hf: str) -> list[Param]:
 
 
 @register_adapter
-class T5Adapter(StateDictAdapter):
+class T5Adapter(EncoderDecoderAdapter):
     family = "t5"
     model_type = "t5"
     base_prefix = ""  # T5ForConditionalGeneration holds the backbone's modules directly
     base_architecture = "T5Model"
     architectures = ("T5Model", "T5ForConditionalGeneration")
+    display_name, lm_key, lm_architecture = "T5", "lm_head.weight", "T5ForConditionalGeneration"
 
     @staticmethod
     def _activation(hf: dict[str, Any]) -> tuple[str, bool]:
@@ -100,23 +101,7 @@ class T5Adapter(StateDictAdapter):
                             "untied T5 cannot be built in memory; write it with export_hf (`ptmzoo convert`)")
         return {}
 
-    # ---- heads --------------------------------------------------------------------------------
-    def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
-        if "lm_head.weight" in keys or architecture == "T5ForConditionalGeneration":
-            return {"seq2seq_lm": {"kind": "seq2seq_lm"}}
-        return {}
-
-    def architecture(self, model: PtmModel) -> str:
-        kinds = set(heads_of_kind(model))
-        if not kinds:
-            return "T5Model"
-        if kinds == {"seq2seq_lm"}:
-            return "T5ForConditionalGeneration"
-        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face T5 class (supported: seq2seq_lm)")
-
     # ---- weights ------------------------------------------------------------------------------
-    def is_backbone_key(self, key: str) -> bool:
-        return key.startswith(("shared.", "encoder.", "decoder."))
 
     def backbone_params(self, config) -> list[Param]:
         params = [Param("shared.weight", ("shared.weight",))]
