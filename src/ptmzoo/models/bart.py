@@ -94,6 +94,7 @@ class BartStack(nn.Module):
 
 
 class BartModel(EncoderDecoder):
+    default_decoder_start = "eos_token_id"
     config_class = BartConfig
     final_logits_bias = True
 
@@ -108,11 +109,6 @@ class BartModel(EncoderDecoder):
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
-
-    @property
-    def decoder_start_id(self) -> int:
-        start = self.config.decoder_start_token_id
-        return self.config.eos_token_id if start is None else start
 
     def encode(self, input_ids, attention_mask=None):
         return self.encoder(self.shared(input_ids) * self.embed_scale, padding_mask(attention_mask), 0)

@@ -47,9 +47,13 @@ class EncoderDecoder(Backbone):
     def num_decoder_layers(self) -> int:
         return self.config.num_decoder_layers or self.config.num_layers
 
+    # the config field whose token starts the decoder when decoder_start_token_id is not set
+    default_decoder_start: str = "pad_token_id"
+
     @property
     def decoder_start_id(self) -> int:
-        raise NotImplementedError
+        start = self.config.decoder_start_token_id
+        return getattr(self.config, self.default_decoder_start) if start is None else start
 
     @property
     def attention_shape(self) -> tuple[int, int]:

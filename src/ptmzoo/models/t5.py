@@ -165,17 +165,9 @@ class T5Model(EncoderDecoder):
                 nn.init.normal_(module.embedding.weight, std=factor * d ** -0.5)
         nn.init.normal_(self.shared.weight, std=factor)
 
-    def init_lm_head(self, weight: torch.Tensor) -> None:
-        nn.init.normal_(weight, std=self.config.initializer_range)
-
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
-
-    @property
-    def decoder_start_id(self) -> int:
-        start = self.config.decoder_start_token_id
-        return self.config.pad_token_id if start is None else start
 
     @property
     def attention_shape(self) -> tuple[int, int]:

@@ -58,6 +58,7 @@ class TransformerStack(nn.Module):
 
 
 class TransformerSeq2SeqModel(EncoderDecoder):
+    default_decoder_start = "bos_token_id"
     config_class = TransformerSeq2SeqConfig
 
     def __init__(self, config: TransformerSeq2SeqConfig):
@@ -73,11 +74,6 @@ class TransformerSeq2SeqModel(EncoderDecoder):
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.target_embeddings  # what the output projection is tied to
-
-    @property
-    def decoder_start_id(self) -> int:
-        start = self.config.decoder_start_token_id
-        return self.config.bos_token_id if start is None else start
 
     def encode(self, input_ids, attention_mask=None):
         return self.encoder(self.source_embeddings(input_ids) * self.embed_scale, padding_mask(attention_mask), 0)
