@@ -34,4 +34,7 @@ def test_bf16_loss_curve_follows_float32(wiki_shards, tmp_path, preset):
     assert len(fp32) == len(bf16) == 100
     diffs = [abs(a - b) for a, b in zip(fp32, bf16)]
     assert max(diffs) < MAX_STEP_DIFF and sum(diffs) / len(diffs) < MAX_MEAN_DIFF, (max(diffs), sum(diffs) / 100)
-    assert fp32[-1] < fp32[0] - 1.0  # the run really trains, so the comparison means something
+    # The run really trains, so the comparison means something. Averages, not single steps: one
+    # step's loss swings by ~0.3 with the batch, which made a single-step check flaky across CPUs.
+    first, last = sum(fp32[:10]) / 10, sum(fp32[-10:]) / 10
+    assert last < first - 0.5, (first, last)
