@@ -152,6 +152,22 @@ def test_layer_mix_head(layers):
     train_steps(model, steps=1)  # trains end to end through the mixed features
 
 
+def test_frozen_backbone_runs_without_dropout_while_the_head_trains():
+    model = tiny_model("bert")
+    assert model.backbone.config.hidden_dropout > 0
+    apply(model, method="frozen")
+    model.train()
+    assert not any(m.training for m in model.backbone.modules())
+    assert model.heads["classification"].training
+    b = batch()
+    first, second = (model.backbone(b["input_ids"], b["attention_mask"]).last_hidden_state for _ in range(2))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)  # the same features every time
+    full = tiny_model("bert")
+    apply(full, method="full")
+    full.train()
+    assert full.backbone.training  # fine-tuning the backbone keeps its dropout
+
+
 def test_discriminative_learning_rates_per_layer_group():
     model = tiny_model("bert")
     groups = layer_groups(model)

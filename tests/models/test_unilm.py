@@ -94,6 +94,21 @@ def test_unilm_objective_batches_train(wordpiece_tokenizer):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
 
 
+def test_tokens_per_second_counts_real_tokens_not_mask_entries(wordpiece_tokenizer):
+    """The [B, L, L] unified mask must not inflate the trainer's token count (it once summed L x L)."""
+    from ptmzoo.objectives.unilm import UnifiedLM, UniLMOptions
+    from ptmzoo.train.trainer import _real_tokens
+
+    objective = UnifiedLM(UniLMOptions(), wordpiece_tokenizer, seed=0)
+    ids = np.full((2, 10), 20)
+    padding = np.array([[1] * 10, [1] * 6 + [0] * 4])
+    batch = {"input_ids": ids, "attention_mask": padding.copy(), "token_type_ids": np.zeros_like(ids),
+             "nsp_labels": np.zeros(2, dtype=np.int64)}
+    objective.prepare(batch, [(0, 0), (0, 1)])
+    assert batch["attention_mask"].shape == (2, 10, 10)
+    assert _real_tokens({k: torch.from_numpy(v) for k, v in batch.items()}) == 16
+
+
 MASK, SEP, CLS = 3, 2, 1
 
 

@@ -126,7 +126,12 @@ def test_electra_tiny_pretrains_from_the_cli_and_round_trips(tmp_path, wiki_shar
                      "train.eval_batches=2", env={"OMP_NUM_THREADS": "1"})  # a tiny model: no thread contention
     assert result.returncode == 0, result.stderr
     with open(os.path.join(out, "metrics.jsonl")) as fh:
-        records = [json.loads(line) for line in fh if "\"loss\"" in line]
+        lines = [json.loads(line) for line in fh]
+    records = [r for r in lines if "loss" in r]
+    evals = [r for r in lines if "eval_loss" in r]
+    # the evaluation reports both halves of ELECTRA's loss (it once covered the discriminator only)
+    assert evals and {"eval_loss_mlm", "eval_loss_rtd"} <= set(evals[-1])
+    assert evals[-1]["eval_loss"] == pytest.approx(evals[-1]["eval_loss_mlm"] + evals[-1]["eval_loss_rtd"])
     first, last = records[0], records[-1]
     assert {"loss_mlm", "loss_rtd"} <= set(first) and last["step"] == 12
     # generator MLM + 50 x discriminator BCE both fall

@@ -205,6 +205,14 @@ def gradual_unfreezing(model: PtmModel, steps_per_epoch: int) -> Callable[[int],
     return before_step
 
 
+def keep_in_eval_mode(module: nn.Module) -> None:
+    """Feature extraction: the frozen backbone gives the same features every epoch, so its dropout
+    stays off even while the head trains (``model.train()`` no longer reaches it)."""
+    switch = module.train
+    module.train = lambda mode=True: switch(False)
+    module.eval()
+
+
 # ---------------------------------------------------------------------------------- the strategy
 class Strategy:
     """A strategy applied to a model: its trainable set and what the Trainer needs from it."""
@@ -218,6 +226,8 @@ class Strategy:
         wanted = set(self.trainable)
         for name, param in model.named_parameters():
             param.requires_grad_(name in wanted)
+        if cfg.method == "frozen":
+            keep_in_eval_mode(model.backbone)
 
     def counts(self) -> dict[str, Any]:
         total = sum(p.numel() for p in self.model.parameters())

@@ -80,6 +80,10 @@ class ElectraModel(PtmModel):
             return super().count_targets(batch)
         return {**self.generator.count_targets(batch), **super().count_targets(batch)}
 
+    def loss_names(self) -> list[str]:
+        own = super().loss_names()
+        return own if self.generator is None else self.generator.loss_names() + own
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 output_hidden_states=False, targets=None, document_ids=None, cache=None) -> ModelOutput:
         """Without ``rtd_labels`` in ``targets``: the discriminator alone. With them (an ``rtd``

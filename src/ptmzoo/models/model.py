@@ -38,6 +38,10 @@ class Head(nn.Module):
         """Logits from the backbone output; ``batch`` holds at least input_ids and attention_mask."""
         raise NotImplementedError
 
+    def attach(self, model: PtmModel) -> None:
+        """Called once the head is added to ``model``: a head that shares another head's layers
+        (StructBERT's word order reads through the MLM head) takes them here."""
+
     def count_targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return (batch[self.target_key] != -100).sum()
 
@@ -69,6 +73,7 @@ class PtmModel(nn.Module):
         if kind not in HEAD_TYPES:
             raise UserError(f"unknown head '{kind}' (known: {', '.join(sorted(HEAD_TYPES))})")
         head = HEAD_TYPES[kind](self.backbone, **options)
+        head.attach(self)
         self.heads[name] = head
         return head
 
@@ -84,6 +89,10 @@ class PtmModel(nn.Module):
 
     def count_targets(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: head.count_targets(batch) for name, head in self.heads.items() if head.target_key in batch}
+
+    def loss_names(self) -> list[str]:
+        """Every name ``forward`` may report in ``loss_sums`` (in a fixed order, for evaluation)."""
+        return list(self.heads)
 
     def forward(
         self,

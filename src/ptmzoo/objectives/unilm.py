@@ -73,6 +73,7 @@ class UnifiedLM(MaskedLM):
     def prepare(self, batch, keys) -> None:
         super().prepare(batch, keys)  # the cloze task: masked tokens and their labels
         kind = self.mask_kind(keys)
+        batch["padding_mask"] = batch["attention_mask"]  # real tokens, for the trainer's tokens/s
         mask = unified_mask(kind, torch.from_numpy(batch["attention_mask"]), torch.from_numpy(batch["token_type_ids"]))
         batch["attention_mask"] = mask.numpy()
         if kind != "bidirectional":

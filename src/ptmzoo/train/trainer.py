@@ -51,6 +51,13 @@ from .state import (
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
 
 
+def _real_tokens(batch: dict) -> int:
+    """Non-padding tokens of a batch, for tokens/s. ``padding_mask`` is there when the
+    ``attention_mask`` is a [B, L, L] visibility matrix (UniLM) rather than a [B, L] padding mask."""
+    mask = batch.get("padding_mask", batch.get("attention_mask"))
+    return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
 class TrainingInterrupted(Exception):
     """Raised after a SIGINT/SIGTERM once the checkpoint for the current step is written."""
 
@@ -372,7 +379,7 @@ class Trainer:
                 loss = (parts / counts).sum() * env.world_size
             loss.backward()
             sums += parts.detach()
-            tokens += int(mb["attention_mask"].sum()) if "attention_mask" in mb else mb["input_ids"].numel()
+            tokens += _real_tokens(mb)
         if self.config.max_grad_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
         else:
@@ -420,7 +427,7 @@ def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: 
                   max_batches: int | None, precision: str = "auto") -> dict[str, float]:
     """Mean loss of each head over (the first ``max_batches`` global batches of) a dataset."""
     autocast = autocast_context(precision, env.device)
-    names = list(model.heads)
+    names = model.loss_names()
     sums = torch.zeros(len(names), device=env.device)
     counts = torch.zeros(len(names), device=env.device)
     for keys in eval_batches(len(dataset), batch_size, env.rank, env.world_size, max_batches):
