@@ -10,6 +10,7 @@ the CPU is reported, since load on a shared machine slows both down.
 
     .venv/bin/python bench/cpu_generate.py                       # gpt2-tiny, GPT-2 vocabulary
     .venv/bin/python bench/cpu_generate.py --preset gpt2-small --rounds 3
+    .venv/bin/python bench/cpu_generate.py --compile       # also ptmzoo with the compiled static-cache step
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def build_models(preset_name: str, vocab_size: int, seed: int):
     return model.eval(), to_hf_model(model, attn_implementation="sdpa")
 
 
-def run_ptmzoo(model, prompts: torch.Tensor, new_tokens: int) -> list[list[int]]:
+def run_ptmzoo(model, prompts: torch.Tensor, new_tokens: int, compile: bool = False) -> list[list[int]]:
     from ptmzoo.generation import generate
 
-    return generate(model, prompts.tolist(), max_new_tokens=new_tokens, ignore_eos=True).token_ids
+    return generate(model, prompts.tolist(), max_new_tokens=new_tokens, ignore_eos=True, compile=compile).token_ids
 
 
 @torch.inference_mode()
@@ -60,11 +61,13 @@ def bench(model, hf, batch: int, args, monitor: CpuMonitor) -> dict:
     prompts = torch.randint(0, model.config.vocab_size, (batch, args.prompt_tokens), generator=gen)
     runners = {"ptmzoo": lambda: run_ptmzoo(model, prompts, args.new_tokens),
                "transformers": lambda: run_transformers(hf, prompts, args.new_tokens)}
-    outputs = {name: run() for name, run in runners.items()}  # warm-up, and the tokens to compare
+    if args.compile:
+        runners["ptmzoo+compile"] = lambda: run_ptmzoo(model, prompts, args.new_tokens, compile=True)
+    outputs = {name: run() for name, run in runners.items()}  # warm-up (compiles), and the tokens to compare
     times: dict[str, list[float]] = {name: [] for name in runners}
     others = []
     for round_ in range(args.rounds):
-        order = list(runners) if round_ % 2 == 0 else list(reversed(runners))
+        order = list(runners) if round_ % 2 == 0 else list(reversed(runners))  # alternate who goes first
         for name in order:
             monitor.start()
             start = time.perf_counter()
@@ -72,11 +75,14 @@ def bench(model, hf, batch: int, args, monitor: CpuMonitor) -> dict:
             times[name].append(time.perf_counter() - start)
             others.append(monitor.others())
     tokens = batch * args.new_tokens
-    result = {"batch": batch, "same_tokens": outputs["ptmzoo"] == outputs["transformers"],
+    result = {"batch": batch, "same_tokens": all(out == outputs["transformers"] for out in outputs.values()),
               "others_cpu_max": max((o for o in others if o is not None), default=None)}
     for name, seconds in times.items():
         result[name] = {"tokens_per_s": tokens / statistics.median(seconds), "seconds": seconds}
     result["ratio_ptmzoo_over_transformers"] = result["ptmzoo"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
+    if args.compile:
+        result["ratio_compiled_over_transformers"] = (result["ptmzoo+compile"]["tokens_per_s"]
+                                                      / result["transformers"]["tokens_per_s"])
     return result
 
 
@@ -90,6 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compile", action="store_true", help="also time ptmzoo's compiled decoding step")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "cpu_generate.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -100,12 +107,15 @@ def main(argv=None) -> int:
     results = [bench(model, hf, int(b), args, monitor) for b in args.batches.split(",")]
     print(f"{args.preset}, vocab {args.vocab_size}, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
           f"greedy, {args.threads} threads, median of {args.rounds} rounds")
-    print(f"{'batch':>5} {'ptmzoo tok/s':>13} {'transformers tok/s':>19} {'ratio':>6} {'same tokens':>12} "
+    compiled = f" {'compiled tok/s':>15} {'ratio':>6}" if args.compile else ""
+    print(f"{'batch':>5} {'ptmzoo tok/s':>13} {'transformers tok/s':>19} {'ratio':>6}{compiled} {'same tokens':>12} "
           f"{'others CPU':>11}")
     for r in results:
         others = f"{r['others_cpu_max']:.0%}" if r["others_cpu_max"] is not None else "n/a"
+        compiled = (f" {r['ptmzoo+compile']['tokens_per_s']:>15.1f} {r['ratio_compiled_over_transformers']:>6.2f}"
+                    if args.compile else "")
         print(f"{r['batch']:>5} {r['ptmzoo']['tokens_per_s']:>13.1f} {r['transformers']['tokens_per_s']:>19.1f} "
-              f"{r['ratio_ptmzoo_over_transformers']:>6.2f} {r['same_tokens']!s:>12} {others:>11}")
+              f"{r['ratio_ptmzoo_over_transformers']:>6.2f}{compiled} {r['same_tokens']!s:>12} {others:>11}")
     env = {"cpu": cpu_model(), "load_average": load_average(), "torch": torch.__version__,
            "transformers": transformers.__version__}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

@@ -1,4 +1,4 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, zoo, demo.
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, zoo, demo.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -14,6 +14,7 @@ import traceback
 
 from .errors import UserError
 from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
+from .knowledge.cli import add_transe_parser, cmd_transe
 
 
 def _common() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
                         help="plain text: one document per line, or documents separated by blank lines")
 
 
-TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft", "multiple-choice", "translation"]
+TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft", "multiple-choice", "translation", "text2text"]
 DATA_FORMATS = ["auto", "tsv", "csv", "jsonl", "conll"]
 
 
@@ -94,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="sentence pairs for XLM's TLM: one TSV file (source<TAB>target) or two aligned files")
     prep.add_argument("--languages", help="with --parallel: source and target language, e.g. en,zh")
     prep.add_argument("--language", help="XLM: the language of a monolingual corpus (e.g. en)")
+    prep.add_argument("--entities", metavar="VECTORS",
+                      help="ERNIE: entity vectors (word2vec text format, e.g. from `ptmzoo transe`); mentions of "
+                           "their names are linked (tagged entity spans, else longest match) and stored per token")
     _corpus_options(prep)
 
     # pretrain ----------------------------------------------------------------------------------
@@ -141,9 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--language", default="auto", choices=["auto", "en", "zh"],
                     help="qa: answer normalisation, SQuAD (en) or CMRC2018 character level (zh)")
     ft.add_argument("--source-column", default="source", help="translation: the source text")
-    ft.add_argument("--target-column", default="target", help="translation: the target text")
-    ft.add_argument("--num-beams", type=int, default=4, help="translation: beam size when predicting")
-    ft.add_argument("--label-smoothing", type=float, default=0.1, help="translation: label smoothing eps")
+    ft.add_argument("--target-column", default="target", help="translation, text2text: the target text")
+    ft.add_argument("--num-beams", type=int, default=4, help="translation, text2text: beam size when predicting")
+    ft.add_argument("--label-smoothing", type=float, default=0.1,
+                    help="translation, text2text: label smoothing eps")
+    t2t = ft.add_argument_group("text-to-text (T5; --task text2text)")
+    t2t.add_argument("--target-kind", default="label", choices=["label", "text", "entities"],
+                     help="label: the label's name; text: --target-column; entities: NER files as 'TYPE: words; ...'")
+    t2t.add_argument("--prefix", default="", help="task prefix before the input, e.g. sst2")
+    t2t.add_argument("--field-names", help="names before each text, e.g. premise,hypothesis ('none': no names; "
+                                           "default sentence, or sentence1,sentence2 for pairs)")
+    t2t.add_argument("--label-names", help="label values to target texts: 0=negative,1=positive, or names of the "
+                                           "labels 0, 1, ... as a list (negative,positive) or a file, one a line")
+    t2t.add_argument("--constrained", action="store_true",
+                     help="decode only label names (a prefix tree of their tokens; exact best label)")
     gpt = ft.add_argument_group("GPT-1 fine-tuning (decoder checkpoints)")
     gpt.add_argument("--gpt-input", action="store_true",
                      help="<start> text [<delim> pair] <extract> inputs, classifier on the extract token")
@@ -152,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     gpt.add_argument("--aux-lm-weight", type=float, default=0.0, metavar="LAMBDA",
                      help="add LAMBDA x the LM loss on the same inputs to the task loss (0.5 in the paper)")
     ft.add_argument("--metric", help="dev metric that selects the best checkpoint (default: the task's main one: "
-                                     "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy)")
+                                     "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score (text2text))")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
     ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
     ft.add_argument("--seed", type=int)
@@ -161,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
     add_strategy_arguments(ft)
     add_transfer_parser(verbs, common)
+    add_transe_parser(verbs, common)
 
     # evaluate ----------------------------------------------------------------------------------
     ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
@@ -263,6 +279,8 @@ def cmd_tokenizer(args) -> None:
 def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
 
+    if args.parallel and args.entities:
+        raise UserError("--entities links entity mentions in a monolingual corpus; it cannot be used with --parallel")
     if args.parallel:
         from .data.parallel import prepare_parallel
 
@@ -274,7 +292,7 @@ def cmd_prepare(args) -> None:
                           args.valid_fraction, args.shard_tokens, args.overwrite, progress=not args.no_progress,
                           segmentation=args.segmentation,
                           entity_tags=tuple(t.strip() for t in args.entity_tags.split(",") if t.strip()),
-                          language=args.language)
+                          language=args.language, entities=args.entities)
     modes = ", ".join(f"{os.path.basename(s['path'])}: {s['format']}, {s['docs']}" for s in meta["sources"])
     print(f"read {modes}")
     print(f"{summarize(meta)} -> {args.out}")
@@ -407,7 +425,8 @@ def cmd_evaluate(args) -> None:
         dataset = build_pretrain_dataset(corpus.split(args.split), objectives, tokenizer,
                                          pretrained.meta.get("seq_len", 128), pretrained.model.backbone.causal, 1)
         collate = PretrainCollator(objectives, tokenizer.pad_id if tokenizer.pad_id is not None
-                                   else tokenizer.document_separator_id)
+                                   else tokenizer.document_separator_id,
+                                   entities=getattr(pretrained.model.backbone, "reads_entities", False))
         metrics = evaluate_loss(pretrained.model, dataset, collate, DistEnv(), args.batch_size, args.max_batches)
     else:
         raise UserError("say what to evaluate on: --data SHARDS (language model), --file FILE (task model), "
@@ -468,6 +487,8 @@ def cmd_convert(args) -> None:
         what = f"ptmzoo {source.family} checkpoint"
     heads = ", ".join(source.model.heads) or "no heads"
     print(f"converted {args.input} ({source.family}, {heads}) -> {args.output} ({what})")
+    if source.meta.get("tokenizer_note"):  # tokenizer files ptmzoo cannot read (XLM's): not converted
+        print(f"note: no tokenizer written: {source.meta['tokenizer_note']}")
 
 
 # generate ----------------------------------------------------------------------------------------
@@ -490,6 +511,9 @@ def _generate_parser(verbs, common) -> None:
                      help="end the text before this string (repeatable; \\n and \\t: newline and tab)")
     gen.add_argument("--seed", type=int, help="seed of the sampling")
     gen.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it comes")
+    gen.add_argument("--compile", action="store_true",
+                     help="torch.compile the decoding step over a static cache (CUDA graphs on a GPU; "
+                          "pays off for long texts, the first step compiles)")
 
 
 def _cmd_chat(args) -> None:
@@ -516,7 +540,7 @@ def cmd_generate(args) -> None:
                "top_p": args.top_p, "repetition_penalty": args.repetition_penalty, "num_beams": args.num_beams,
                "length_penalty": args.length_penalty, "early_stopping": args.early_stopping,
                "stop": [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop],  # typed in a shell
-               "seed": args.seed}
+               "seed": args.seed, "compile": args.compile}
     if len(prompts) == 1 and not args.no_stream:  # one prompt: show the text as it comes
         print(prompts[0], end="", flush=True)
         generate(pretrained, prompts, on_text=lambda _, piece: print(piece, end="", flush=True), **options)
@@ -548,7 +572,7 @@ def cmd_demo(args) -> None:
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
             "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
             "init-student": cmd_init_student, "init": cmd_init,
-            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer}
+            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,3 +52,19 @@ def padded_batch(vocab_size, lengths, max_len, type_vocab=None, left=False, seed
         for row, n in enumerate(lengths):
             types[row, n // 2: n] = 1 + row % (type_vocab - 1)
     return ids, mask, types
+
+
+def round_trip(hf):
+    """HF -> ptmzoo -> HF gives back identical tensors (and ptmzoo -> HF -> ptmzoo too); the copy."""
+    from ptmzoo.interop.hf import from_hf_model, to_hf_model
+
+    ptm = from_hf_model(hf)
+    back = to_hf_model(ptm)
+    before, after = hf.state_dict(), back.state_dict()
+    assert set(before) == set(after)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    again = from_hf_model(back).state_dict()
+    for key, tensor in ptm.state_dict().items():
+        assert torch.equal(tensor, again[key]), key
+    return back

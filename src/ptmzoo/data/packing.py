@@ -15,10 +15,15 @@ re-drawn in the next epoch (dynamic masking).
   of consecutive sentences filling the sequence; a chunk is split at a sentence boundary into
   segment A and its true continuation B, or (with probability ``random_next_prob``) B is taken
   from another document. With ``task="sop"`` (ALBERT's sentence-order prediction) B is always
-  the true continuation and, with probability ``random_next_prob``, the two are swapped.
+  the true continuation and, with probability ``random_next_prob``, the two are swapped; with
+  ``classes=3`` as well (StructBERT's sentence structural objective), B follows A (label 0),
+  precedes it (1: the two swapped) or comes from another document (2), a third of the pairs each.
 
 When the shards carry token marks (segmented corpora: word and entity boundaries), samples carry
 them too as ``token_marks``, aligned with ``input_ids``; added special tokens are word starts.
+Entity ids (ERNIE corpora, ``prepare --entities``) come along the same way as ``entity_ids``
+(0 on added tokens). Both travel as the columns of one per-token array (``PerToken``), so that
+cutting and joining a sample carries every one of them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,32 @@ def sample_rng(seed: int, epoch: int, index: int, salt: int) -> np.random.Genera
     return np.random.default_rng([seed, epoch, index, salt])
 
 
+class PerToken:
+    """The per-token arrays of a split beside its tokens, as the columns of one [n, k] array per
+    document: ``token_marks`` (segmented corpora) and ``entity_ids`` (ERNIE corpora)."""
+
+    def __init__(self, split: ShardSplit):
+        self.split = split
+        self.columns = [(key, read, fill) for key, read, fill, present in (
+            ("token_marks", split.doc_marks, WORD_START, split.marks is not None),
+            ("entity_ids", split.doc_entities, 0, split.entities is not None)) if present]
+
+    def __bool__(self) -> bool:
+        return bool(self.columns)
+
+    def doc(self, d: int) -> np.ndarray:
+        if not self.columns:
+            return np.zeros((int(self.split.doc_len[d]), 0), dtype=np.int64)
+        return np.stack([read(d) for _, read, _ in self.columns], axis=1).astype(np.int64)
+
+    def added(self, count: int = 1) -> np.ndarray:
+        """Rows for ``count`` added tokens (specials, separators)."""
+        return np.tile(np.asarray([[fill for _, _, fill in self.columns]], dtype=np.int64), (count, 1))
+
+    def sample(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {key: rows[:, column] for column, (key, _, _) in enumerate(self.columns)}
+
+
 class PackedBlocks:
     def __init__(self, split: ShardSplit, block_len: int, separator_id: int,
                  prefix: tuple[int, ...] = (), suffix: tuple[int, ...] = (), document_attention: bool = False):
@@ -45,6 +76,7 @@ class PackedBlocks:
         self.prefix = np.asarray(prefix, dtype=np.int64)
         self.suffix = np.asarray(suffix, dtype=np.int64)
         self.document_attention = document_attention
+        self.per_token = PerToken(split)
         # Virtual stream: each document followed by one separator token.
         self.doc_virtual_start = np.concatenate([[0], np.cumsum(split.doc_len + 1)])
         self.num_blocks = int(self.doc_virtual_start[-1] // block_len)
@@ -54,21 +86,21 @@ class PackedBlocks:
 
     def block(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Tokens of block ``index``, per token which document of the block it belongs to (0, 1,
-        ...; a separator belongs to the document it ends), and the token marks (or None)."""
+        ...; a separator belongs to the document it ends), and the ``PerToken`` rows (or None)."""
         start = index * self.block_len
         end = start + self.block_len
         doc = int(np.searchsorted(self.doc_virtual_start, start, side="right") - 1)
-        marked = self.split.marks is not None
+        marked = bool(self.per_token)
         pieces, owners, marks, pos = [], [], [], start
         while pos < end:
             offset = pos - self.doc_virtual_start[doc]
             take = self.split.doc(doc)[offset : offset + (end - pos)].astype(np.int64)
             if marked:
-                marks.append(self.split.doc_marks(doc)[offset : offset + len(take)])
+                marks.append(self.per_token.doc(doc)[offset : offset + len(take)])
             if pos + len(take) < end:  # reached the end of the document: its separator
                 take = np.append(take, self.separator_id)
                 if marked:
-                    marks.append(np.asarray([WORD_START], dtype=np.uint8))
+                    marks.append(self.per_token.added())
             pieces.append(take)
             owners.append(np.full(len(take), len(owners), dtype=np.int64))
             pos += len(take)
@@ -80,8 +112,8 @@ class PackedBlocks:
         tokens, owners, marks = self.block(index)
         sample = {"input_ids": np.concatenate([self.prefix, tokens, self.suffix]), "index": index, "epoch": epoch}
         if marks is not None:
-            sample["token_marks"] = np.concatenate([np.full(len(self.prefix), WORD_START), marks,
-                                                    np.full(len(self.suffix), WORD_START)]).astype(np.int64)
+            sample.update(self.per_token.sample(np.concatenate([self.per_token.added(len(self.prefix)), marks,
+                                                                self.per_token.added(len(self.suffix))])))
         if self.document_attention:
             owners = np.concatenate([np.zeros(len(self.prefix), dtype=np.int64), owners,
                                      np.full(len(self.suffix), owners[-1], dtype=np.int64)])
@@ -93,11 +125,15 @@ class PackedBlocks:
 
 class SentencePairs:
     def __init__(self, split: ShardSplit, seq_len: int, cls_id: int, sep_id: int,
-                 random_next_prob: float = 0.5, seed: int = 0, task: str = "nsp"):
+                 random_next_prob: float = 0.5, seed: int = 0, task: str = "nsp", classes: int = 2):
         if task not in ("nsp", "sop"):
             raise ValueError(f"unknown sentence-pair task {task!r}")
+        if classes not in (2, 3) or (classes == 3 and task != "sop"):
+            raise ValueError("three classes of pairs (next / previous / random) are a sentence-order task")
         self.task = task
+        self.classes = classes
         self.split = split
+        self.per_token = PerToken(split)
         self.max_tokens = seq_len - 3  # [CLS] A [SEP] B [SEP]
         if self.max_tokens < 2:
             raise ValueError("sequence length too short for sentence pairs")
@@ -132,12 +168,11 @@ class SentencePairs:
         return len(self.chunks)
 
     def _chunk_tokens(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Tokens of a chunk, its inner sentence starts, and its token marks (zeros if none)."""
+        """Tokens of a chunk, its inner sentence starts, and its ``PerToken`` rows ([n, 0] if none)."""
         doc, start, end = (int(x) for x in self.chunks[index])
         tokens = self.split.doc(doc)[start:end].astype(np.int64)
         sents = self.split.sentence_starts(doc) - start
-        marks = self.split.doc_marks(doc)
-        marks = marks[start:end].astype(np.int64) if marks is not None else np.zeros(len(tokens), dtype=np.int64)
+        marks = self.per_token.doc(doc)[start:end]
         return tokens, sents[(sents > 0) & (sents < end - start)], marks
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
@@ -149,27 +184,32 @@ class SentencePairs:
         else:  # one sentence: split it at a random token
             split_at = int(rng.integers(1, len(tokens))) if len(tokens) > 1 else len(tokens)
         a, a_marks = tokens[:split_at], marks[:split_at]
-        label = rng.random() < self.random_next_prob
-        if self.task == "sop":  # label 1: the two consecutive segments in swapped order
+        if self.classes == 3:  # 0: B follows A, 1: B precedes A (swapped), 2: B from another document
+            label = int(rng.integers(3))
+            label = 2 if split_at >= len(tokens) else label
+        else:
+            label = int(rng.random() < self.random_next_prob)
+        if self.task == "sop" and label < 2:  # label 1: the two consecutive segments in swapped order
             b, b_marks = tokens[split_at:], marks[split_at:]
-            label = label and len(b) > 0
-        else:  # nsp, label 1: B comes from another document
-            label = label or split_at >= len(tokens)
+            label = label if len(b) > 0 else 0
+        else:  # nsp label 1, sop label 2: B comes from another document
+            label = label or int(split_at >= len(tokens))
             if label:
                 b, b_marks = self._random_segment(rng, self.max_tokens - len(a), avoid_doc=int(self.chunk_doc[index]))
             else:
                 b, b_marks = tokens[split_at:], marks[split_at:]
         keep_a, keep_b = self._truncate_pair(len(a), len(b), rng)
         a, a_marks, b, b_marks = a[keep_a], a_marks[keep_a], b[keep_b], b_marks[keep_b]
-        if self.task == "sop" and label:
+        if self.task == "sop" and label == 1:
             a, a_marks, b, b_marks = b, b_marks, a, a_marks
         ids = np.concatenate([[self.cls_id], a, [self.sep_id], b, [self.sep_id]]).astype(np.int64)
         types = np.zeros(len(ids), dtype=np.int64)
         types[len(a) + 2 :] = 1
-        sample = {"input_ids": ids, "token_type_ids": types, f"{self.task}_labels": int(label),
+        sample = {"input_ids": ids, "token_type_ids": types, f"{self.task}_labels": label,
                   "index": index, "epoch": epoch}
-        if self.split.marks is not None:
-            sample["token_marks"] = np.concatenate([[WORD_START], a_marks, [WORD_START], b_marks, [WORD_START]])
+        if self.per_token:
+            added = self.per_token.added()
+            sample.update(self.per_token.sample(np.concatenate([added, a_marks, added, b_marks, added])))
         return sample
 
     def _random_segment(self, rng: np.random.Generator, want: int, avoid_doc: int):

@@ -10,6 +10,11 @@ A segmented corpus (``segmentation``) also gets per-token marks (``shards.WORD_S
 Daily corpus (tags dropped; ``entity_tags`` such as ``nr/ns/nt`` become entity spans), "jieba"
 segments plain text with jieba. Whole-word, knowledge (ERNIE) and span (SpanBERT) masking read
 the marks; the tokenizer sees the words joined by single spaces.
+
+With ``entities`` (a word2vec-format file of entity vectors, ERNIE-THU) the mentions of those
+entities are linked by name (``knowledge.linking``: the tagged entity spans of a tagged corpus,
+else a greedy longest match of the names) and each mention's entity id is stored at its first
+token (``shards.ENTITIES_SUFFIX``); the names and vectors are kept beside the shards.
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..io import atomic_directory, atomic_write_json
+from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from ..knowledge.linking import EntityLinker, token_entities
+from ..knowledge.vectors import read_vectors
 from .corpus import CorpusReader, sentence_starts
 from .shards import (
     ENTITY,
+    ENTITY_NAMES,
     ENTITY_START,
+    ENTITY_VECTORS,
     FORMAT,
     FORMAT_VERSION,
     WORD_START,
@@ -43,6 +52,7 @@ DEFAULT_ENTITY_TAGS = ("nr", "ns", "nt")  # person, place, organisation (People'
 
 _worker_tokenizer: Tokenizer | None = None
 _worker_segmenter: Segmenter | None = None
+_worker_linker: EntityLinker | None = None
 
 
 class Segmenter:
@@ -124,28 +134,35 @@ def token_marks(offsets: np.ndarray, words: list[tuple[int, int]], entities: lis
     return marks
 
 
-def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None) -> None:
-    global _worker_tokenizer, _worker_segmenter
+def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None, linker: EntityLinker | None = None) -> None:
+    global _worker_tokenizer, _worker_segmenter, _worker_linker
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = Tokenizer.load(tokenizer_dir)
     _worker_segmenter = segmenter
+    _worker_linker = linker
 
 
-def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmenter | None = None) -> list[tuple]:
+def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmenter | None = None,
+                     linker: EntityLinker | None = None) -> list[tuple]:
     """Token ids of each document, the token offsets where its sentences start and, with a
-    ``segmenter``, the token marks (else None)."""
+    ``segmenter``, the token marks (else None), and with a ``linker`` the entity id per token
+    (else None): mentions are the tagged entity spans of a tagged corpus, else longest matches."""
     segmented = [segmenter(text) for text in texts] if segmenter is not None else None
     if segmented is not None:
         texts = [plain for plain, _, _ in segmented]
+    tagged = segmenter is not None and segmenter.mode == "tagged" and bool(segmenter.entity_tags)
     results = []
     for doc, (text, (ids, offsets)) in enumerate(zip(texts, tokenizer.encode_with_offsets(texts))):
         ids = np.asarray(ids, dtype=np.int64)
-        marks = None
+        marks = entity_ids = None
         if segmented is not None and len(ids):
             _, words, entities = segmented[doc]
             marks = token_marks(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), words, entities)
+        if linker is not None:
+            mentions = linker.link_spans(text, segmented[doc][2]) if tagged else linker.longest_match(text)
+            entity_ids = token_entities(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), mentions)
         if len(ids) == 0:
-            results.append((ids, np.zeros(0, dtype=np.int64), marks))
+            results.append((ids, np.zeros(0, dtype=np.int64), marks, entity_ids))
             continue
         # A sentence starts in the first token that ends after its first character (byte-level
         # BPE tokens carry the preceding space, so their start offset is before the sentence).
@@ -155,13 +172,13 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmente
         token_starts = token_starts[token_starts < len(ids)]
         if len(token_starts) == 0 or token_starts[0] != 0:
             token_starts = np.concatenate([[0], token_starts])
-        results.append((ids, token_starts, marks))
+        results.append((ids, token_starts, marks, entity_ids))
     return results
 
 
 def _encode_in_worker(texts: list[str]):
     assert _worker_tokenizer is not None
-    return encode_documents(_worker_tokenizer, texts, _worker_segmenter)
+    return encode_documents(_worker_tokenizer, texts, _worker_segmenter, _worker_linker)
 
 
 def _chunks(readers: list[CorpusReader]) -> Iterator[tuple[list[str], int]]:
@@ -181,16 +198,16 @@ def _chunks(readers: list[CorpusReader]) -> Iterator[tuple[list[str], int]]:
 
 
 def _results_in_order(chunks, tokenizer: Tokenizer, tokenizer_dir: str, workers: int,
-                      segmenter: Segmenter | None = None):
+                      segmenter: Segmenter | None = None, linker: EntityLinker | None = None):
     if workers <= 1:
         for texts, position in chunks:
-            yield encode_documents(tokenizer, texts, segmenter), position
+            yield encode_documents(tokenizer, texts, segmenter, linker), position
         return
     # fork where available: workers start at once and need no `if __name__ == "__main__"` guard
     # in the caller's script; they load their own tokenizer and keep its Rust threads off.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir, segmenter)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir, segmenter, linker)) as pool:
         pending: deque = deque()
         for texts, position in chunks:
             pending.append((pool.apply_async(_encode_in_worker, (texts,)), position))
@@ -217,9 +234,11 @@ def prepare_corpus(
     segmentation: str = "none",
     entity_tags: tuple[str, ...] = DEFAULT_ENTITY_TAGS,
     language: str | None = None,
+    entities: str | None = None,
 ) -> dict:
     """Tokenize ``inputs`` into a shard directory at ``out_dir``; returns its meta.json content.
-    With a ``segmentation`` other than "none", word and entity marks are stored per token."""
+    With a ``segmentation`` other than "none", word and entity marks are stored per token; with
+    ``entities`` (a word2vec-format vector file) the id of each linked entity mention."""
     if not inputs:
         raise UserError("no input files given; name at least one corpus file")
     if not 0 <= valid_fraction < 1:
@@ -227,6 +246,9 @@ def prepare_corpus(
     if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
         raise UserError(f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite")
     segmenter = Segmenter(segmentation, tuple(entity_tags)) if segmentation != "none" else None
+    entity_names, entity_vectors = read_vectors(entities, "entity vector file") if entities else (None, None)
+    linker = EntityLinker(entity_names) if entity_names else None
+    entity_dtype = token_dtype(len(entity_names) + 1) if entity_names else None
     readers = [CorpusReader(path, fmt, field, docs) for path in inputs]
     tokenizer = Tokenizer.load(tokenizer_path)
     dtype = token_dtype(tokenizer.vocab_size)
@@ -235,23 +257,27 @@ def prepare_corpus(
     with atomic_directory(out_dir) as tmp:
         tokenizer.save(tmp)
         marked = segmenter is not None
-        writers = {"train": ShardWriter(os.path.join(tmp, "train"), dtype, shard_tokens, marked),
-                   "valid": ShardWriter(os.path.join(tmp, "valid"), dtype, shard_tokens, marked)}
-        doc_index = 0
+        writers = {name: ShardWriter(os.path.join(tmp, name), dtype, shard_tokens, marked, entity_dtype)
+                   for name in ("train", "valid")}
+        doc_index = linked = 0
         bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc="prepare", disable=not progress)
         chunks = _chunks(readers)
-        for results, position in _results_in_order(chunks, tokenizer, tmp, workers, segmenter):
-            for ids, sents, marks in results:
+        for results, position in _results_in_order(chunks, tokenizer, tmp, workers, segmenter, linker):
+            for ids, sents, marks, entity_ids in results:
                 if len(ids) == 0:
                     continue
                 held_out = math.floor((doc_index + 1) * valid_fraction) > math.floor(doc_index * valid_fraction)
-                writers["valid" if held_out else "train"].add(ids, sents, marks)
+                writers["valid" if held_out else "train"].add(ids, sents, marks, entity_ids)
                 doc_index += 1
+                linked += int(np.count_nonzero(entity_ids)) if entity_ids is not None else 0
             bar.update(position - bar.n)
         bar.close()
         splits = {name: writer.close() for name, writer in writers.items()}
         if splits["train"]["tokens"] == 0:
             raise UserError(f"no text found in {', '.join(inputs)}; the corpus is empty after tokenization")
+        if entity_names and not linked:
+            raise UserError(f"no entity of {entities} is mentioned in the corpus: names must equal the mention text "
+                            "(tagged spans: the words joined without spaces or with _); check the names")
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -267,6 +293,13 @@ def prepare_corpus(
         if marked:
             meta["token_marks"] = True
             meta["segmentation"] = {"mode": segmentation, "entity_tags": list(entity_tags)}
+        if entity_names:
+            tagged = segmentation == "tagged" and bool(entity_tags)
+            meta["entities"] = {"count": len(entity_names), "dim": int(entity_vectors.shape[1]),
+                                "dtype": entity_dtype.name, "source": os.path.abspath(entities),
+                                "linking": "entity_tags" if tagged else "longest_match", "mentions": linked}
+            atomic_write_text(os.path.join(tmp, ENTITY_NAMES), "".join(name + "\n" for name in entity_names))
+            np.save(os.path.join(tmp, ENTITY_VECTORS), entity_vectors)
         atomic_write_json(os.path.join(tmp, "meta.json"), meta)
     return meta
 
@@ -275,5 +308,8 @@ def summarize(meta: dict) -> str:
     parts = []
     for name, info in meta["splits"].items():
         parts.append(f"{name}: {info['docs']:,} documents, {info['tokens']:,} tokens in {len(info['shards'])} shard(s)")
+    if meta.get("entities"):
+        info = meta["entities"]
+        parts.append(f"{info['mentions']:,} mentions linked to {info['count']:,} entities ({info['linking']})")
     return "; ".join(parts)
 

@@ -104,14 +104,18 @@ def _post_processor(style: str, roles: dict[str, str], backend: Backend):
     raise UserError(f"unknown special-token style '{style}' (known: {', '.join(SPECIAL_STYLES)})")
 
 
-def _blank_backend(kind: str, lowercase: bool, roles: dict[str, str]):
-    """An untrained tokenizers.Tokenizer for ``kind`` and the trainer class that fills it."""
+def _blank_backend(kind: str, lowercase: bool, roles: dict[str, str], strip_accents: bool | None = None,
+                   chinese_chars: bool = True):
+    """An untrained tokenizers.Tokenizer for ``kind`` and the trainer class that fills it.
+
+    WordPiece: ``strip_accents`` None strips them when lower-casing (BERT's rule); ``chinese_chars``
+    puts spaces around CJK characters, so that each is a word of its own."""
     _unique(roles.values())
     unk = roles.get("unk")
     if kind == "wordpiece":
         backend = Backend(models.WordPiece(unk_token=unk or "[UNK]", continuing_subword_prefix="##"))
         backend.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+            clean_text=True, handle_chinese_chars=chinese_chars, strip_accents=strip_accents, lowercase=lowercase
         )
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
@@ -260,12 +264,11 @@ class Tokenizer:
             self.save_vocab_txt(os.path.join(directory, "vocab.txt"))
 
     def save_vocab_txt(self, path: str) -> None:
-        vocab = self.backend.get_vocab(with_added_tokens=True)
-        by_id = sorted(vocab.items(), key=lambda item: item[1])
-        if [i for _, i in by_id] != list(range(len(by_id))):
-            raise UserError("vocabulary ids are not contiguous; cannot write vocab.txt")
+        """One token a line, line number = id; an id without a token (a blank or repeated line of the
+        vocab.txt it was read from) is written as a blank line, so the ids stay where they were."""
+        by_id = {i: token for token, i in self.backend.get_vocab(with_added_tokens=True).items()}
         with open(path, "w", encoding="utf-8") as fh:
-            fh.writelines(token + "\n" for token, _ in by_id)
+            fh.writelines(by_id.get(i, "") + "\n" for i in range(max(by_id) + 1))
 
     @classmethod
     def load(cls, path: str, lowercase: bool = True) -> Tokenizer:
@@ -280,12 +283,12 @@ class Tokenizer:
         directory = os.path.dirname(path)
         config = _read_tokenizer_config(directory)
         if path.endswith(".txt"):
-            return cls._from_vocab_txt(path, config.get("do_lower_case", lowercase))
+            return cls._from_vocab_txt(path, config, lowercase)
         if os.path.basename(path) == "vocab.json":
             return cls._from_bpe_files(path, os.path.join(directory, "merges.txt"), config)
         try:
             backend = Backend.from_file(path)
-        except Exception as exc:  # the Rust error message is informative but multi-line
+        except Exception as exc:  # noqa: BLE001  (tokenizers raises bare Exceptions; its message is multi-line)
             raise UserError(f"{path} is not a valid tokenizer.json: {str(exc).splitlines()[0]}")
         kind = config.get("ptmzoo_kind") or _infer_kind(backend)
         roles = {role: config.get(f"{role}_token") for role in ROLES}
@@ -296,19 +299,26 @@ class Tokenizer:
         return cls(backend, kind, roles, style)
 
     @classmethod
-    def _from_vocab_txt(cls, path: str, lowercase: bool) -> Tokenizer:
+    def _from_vocab_txt(cls, path: str, config: dict[str, Any], lowercase: bool = True) -> Tokenizer:
+        """BERT's vocab.txt, with the settings of transformers' BertTokenizer from tokenizer_config.json:
+        do_lower_case (default ``lowercase``), strip_accents, tokenize_chinese_chars, added tokens."""
         with open(path, encoding="utf-8") as fh:
             tokens = [line.rstrip("\n") for line in fh]
-        tokens = [t for t in tokens if t]
-        if not tokens:
+        if not any(tokens):
             raise UserError(f"vocabulary file is empty: {path}")
+        # the id of a token is its line number, blank lines included; a repeated token keeps its last line
         vocab = {tok: i for i, tok in enumerate(tokens)}
-        roles = {role: tok for role, tok in SPECIAL_STYLES["bert"].items() if tok in vocab}
+        roles = {role: config.get(f"{role}_token") or tok for role, tok in SPECIAL_STYLES["bert"].items()}
+        roles = {role: tok["content"] if isinstance(tok, dict) else tok for role, tok in roles.items()}
+        roles = {role: tok for role, tok in roles.items() if tok in vocab}
         if "unk" not in roles:
             raise UserError(f"{path} has no [UNK] token; it is not a BERT-style vocab.txt")
-        backend, _, _ = _blank_backend("wordpiece", lowercase, roles)
+        backend, _, _ = _blank_backend("wordpiece", config.get("do_lower_case", lowercase), roles,
+                                       strip_accents=config.get("strip_accents"),
+                                       chinese_chars=config.get("tokenize_chinese_chars", True))
         backend.model = models.WordPiece(vocab, unk_token=roles["unk"], continuing_subword_prefix="##")
         backend.add_special_tokens(list(roles.values()))
+        _add_config_tokens(backend, config, path)
         tokenizer = cls(backend, "wordpiece", roles, "bert")
         if "cls" in roles and "sep" in roles:
             backend.post_processor = _post_processor("bert", roles, backend)
@@ -316,12 +326,14 @@ class Tokenizer:
 
     @classmethod
     def _from_bpe_files(cls, vocab_path: str, merges_path: str, config: dict[str, Any]) -> Tokenizer:
-        """GPT-2-style byte-level BPE from the ``vocab.json`` + ``merges.txt`` pair."""
+        """Byte-level BPE from the ``vocab.json`` + ``merges.txt`` pair, as transformers' GPT2Tokenizer
+        (no special tokens added, a pair is the two texts joined) or RobertaTokenizer reads it."""
         if not os.path.exists(merges_path):
             raise UserError(f"{vocab_path} needs merges.txt beside it (byte-level BPE)")
+        _refuse_word_end_bpe(merges_path, config)
         try:
             model = models.BPE.from_file(vocab_path, merges_path)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (tokenizers raises bare Exceptions)
             raise UserError(f"{vocab_path} / merges.txt are not a valid BPE vocabulary: {str(exc).splitlines()[0]}")
         backend = Backend(model)
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=bool(config.get("add_prefix_space")))
@@ -330,10 +342,46 @@ class Tokenizer:
         roles = {r: (t["content"] if isinstance(t, dict) else t) for r, t in roles.items() if t}
         roles = roles or _infer_roles(backend)
         backend.add_special_tokens(_unique(roles.values()))
-        style = _infer_style(roles)
-        if all(role in roles for role in _TEMPLATE_ROLES[style]):
+        _add_config_tokens(backend, config, vocab_path)
+        style = "gpt2" if str(config.get("tokenizer_class", "")).startswith("GPT2") else _infer_style(roles)
+        # transformers' GPT2Tokenizer adds no special tokens, to a text or to a pair
+        if style != "gpt2" and all(role in roles for role in _TEMPLATE_ROLES[style]):
             backend.post_processor = _post_processor(style, roles, backend)
         return cls(backend, "bpe", roles, style)
+
+
+class UnsupportedTokenizer(UserError):
+    """Tokenizer files of a kind ptmzoo cannot reproduce (a model can still load without them)."""
+
+
+def _refuse_word_end_bpe(merges_path: str, config: dict[str, Any]) -> None:
+    """XLM's (and GPT-1's) vocab.json + merges.txt are BPE over Moses-tokenized words with ``</w>``
+    word ends, not byte-level BPE: read as GPT-2's they would give other ids, so they are refused."""
+    with open(merges_path, encoding="utf-8") as fh:
+        head = [line.split()[:2] for _, line in zip(range(200), fh) if not line.startswith("#version")]
+    word_ends = sum(any(part.endswith("</w>") for part in merge) for merge in head)  # e.g. "e r</w>" in XLM's
+    if config.get("tokenizer_class") in ("XLMTokenizer", "OpenAIGPTTokenizer") or word_ends > len(head) // 20:
+        raise UnsupportedTokenizer(
+            f"{os.path.dirname(merges_path) or '.'}: vocab.json + merges.txt with </w> word ends are XLM's/GPT-1's "
+            "tokenizer (Moses pre-tokenization + BPE), which ptmzoo cannot reproduce; tokenize with transformers "
+            "or train a ptmzoo tokenizer")
+
+
+def _add_config_tokens(backend: Backend, config: dict[str, Any], where: str) -> None:
+    """The tokens tokenizer_config.json adds to the vocabulary (``added_tokens_decoder``: id -> token
+    and how it matches), at the ids it gives them."""
+    from tokenizers import AddedToken
+
+    entries = sorted((int(i), entry) for i, entry in (config.get("added_tokens_decoder") or {}).items())
+    for token_id, entry in entries:
+        content = entry["content"]
+        token = AddedToken(content, single_word=entry.get("single_word", False), lstrip=entry.get("lstrip", False),
+                           rstrip=entry.get("rstrip", False), normalized=entry.get("normalized", not entry.get("special")),
+                           special=entry.get("special", False))
+        (backend.add_special_tokens if entry.get("special") else backend.add_tokens)([token])
+        if backend.token_to_id(content) != token_id:
+            raise UserError(f"{where}: tokenizer_config.json gives {content!r} id {token_id}, but the vocabulary "
+                            f"puts it at {backend.token_to_id(content)}")
 
 
 def _read_tokenizer_config(directory: str) -> dict[str, Any]:

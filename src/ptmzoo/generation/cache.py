@@ -4,8 +4,9 @@ Keys and values of every layer live in two preallocated buffers of shape
 [layers, batch, heads, max_len, head_dim] that are written in place, left to right, at a write
 position (``length``). Nothing is reallocated while decoding, so the memory is fixed up front;
 with ``static=True`` every step also attends over the whole buffer (unwritten slots are masked
-out), which keeps every tensor shape constant from step to step -- what ``torch.compile`` with
-CUDA graphs needs. The default attends only over the written slots, which is faster in eager
+out) and the write position is a tensor on the device, so a decoding step has constant shapes and
+no Python number that changes from step to step -- what ``torch.compile`` (without recompiling)
+and CUDA graphs need. The default attends only over the written slots, which is faster in eager
 mode on a CPU.
 
 One forward pass with a cache is ``begin`` (reserve slots, build the attention mask), one
@@ -29,7 +30,8 @@ class KVCache:
         self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.max_len = max_len
         self.static = static
-        self.length = 0  # the write position: slots [0, length) are filled
+        # the write position: slots [0, length) are filled; a device tensor when static
+        self._length: int | torch.Tensor = torch.zeros((), dtype=torch.long, device=device) if static else 0
         self._padded = False  # some row has padding: the cheap mask shortcuts no longer apply
         self._slots: torch.Tensor | None = None  # slots of the pass in progress
         self._span = 0  # keys attended to in the pass in progress: slots [0, span)
@@ -46,6 +48,27 @@ class KVCache:
         return self.keys.shape[1]
 
     @property
+    def length(self) -> int:
+        """Filled slots (reading it syncs with the device for a static cache: not in a compiled step)."""
+        return int(self._length)
+
+    @length.setter
+    def length(self, value: int) -> None:
+        if self.static:
+            self._length.fill_(value)
+        else:
+            self._length = value
+
+    def buffers(self) -> tuple[torch.Tensor, ...]:
+        """The tensors that decoding writes in place (their addresses never change)."""
+        return (self.keys, self.values, self.valid) + ((self._length,) if self.static else ())
+
+    @property
+    def query_slots(self) -> torch.Tensor:
+        """Slots of the tokens of the pass in progress ([length], between ``begin`` and ``end``)."""
+        return self._slots
+
+    @property
     def num_keys(self) -> int:
         """Keys that the pass in progress attends over (its mask's last dimension)."""
         return self._span
@@ -58,18 +81,25 @@ class KVCache:
         A query sees the real tokens at or before its own slot, and always itself (so that the
         rows of padding queries are not empty, which would give NaN).
         """
-        start, end = self.length, self.length + length
-        if end > self.max_len:
-            raise ValueError(f"KV cache of {self.max_len} positions is full ({start} used, {length} more asked)")
         device = self.valid.device
-        self._slots = torch.arange(start, end, device=device)
-        self._span = self.max_len if self.static else end
-        if attention_mask is None:
-            self.valid[:, start:end] = True
+        if self.static:  # tensor ops only: no host sync, no step-dependent Python number
+            self._slots = self._length + torch.arange(length, device=device)
+            self._span = self.max_len
+            new = (torch.ones(self.batch_size, length, dtype=torch.bool, device=device) if attention_mask is None
+                   else attention_mask[:, -length:].to(device=device, dtype=torch.bool))
+            self.valid.index_copy_(1, self._slots, new)
         else:
-            new = attention_mask[:, -length:].to(device=device, dtype=torch.bool)
-            self.valid[:, start:end] = new
-            self._padded = self._padded or not bool(new.all())
+            start, end = self._length, self._length + length
+            if end > self.max_len:
+                raise ValueError(f"KV cache of {self.max_len} positions is full ({start} used, {length} more asked)")
+            self._slots = torch.arange(start, end, device=device)
+            self._span = end
+            if attention_mask is None:
+                self.valid[:, start:end] = True
+            else:
+                new = attention_mask[:, -length:].to(device=device, dtype=torch.bool)
+                self.valid[:, start:end] = new
+                self._padded = self._padded or not bool(new.all())
         if not self.static and not self._padded:
             # Unpadded shortcuts: SDPA's own causal kernel for a first pass, no mask for one new token.
             if start == 0:
@@ -88,8 +118,14 @@ class KVCache:
         return self.keys[layer, :, :, : self._span], self.values[layer, :, :, : self._span]
 
     def end(self) -> None:
-        self.length += len(self._slots)
+        self._length += len(self._slots)  # a static cache's tensor is updated in place, on the device
         self._slots = None
+
+    def reset(self) -> None:
+        """Empty the cache for new prompts, keeping its buffers (and so their addresses)."""
+        self.valid.zero_()
+        self.length = 0
+        self._padded = False
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep row ``index[i]`` as row i (beam search continues the chosen beams)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,6 +45,8 @@ class GenerationOptions:
     ignore_eos: bool = False
     seed: int | None = None
     static_cache: bool = False  # attend over the whole cache each step (fixed shapes, for CUDA graphs)
+    compile: bool = False  # torch.compile the one-token step (static cache; CUDA graphs on a GPU)
+    constraint: Any = None  # a generation.constrained.TokenTrie: the output is one of its sequences
 
     def __post_init__(self):
         self.stop = [self.stop] if isinstance(self.stop, str) else list(self.stop)
@@ -140,11 +143,12 @@ class CachedLM:
     Positions count real tokens only, so a left-padded row is positioned as if it had no padding.
     """
 
-    def __init__(self, model, batch: int, max_len: int, static: bool = False):
+    def __init__(self, model, batch: int, max_len: int, static: bool = False, compiled: bool = False):
         self.backbone = model.backbone
         self.head = lm_head(model)
-        self.cache = KVCache.for_backbone(self.backbone, batch, max_len, static)
+        self.cache = KVCache.for_backbone(self.backbone, batch, max_len, static or compiled)
         self.next_position: torch.Tensor | None = None  # [B]
+        self._one_token = compile_step(self._one_token, self.cache) if compiled else self._one_token
 
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -154,7 +158,10 @@ class CachedLM:
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         positions = self.next_position[:, None]
         self.next_position = self.next_position + 1
-        return self._logits(tokens[:, None], None, positions)
+        return self._one_token(tokens[:, None], positions)
+
+    def _one_token(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        return self._logits(input_ids, None, positions)
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache.reorder(index)
@@ -164,6 +171,33 @@ class CachedLM:
         out = self.backbone(input_ids, attention_mask, position_ids=positions, cache=self.cache)
         last = BackboneOutput(out.last_hidden_state[:, -1:])  # the vocabulary projection of one position only
         return self.head.logits(last, {"input_ids": input_ids, "attention_mask": attention_mask})[:, -1].float()
+
+
+def compile_step(step: Callable, cache: KVCache) -> Callable:
+    """``torch.compile`` a one-token decoding step over a static cache: one graph for every step
+    (shapes and the write position never change on the host), replayed as a CUDA graph on a GPU.
+    The cache buffers keep their addresses, which CUDA graphs need to update them in place."""
+    for buffer in cache.buffers():
+        torch._dynamo.mark_static_address(buffer)
+    mode = "reduce-overhead" if cache.keys.is_cuda else None
+    return torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
+
+
+COMPILED_CACHE_STEP = 128  # compiled caches come in multiples of this many positions
+
+
+def compiled_lm(model, batch: int, length: int) -> CachedLM:
+    """A ``CachedLM`` with a compiled step, kept on the model and reused by later calls with the
+    same batch size and a cache of the same size (rounded up), so the step compiles only once."""
+    max_len = min(-(-length // COMPILED_CACHE_STEP) * COMPILED_CACHE_STEP, model.config.max_position_embeddings)
+    weight = model.backbone.input_embeddings.weight
+    key = (batch, max_len, weight.dtype, weight.device)
+    store = model.__dict__.setdefault("_compiled_decoders", {})  # a plain dict, not a submodule
+    if key not in store:
+        store[key] = CachedLM(model, batch, max_len, compiled=True)
+    lm = store[key]
+    lm.cache.reset()
+    return lm
 
 
 # ---- search loops on token ids ------------------------------------------------------------------
@@ -406,7 +440,9 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
     if generator is None and options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)
     rows = _Continuations(prompt_ids, tokenizer, eos_id, options.stop, live)
-    lm = CachedLM(model, len(prompt_ids) * options.num_beams, total, options.static_cache)
+    batch = len(prompt_ids) * options.num_beams
+    lm = (compiled_lm(model, batch, total) if options.compile
+          else CachedLM(model, batch, total, options.static_cache))
     yield from decode(model, lm, input_ids, attention_mask, options, eos_id, generator, rows)
     return Generation(prompt_ids, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)
 
@@ -418,6 +454,8 @@ def decode(model, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, opt
     it comes when ``rows`` is streaming. The model is in eval mode meanwhile."""
     was_training = model.training
     model.eval()
+    if options.constraint is not None:
+        lm = options.constraint.restrict(lm)
     try:
         if options.num_beams > 1:
             for row, tokens in enumerate(beam_search(lm, input_ids, attention_mask, options, eos_id)):

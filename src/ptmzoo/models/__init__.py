@@ -7,6 +7,7 @@ from .bart import BartConfig, BartModel
 from .base import Backbone, BackboneOutput, ModelOutput
 from .bert import AlbertModel, BertConfig, BertModel, DistilBertModel, RobertaModel
 from .electra import ElectraBackbone
+from .ernie import ErnieModel
 from .gpt1 import GPT1Config, GPT1Model
 from .gpt2 import GPT2Config, GPT2Model
 from .t5 import T5Config, T5Model
@@ -21,6 +22,7 @@ FAMILIES: dict[str, type[Backbone]] = {
     "distilbert": DistilBertModel,
     "electra": ElectraBackbone,
     "xlm": XLMModel,
+    "ernie": ErnieModel,
     "gpt1": GPT1Model,
     "gpt2": GPT2Model,
     "t5": T5Model,

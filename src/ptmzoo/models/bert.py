@@ -17,9 +17,11 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import (
+    AttentionMask,
     FeedForward,
     SelfAttention,
     activation,
+    causal_mask,
     document_mask,
     init_transformer_weights,
     padding_mask,
@@ -88,10 +90,14 @@ class BertEmbeddings(nn.Module):
         real = (input_ids != self.pad_token_id).long()
         return real.cumsum(dim=1) * real + self.pad_token_id
 
+    def segments(self, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        """What the segment table adds: segment 0 everywhere when no ids are given."""
+        return self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids)
+
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
         x = self.word(input_ids) + self.position(self.position_rows(input_ids, position_ids))
         if self.token_type is not None:
-            x = x + (self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids))
+            x = x + self.segments(token_type_ids)
         x = self.dropout(self.norm(x))
         return self.project(x) if self.project is not None else x
 
@@ -142,10 +148,11 @@ class BertPooler(nn.Module):
 
 class BertModel(Backbone):
     config_class = BertConfig
+    embeddings_class = BertEmbeddings
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.embeddings = BertEmbeddings(config)
+        self.embeddings = self.embeddings_class(config)
         self.layers = build_layers(config)
         self.pooler = BertPooler(config) if config.add_pooler else None
         init_transformer_weights(self, config.initializer_range)
@@ -158,6 +165,13 @@ class BertModel(Backbone):
     def has_pooler(self) -> bool:
         return self.pooler is not None
 
+    def self_attention_mask(self, input_ids, attention_mask, document_ids) -> AttentionMask:
+        """Padded keys are never attended to, packed documents never see each other, and a causal
+        encoder (XLM's CLM) attends left to right."""
+        if document_ids is not None:
+            return document_mask(document_ids, attention_mask, causal=self.causal)
+        return causal_mask(input_ids.shape[1], attention_mask) if self.causal else padding_mask(attention_mask)
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -168,7 +182,7 @@ class BertModel(Backbone):
         document_ids: torch.Tensor | None = None,
     ) -> BackboneOutput:
         x = self.embeddings(input_ids, token_type_ids, position_ids)
-        mask = document_mask(document_ids, attention_mask) if document_ids is not None else padding_mask(attention_mask)
+        mask = self.self_attention_mask(input_ids, attention_mask, document_ids)
         states = [x] if output_hidden_states else None
         for layer in self.layers:
             x = layer(x, mask)

@@ -107,26 +107,27 @@ class GPT2Model(Backbone):
         appended to the cache; ``attention_mask`` covers the new (or cached + new) tokens and
         ``position_ids`` should be given for left-padded rows (default: the cache slots)."""
         length = input_ids.shape[1]
-        start = cache.length if cache is not None else 0
-        if start + length > self.config.max_position_embeddings:
+        # a static cache's fill level lives on the device; its size bounds the positions instead
+        end = length if cache is None else cache.max_len if cache.static else cache.length + length
+        if end > self.config.max_position_embeddings:
             raise UserError(
-                f"sequence of {start + length} tokens is longer than the model's context "
+                f"sequence of {end} tokens is longer than the model's context "
                 f"({self.config.max_position_embeddings}); truncate the input"
             )
-        if position_ids is None:
-            position_ids = torch.arange(start, start + length, device=input_ids.device)[None, :]
-        x = self.dropout(self.token(input_ids) + self.position(position_ids))
         if cache is not None:
             mask = cache.begin(length, attention_mask)
-        elif document_ids is not None:
-            mask = document_mask(document_ids, attention_mask, causal=True)
+            slots, keys = cache.query_slots, cache.num_keys
         else:
-            mask = causal_mask(length, attention_mask)
+            mask = (document_mask(document_ids, attention_mask, causal=True) if document_ids is not None
+                    else causal_mask(length, attention_mask))
+            slots, keys = torch.arange(length, device=input_ids.device), length
+        if position_ids is None:
+            position_ids = slots[None, :]
+        x = self.dropout(self.token(input_ids) + self.position(position_ids))
         local = mask
         window = self.config.attention_window
-        if window and start + length > window:  # shorter texts: the band is the whole causal mask
-            local = banded_mask(mask, window, torch.arange(start, start + length, device=input_ids.device),
-                                cache.num_keys if cache is not None else length)
+        if window and keys > window:  # fewer keys: the band is the whole causal mask
+            local = banded_mask(mask, window, slots, keys)
         states = [x] if output_hidden_states else None
         for layer, block in enumerate(self.blocks):
             x = block(x, local if self.config.is_local(layer) else mask, cache, layer)

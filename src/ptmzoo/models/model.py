@@ -104,6 +104,7 @@ class PtmModel(nn.Module):
         targets: dict[str, torch.Tensor] | None = None,
         document_ids: torch.Tensor | None = None,
         cache=None,
+        entity_ids: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Without ``targets``: every head's logits (``.logits`` is the first head's).
 
@@ -111,6 +112,8 @@ class PtmModel(nn.Module):
         loss in ``.loss_sums``; ``.loss`` is the sum of the heads' per-target means.
         ``document_ids`` ([B, L]) restrict attention to each packed document. ``cache`` (a
         ``generation.KVCache``, decoders only) continues the cached tokens and appends to it.
+        ``entity_ids`` ([B, L], 0 = none) are the entities aligned with the tokens; backbones that
+        read entities (ERNIE) get them, others never see them.
         """
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
@@ -118,13 +121,15 @@ class PtmModel(nn.Module):
         if input_ids.dim() == 3:
             # groups of sequences [batch, group, length] (multiple-choice answers, both orders of a
             # pair): the backbone reads one sequence per row; heads get the grouped inputs back
-            input_ids, attention_mask, token_type_ids, position_ids, document_ids = (
+            input_ids, attention_mask, token_type_ids, position_ids, document_ids, entity_ids = (
                 None if t is None else t.reshape(-1, t.shape[-1])
-                for t in (input_ids, attention_mask, token_type_ids, position_ids, document_ids))
+                for t in (input_ids, attention_mask, token_type_ids, position_ids, document_ids, entity_ids))
             if attention_mask is not None:  # a padding choice (no tokens) reads one token, so no NaNs
                 attention_mask = attention_mask.clone()
                 attention_mask[:, 0] += (attention_mask.sum(-1) == 0).to(attention_mask.dtype)
         extra = {"cache": cache} if cache is not None else {}  # encoders take no cache
+        if entity_ids is not None and getattr(self.backbone, "reads_entities", False):
+            extra["entity_ids"] = entity_ids
         # heads that read several layers (finetune.strategies.LayerMixHead) need all of them
         output_hidden_states = output_hidden_states or any(getattr(h, "needs_hidden_states", False)
                                                            for h in self.heads.values())

@@ -88,9 +88,12 @@ def build_objectives(spec: dict[str, dict] | list[str], tokenizer: Tokenizer, se
 class PretrainCollator:
     """Pads samples into a batch and lets each objective corrupt it and add its targets."""
 
-    def __init__(self, objectives: list[Objective], pad_id: int):
+    def __init__(self, objectives: list[Objective], pad_id: int, entities: bool = True):
+        """``entities``: the entity ids of an ERNIE corpus go into the batch (False for a model
+        that does not read them)."""
         self.objectives = objectives
         self.pad_id = pad_id
+        self.entities = entities
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(s["input_ids"]) for s in samples)
@@ -99,15 +102,16 @@ class PretrainCollator:
         attention_mask = np.zeros((size, length), dtype=np.int64)
         token_type_ids = np.zeros((size, length), dtype=np.int64)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        for key, fill in (("document_ids", -1), ("position_ids", 0), ("token_marks", 0)):  # packing, segmentation
-            if key in samples[0]:
+        # packing, segmentation, entity ids (ERNIE)
+        for key, fill in (("document_ids", -1), ("position_ids", 0), ("token_marks", 0), ("entity_ids", 0)):
+            if key in samples[0] and (key != "entity_ids" or self.entities):
                 batch[key] = np.full((size, length), fill, dtype=np.int64)
         for row, sample in enumerate(samples):
             n = len(sample["input_ids"])
             input_ids[row, :n] = sample["input_ids"]
             attention_mask[row, :n] = 1
-            for key in ("token_type_ids", "document_ids", "position_ids", "token_marks"):
-                if key in sample:
+            for key in ("token_type_ids", "document_ids", "position_ids", "token_marks", "entity_ids"):
+                if key in sample and key in batch:
                     batch[key][row, :n] = sample[key]
         for key in ("nsp_labels", "sop_labels"):
             if key in samples[0]:

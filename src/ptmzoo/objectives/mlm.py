@@ -10,8 +10,9 @@ SpanBERT's spans of whole words (80/10/10 decided per span, as in the paper; ``s
 ``span_right`` give each masked token its span's boundary positions for the ``sbo`` objective).
 
 The head (dense -> activation -> LayerNorm -> vocabulary projection tied to the input
-embeddings, plus a bias) is evaluated only at the chosen positions during training: the
-vocabulary projection is the largest matrix product of a small model. Its loss goes through
+embeddings, plus a bias; XLM's is the projection alone, ``model.lm_head_transform``) is evaluated
+only at the chosen positions during training: the vocabulary projection is the largest matrix
+product of a small model. Its loss goes through
 ``linear_cross_entropy``, which never holds the logits of more than a chunk of rows.
 """
 
@@ -75,6 +76,13 @@ class MaskedLM(Objective):
         self.special_ids = np.asarray(tokenizer.special_ids, dtype=np.int64)
         self.replacement_ids = np.setdiff1d(np.arange(tokenizer.vocab_size), self.special_ids)
         self.word_start_table = select.word_start_table(tokenizer)
+
+    def check_objectives(self, objectives) -> None:
+        other = next((o for o in objectives if isinstance(o, MaskedLM) and o is not self), None)
+        if other is not None:  # the second would mask again what the first masked, without its labels
+            raise UserError(f"objectives '{self.name}' and '{other.name}' both mask the same sequences; keep one "
+                            "(XLM: tlm on a parallel corpus, mlm on a monolingual one prepared with --language, "
+                            "one run continuing the other with --init-from)")
 
     def check_corpus(self, corpus) -> None:
         masking = self.options.masking
@@ -166,17 +174,19 @@ class MLMHead(Head):
         config = backbone.config
         # the transform ends in the size of the (tied) input embeddings: E < H in ALBERT
         embed = backbone.input_embeddings.embedding_dim
-        self.dense = nn.Linear(config.hidden_size, embed)
-        self.act = activation(config.hidden_act)
-        self.norm = nn.LayerNorm(embed, eps=config.layer_norm_eps)
+        self.dense = self.act = self.norm = None
+        if getattr(config, "lm_head_transform", True):  # XLM's prediction layer is the projection alone
+            self.dense = nn.Linear(config.hidden_size, embed)
+            self.act = activation(config.hidden_act)
+            self.norm = nn.LayerNorm(embed, eps=config.layer_norm_eps)
+            nn.init.normal_(self.dense.weight, std=config.initializer_range)
+            nn.init.zeros_(self.dense.bias)
         self.decoder = nn.Linear(embed, config.vocab_size)
         self.decoder.weight = backbone.input_embeddings.weight  # tied
-        nn.init.normal_(self.dense.weight, std=config.initializer_range)
-        nn.init.zeros_(self.dense.bias)
         nn.init.zeros_(self.decoder.bias)
 
     def _transform(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.act(self.dense(hidden)))
+        return hidden if self.dense is None else self.norm(self.act(self.dense(hidden)))
 
     def logits(self, out, batch):
         return self.decoder(self._transform(out.last_hidden_state))

@@ -2,8 +2,10 @@
 
 * Next-sentence prediction (BERT): is segment B the continuation of segment A (label 0) or a
   random segment from another document (label 1)?
-* Sentence-order prediction (ALBERT, StructBERT): are two consecutive segments in their order
-  (label 0) or swapped (label 1)? Both come from one document, so topic gives nothing away.
+* Sentence-order prediction (ALBERT): are two consecutive segments in their order (label 0) or
+  swapped (label 1)? Both come from one document, so topic gives nothing away.
+  With ``classes: 3`` it is StructBERT's sentence structural objective: segment B follows A
+  (label 0), precedes it (1), or comes from another document (2), a third of the pairs each.
 
 The pairs are built by ``data.packing.SentencePairs``.
 """
@@ -44,11 +46,36 @@ class NextSentencePrediction(Objective):
             raise UserError(f"objective '{self.name}' reads the pooled [CLS] state, but '{preset}' has no pooler "
                             f"(set model.add_pooler=true or drop {self.name})")
 
+    def pair_options(self) -> dict:
+        """How ``data.packing.SentencePairs`` builds this objective's pairs."""
+        return {"task": self.name, "random_next_prob": self.options.random_next_prob}
+
+
+@dataclass
+class SOPOptions(NSPOptions):
+    classes: int = 2  # 3: StructBERT's next / previous / other-document pairs, a third each
+
+    def validate(self) -> None:
+        super().validate()
+        if self.classes not in (2, 3):
+            raise UserError("objectives.sop.classes must be 2 (ALBERT: in order / swapped) or 3 (StructBERT: "
+                            "next / previous / random document)")
+        if self.classes == 3 and self.random_next_prob != 0.5:
+            raise UserError("objectives.sop.random_next_prob is not used with classes: 3 (the three kinds of "
+                            "pairs are equally likely); leave it out")
+
 
 @register_objective
 class SentenceOrderPrediction(NextSentencePrediction):
     name = "sop"
     head_kind = "sop"
+    Options = SOPOptions
+
+    def head_options(self):
+        return {"classes": 3} if self.options.classes == 3 else {}
+
+    def pair_options(self) -> dict:
+        return {**super().pair_options(), "classes": self.options.classes}
 
 
 @register_head
@@ -56,9 +83,9 @@ class NSPHead(SequenceHead):
     kind = "nsp"
     target_key = "nsp_labels"
 
-    def __init__(self, backbone, **options):
-        super().__init__(backbone, **options)
-        self.classifier = nn.Linear(backbone.config.hidden_size, 2)
+    def __init__(self, backbone, classes: int = 2, **options):
+        super().__init__(backbone, **({"classes": classes} if classes != 2 else {}), **options)
+        self.classifier = nn.Linear(backbone.config.hidden_size, classes)
         nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
 

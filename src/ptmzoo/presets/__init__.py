@@ -55,4 +55,4 @@ def count_parameters(preset: Preset, vocab_size: int | None = None) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-from . import bart, bert, electra, gpt, t5, transformer, unilm, xlm  # noqa: F401  (register the presets)
+from . import bart, bert, electra, ernie, gpt, t5, transformer, unilm, xlm  # noqa: F401  (register the presets)

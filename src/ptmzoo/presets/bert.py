@@ -67,3 +67,33 @@ register(Preset(
     seq_len=512,
     description="DistilBERT encoder, 6 layers x 768 hidden (initialise with `ptmzoo init-student`), MLM",
 ))
+
+# BERT's descendants that differ in their objectives (README: encoder objectives), 512-token inputs:
+# SpanBERT (Joshi et al., 2020): single sequences without NSP (so no pooler), span masking + SBO;
+# ERNIE 1.0 (Baidu; Sun et al., 2019): ReLU, knowledge masking (a corpus prepared with
+# --segmentation) + NSP; StructBERT (Wang et al., 2019): MLM + word structural objective
+# (shuffled trigrams put back in order) + sentence structural objective (next / previous /
+# other-document segment).
+_SPANBERT = ({"add_pooler": False}, {"mlm": {"masking": "span"}, "sbo": {}}, "SpanBERT",
+             "span masking + SBO (no NSP)")
+_ERNIE = ({"hidden_act": "relu"}, {"mlm": {"masking": "knowledge"}, "nsp": {}}, "ERNIE 1.0 (Baidu)",
+          "knowledge masking + NSP")
+_STRUCTBERT = ({}, {"mlm": {}, "word_order": {}, "sop": {"classes": 3}}, "StructBERT",
+               "MLM + word order + 3-way sentence order")
+_DESCENDANTS = {  # name: (layers, hidden, kind)
+    "spanbert-base": (12, 768, _SPANBERT),
+    "spanbert-large": (24, 1024, _SPANBERT),
+    "ernie-1.0-base": (12, 768, _ERNIE),
+    "structbert-base": (12, 768, _STRUCTBERT),
+    "structbert-large": (24, 1024, _STRUCTBERT),
+}
+for _name, (_layers, _hidden, (_config, _objectives, _model_name, _what)) in _DESCENDANTS.items():
+    register(Preset(
+        name=_name,
+        family="bert",
+        model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _hidden // 64,
+               "intermediate_size": 4 * _hidden, **_config},
+        objectives=_objectives,
+        seq_len=512,
+        description=f"{_model_name} encoder, {_layers} layers x {_hidden} hidden, {_what}",
+    ))

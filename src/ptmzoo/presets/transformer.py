@@ -20,3 +20,15 @@ for _name, (_layers, _hidden, _heads, _ffn, _dropout) in _SIZES.items():
                "hidden_dropout": _dropout},
         description=f"Transformer encoder-decoder, {_layers}+{_layers} layers x {_hidden} hidden (translation)",
     ))
+
+# MASS (Song et al., 2019), section 4.1: the Transformer with 6+6 layers, 1024 hidden, 4096
+# feed-forward (8 heads and GELU, as in its XLM-based code), pre-trained with masked seq2seq.
+register(Preset(
+    name="mass-base",
+    family="transformer",
+    model={"num_layers": 6, "hidden_size": 1024, "num_heads": 8, "intermediate_size": 4096, "hidden_act": "gelu",
+           "attention_dropout": 0.1},
+    objectives={"mass": {}},
+    seq_len=256,
+    description="MASS: Transformer encoder-decoder, 6+6 layers x 1024 hidden, masked sequence-to-sequence",
+))

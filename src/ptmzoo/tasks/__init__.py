@@ -17,11 +17,12 @@ from .multiple_choice import MultipleChoiceHead, MultipleChoiceTask
 from .qa import QATask, SpanHead
 from .sft import SFTTask
 from .tagging import TaggingHead, TaggingTask
+from .text2text import Text2TextTask
 from .translation import TranslationTask
 
 TASKS: dict[str, type[Task]] = {
     cls.name: cls for cls in (ClassificationTask, RegressionTask, MultiLabelTask, TaggingTask, QATask, SFTTask,
-                              MultipleChoiceTask, TranslationTask)
+                              MultipleChoiceTask, TranslationTask, Text2TextTask)
 }
 
 
@@ -32,5 +33,5 @@ def task_class(name: str) -> type[Task]:
 
 
 __all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "ListDataset",
-           "MultiLabelTask", "MultipleChoiceHead", "MultipleChoiceTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions", "TranslationTask",
+           "MultiLabelTask", "MultipleChoiceHead", "MultipleChoiceTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions", "Text2TextTask", "TranslationTask",
            "classification_metrics", "label_vocabulary", "task_class"]

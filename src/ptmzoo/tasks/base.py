@@ -32,6 +32,7 @@ from .tables import read_table
 POOLINGS = ("cls", "last", "mean")
 SCHEMES = ("auto", "bio", "iob1", "bioes")
 LANGUAGES = ("auto", "en", "zh")
+TARGET_KINDS = ("label", "text", "entities")
 
 
 @dataclass
@@ -67,6 +68,12 @@ class TaskOptions(Config):
     target_column: str = "target"
     num_beams: int = 4  # beam search when predicting
     label_smoothing: float = 0.1  # eps of the label-smoothed training loss (Vaswani et al.)
+    # text-to-text (tasks/text2text.py): inputs rendered as text, targets generated as text
+    target_kind: str = "label"  # label: the label's name; text: --target-column; entities: NER as "TYPE: words; ..."
+    prefix: str = ""  # the task prefix before the input, e.g. "sst2"
+    field_names: str | None = None  # names before each text, e.g. "premise,hypothesis"; "none": no names
+    label_names: str | None = None  # label -> target text: "0=negative,1=positive", "negative,positive" or a file
+    constrained: bool = False  # decode only the label names (a prefix tree of their tokens)
 
     def validate(self) -> None:
         if self.max_length < 4:
@@ -88,6 +95,10 @@ class TaskOptions(Config):
             raise UserError("--aux-lm-weight must not be negative")
         if self.both_orders and not self.text_pair_column:
             raise UserError("--both-orders encodes sentence pairs; give --text-pair-column")
+        if self.target_kind not in TARGET_KINDS:
+            raise UserError(f"unknown target kind '{self.target_kind}' (choose from {', '.join(TARGET_KINDS)})")
+        if self.constrained and self.target_kind != "label":
+            raise UserError("--constrained decodes only the label names; it needs --target-kind label")
 
 
 def label_vocabulary(values) -> list[str]:
@@ -291,9 +302,13 @@ class Task:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], tokenizer, max_positions: int) -> Task:
-        options = TaskOptions.from_dict({k: v for k, v in meta.get("options", {}).items()
-                                         if k in TaskOptions.field_types()})
-        return cls(options, tokenizer, meta.get("labels", []), max_positions)
+        return cls(cls.meta_options(meta), tokenizer, meta.get("labels", []), max_positions)
+
+    @staticmethod
+    def meta_options(meta: dict[str, Any]) -> TaskOptions:
+        """The options stored in a checkpoint's task entry (keys of other versions dropped)."""
+        return TaskOptions.from_dict({k: v for k, v in meta.get("options", {}).items()
+                                      if k in TaskOptions.field_types()})
 
 
 def write_json(path: str, data) -> None:

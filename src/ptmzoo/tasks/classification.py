@@ -30,10 +30,11 @@ ClassificationOptions = TaskOptions  # the options of every task live in one dat
 
 
 # ---- metrics ------------------------------------------------------------------------------------
-def classification_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+def classification_metrics(gold: np.ndarray, predicted: np.ndarray, classes=None) -> dict[str, float]:
+    """``classes``: those averaged in macro-F1 (default: every class in gold or predictions)."""
     gold, predicted = np.asarray(gold), np.asarray(predicted)
     f1s = []
-    for label in np.union1d(gold, predicted):
+    for label in np.union1d(gold, predicted) if classes is None else classes:
         tp = np.sum((predicted == label) & (gold == label))
         fp = np.sum((predicted == label) & (gold != label))
         fn = np.sum((predicted != label) & (gold == label))

@@ -58,14 +58,20 @@ class TranslationTask(Task):
 
     def encode(self, rows: list[dict], path: str, with_labels: bool = True) -> list[dict]:
         opts = self.options
-        sources = self.tokenizer.encode_batch([r[opts.source_column] for r in rows], max_length=self.max_length)
-        if not with_labels:
-            return [{"input_ids": ids} for ids in sources]
-        if opts.target_column not in rows[0]:
+        if with_labels and opts.target_column not in rows[0]:
             raise UserError(f"{path} has no target column '{opts.target_column}'; set --target-column")
-        targets = self.tokenizer.encode_batch([r[opts.target_column] for r in rows], add_special_tokens=False)
+        targets = [r[opts.target_column] for r in rows] if with_labels else None
+        return self.encode_texts([r[opts.source_column] for r in rows], targets)
+
+    def encode_texts(self, sources: list[str], targets: list[str] | None) -> list[dict]:
+        """Samples: the source with the tokenizer's template and, given targets, the target's
+        tokens and the end token as ``labels``."""
+        source_ids = self.tokenizer.encode_batch(sources, max_length=self.max_length)
+        if targets is None:
+            return [{"input_ids": ids} for ids in source_ids]
+        target_ids = self.tokenizer.encode_batch(targets, add_special_tokens=False)
         return [{"input_ids": ids, "labels": target[: self.max_length - 1] + [self.end_id]}
-                for ids, target in zip(sources, targets)]
+                for ids, target in zip(source_ids, target_ids)]
 
     def collate(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         ids = [s["input_ids"] for s in samples]
@@ -82,7 +88,7 @@ class TranslationTask(Task):
     def add_head(self, model) -> None:
         self.unified = isinstance(model.backbone, UnilmModel)
         if not self.unified and not getattr(model.backbone, "is_encoder_decoder", False):
-            raise UserError(f"translation trains an encoder-decoder or UniLM; this checkpoint is a {model.family} "
+            raise UserError(f"{self.name} trains an encoder-decoder or UniLM; this checkpoint is a {model.family} "
                             "model")
         if self.unified and self.tokenizer.mask_id is None:
             raise UserError("UniLM fine-tuning masks target tokens; the tokenizer has no mask token")
@@ -94,14 +100,18 @@ class TranslationTask(Task):
         return {} if self.unified else {"label_smoothing": self.options.label_smoothing}
 
     def predict(self, model, samples: list[dict], batch_size: int, device) -> list[str]:
+        return self.generate_texts(model, samples, batch_size, num_beams=self.options.num_beams,
+                                   max_new_tokens=self.max_length)
+
+    def generate_texts(self, model, samples: list[dict], batch_size: int, **options) -> list[str]:
+        """The generated text of each sample, in batches; ``options``: ``GenerationOptions`` fields."""
         from ..generation.seq2seq import generate_seq2seq
 
         generate = generate_unilm if isinstance(model.backbone, UnilmModel) else generate_seq2seq
         texts: list[str] = []
         for start in range(0, len(samples), batch_size):
             sources = [s["input_ids"] for s in samples[start : start + batch_size]]
-            out = generate(model, sources, self.tokenizer, num_beams=self.options.num_beams,
-                           max_new_tokens=self.max_length, eos_token_id=self.end_id)
+            out = generate(model, sources, self.tokenizer, eos_token_id=self.end_id, **options)
             texts += [text.strip() for text in out.texts]
         return texts
 

@@ -63,8 +63,8 @@ def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], token
     try:
         pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
         if pair_objective is not None:
-            return SentencePairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id,
-                                 pair_objective.options.random_next_prob, seed, task=pair_objective.name)
+            return SentencePairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id, seed=seed,
+                                 **pair_objective.pair_options())
         if not causal:
             if tokenizer.cls_id is None or tokenizer.sep_id is None:
                 raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
@@ -97,12 +97,23 @@ class PretrainJob:
         if model_config["vocab_size"] < self.tokenizer.vocab_size:
             raise UserError(f"model.vocab_size ({model_config['vocab_size']}) is smaller than the tokenizer's "
                             f"vocabulary ({self.tokenizer.vocab_size})")
+        self.entity_names = None  # ERNIE: the entity table is sized and filled from the shards' entity vectors
+        entity_table = None
+        if "num_entities" in cls.config_class.field_types():
+            from ..models.ernie import size_entity_table
+
+            entity_table = size_entity_table(self.corpus, model_config, recipe.model)
+            self.entity_names = entity_table[0] if entity_table is not None else None
         config = cls.config_class.from_dict(model_config, where="model.")
         self.seq_len = recipe.data.seq_len or min(self.preset.seq_len, config.max_position_embeddings)
         if self.seq_len > config.max_position_embeddings:
             raise UserError(f"data.seq_len ({self.seq_len}) exceeds the model's max_position_embeddings "
                             f"({config.max_position_embeddings})")
 
+        if not (recipe.objectives or self.preset.objectives):
+            raise UserError(f"preset '{recipe.preset}' has no pre-training objective of its own; name one with "
+                            "--objectives (encoders: mlm; decoders: clm; encoder-decoders: mass, denoising or "
+                            "span_corruption)")
         self.objectives = build_objectives(recipe.objectives or self.preset.objectives, self.tokenizer, seed)
         for objective in self.objectives:
             objective.check_corpus(self.corpus)
@@ -111,6 +122,8 @@ class PretrainJob:
             config = config.replace(vocab_size=self.tokenizer.vocab_size + extra_vocab)
         seed_everything(seed)
         backbone = cls(config)
+        if entity_table is not None:
+            backbone.set_entity_vectors(entity_table[1])
         for objective in self.objectives:
             objective.check_backbone(backbone, recipe.preset)
         self.model = model_for(self.preset.family, backbone)  # Seq2SeqModel for encoder-decoders
@@ -138,12 +151,16 @@ class PretrainJob:
             if self.valid_data is not None and len(self.valid_data) == 0:
                 self.valid_data = None
         self.collate = PretrainCollator(self.objectives, self.tokenizer.pad_id
-                                        if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id)
+                                        if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id,
+                                        entities=getattr(backbone, "reads_entities", False))
 
     def _init_from(self, path: str) -> None:
         source = load_checkpoint(path)
         if source.family != self.preset.family:
             raise UserError(f"--init-from {path} is a {source.family} model, the preset is {self.preset.family}")
+        if source.meta.get("entities") != self.entity_names:  # ERNIE: entity ids must mean the same entities
+            raise UserError(f"--init-from {path} was trained with other entities than the shards in "
+                            f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's entity vectors")
         if source.tokenizer is not None and source.tokenizer.fingerprint() != self.tokenizer.fingerprint():
             raise UserError(f"--init-from {path} uses a different tokenizer than the shards in "
                             f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's tokenizer")
@@ -164,6 +181,8 @@ class PretrainJob:
 
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
                  "seq_len": self.seq_len, "recipe": self.recipe.to_dict()}
+        if self.entity_names is not None:  # ERNIE: entity id i is names[i - 1]
+            extra["entities"] = self.entity_names
         return Trainer(self.model, self.train_data, self.collate, train, out_dir, env, tokenizer=self.tokenizer,
                        extra_meta=extra, evaluate=evaluate if self.valid_data is not None else None,
                        progress=progress, callbacks=callbacks)

@@ -48,7 +48,7 @@ from .state import (
     step_dir_name,
 )
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids", "entity_ids")
 
 
 def _real_tokens(batch: dict) -> int:

@@ -15,11 +15,22 @@ from typing import Any
 import torch
 
 from ...checkpoint import Pretrained, check_vocab
-from ...data.tokenizers import Tokenizer
+from ...data.tokenizers import Tokenizer, UnsupportedTokenizer
 from ...errors import UserError
 from ...io import atomic_directory, atomic_write_json, read_json
 from ...models.model import PtmModel
-from . import albert, bart, bert, distilbert, electra, gpt2, openai_gpt, roberta, t5  # noqa: F401  (register the adapters)
+from . import (  # noqa: F401  (register the adapters)
+    albert,
+    bart,
+    bert,
+    distilbert,
+    electra,
+    gpt2,
+    openai_gpt,
+    roberta,
+    t5,
+    xlm,
+)
 from .base import adapter_for_family, adapter_for_hf
 
 CONFIG_FILE = "config.json"
@@ -106,13 +117,19 @@ def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
     adapter = adapter_for_hf(hf.get("model_type"), where)
     adapter.check_hf_config(hf, where)  # before reading possibly large weights
     model = adapter.from_hf_state(hf, read_hf_weights(directory), where)
-    tokenizer = None
+    tokenizer, note = None, None
     if any(os.path.exists(os.path.join(directory, name)) for name in TOKENIZER_FILES):
-        tokenizer = Tokenizer.load(directory)
-        check_vocab(tokenizer, model, directory)
+        try:
+            tokenizer = Tokenizer.load(directory)
+        except UnsupportedTokenizer as exc:  # XLM's Moses + BPE: the model still runs on token ids
+            note = str(exc)
+        else:
+            check_vocab(tokenizer, model, directory)
     meta: dict[str, Any] = {"format": "huggingface", "family": model.family, "config": model.config.to_dict(),
                             "heads": model.heads_spec(), "tokenizer": tokenizer.describe() if tokenizer else None,
                             "hf_architecture": (hf.get("architectures") or [adapter.base_architecture])[0]}
+    if note:
+        meta["tokenizer_note"] = note
     if "classification" in model.heads:
         meta["task"] = _task_from_labels(hf, model.heads["classification"].options["num_labels"])
     model.to(device).eval()
