@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from ptmzoo.train.pretrain import PretrainJob, PretrainRecipe
 
@@ -21,7 +22,14 @@ def _loss_curve(shards, preset, precision, out_dir):
         "train": {"batch_size": 16, "max_steps": 100, "lr": 1e-3, "warmup_steps": 10, "log_every": 1,
                   "eval_every": 10**9, "save_every": 10**9, "seed": 0, "precision": precision},
     })
-    PretrainJob(recipe).trainer(out_dir, progress=False).train()
+    # One thread: a loaded machine (CI) must not change how kernels split their sums; a CI run
+    # under load once saw one step differ by 1.56 (mean 0.025) where idle runs differ by < 0.002.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        PretrainJob(recipe).trainer(out_dir, progress=False).train()
+    finally:
+        torch.set_num_threads(threads)
     with open(os.path.join(out_dir, "metrics.jsonl")) as fh:
         return [record["loss"] for record in map(json.loads, fh) if "loss" in record]
 
