@@ -220,27 +220,35 @@ def adapter_for_family(family: str) -> StateDictAdapter:
                     f"{', '.join(sorted(a.family for a in ADAPTERS.values()))})")
 
 
-class EncoderDecoderAdapter(StateDictAdapter):
-    """T5 and BART: shared embeddings + encoder + decoder, and at most one head, the LM
-    (``seq2seq_lm``) of the HF ``...ForConditionalGeneration`` class."""
+class SingleLMHeadAdapter(StateDictAdapter):
+    """Families with two HF classes: the bare model and the model with its LM head (a ptmzoo head of
+    kind ``lm_head_kind``); no other head converts."""
 
-    display_name: ClassVar[str]  # in messages: "T5", "BART"
-    lm_key: ClassVar[str]  # a key only the HF class with the LM head has
+    lm_head_kind: ClassVar[str]  # "clm", "seq2seq_lm"
+    display_name: ClassVar[str]  # in messages: "gpt2", "T5", "BART"
+    lm_key: ClassVar[str]  # a key only the HF class with the LM head has (a tied head is not on disk)
     lm_architecture: ClassVar[str]
 
     def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
         if self.lm_key in keys or architecture == self.lm_architecture:
-            return {"seq2seq_lm": {"kind": "seq2seq_lm"}}
+            return {self.lm_head_kind: {"kind": self.lm_head_kind}}
         return {}
 
     def architecture(self, model: PtmModel) -> str:
         kinds = set(heads_of_kind(model))
         if not kinds:
             return self.base_architecture
-        if kinds == {"seq2seq_lm"}:
+        if kinds == {self.lm_head_kind}:
             return self.lm_architecture
         raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face {self.display_name} class "
-                        "(supported: seq2seq_lm)")
+                        f"(supported: none, {self.lm_head_kind})")
+
+
+class EncoderDecoderAdapter(SingleLMHeadAdapter):
+    """T5 and BART: shared embeddings + encoder + decoder, and at most one head, the LM
+    (``seq2seq_lm``) of the HF ``...ForConditionalGeneration`` class."""
+
+    lm_head_kind = "seq2seq_lm"
 
     def is_backbone_key(self, key: str) -> bool:
         return key.startswith(("shared.", "encoder.", "decoder."))

@@ -17,7 +17,7 @@ from .base import (
     HF_ACTIVATIONS,
     PTM_ACTIVATIONS,
     Param,
-    StateDictAdapter,
+    SingleLMHeadAdapter,
     heads_of_kind,
     linear,
     register_adapter,
@@ -33,12 +33,13 @@ _REQUIRED = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": Fals
 
 
 @register_adapter
-class GPT2Adapter(StateDictAdapter):
+class GPT2Adapter(SingleLMHeadAdapter):
     family = "gpt2"
     model_type = "gpt2"
+    display_name = "gpt2"
     base_prefix = "transformer."
     base_architecture = "GPT2Model"
-    lm_architecture = "GPT2LMHeadModel"
+    lm_head_kind, lm_key, lm_architecture = "clm", "lm_head.weight", "GPT2LMHeadModel"
     architectures = ("GPT2Model", "GPT2LMHeadModel")
     token_key, position_key, final_norm_key = "wte", "wpe", "ln_f"  # GPT-1 names them differently
     ignored = re.compile(r"\.attn\.(bias|masked_bias)$")  # causal-mask buffers of older checkpoints
@@ -70,22 +71,6 @@ class GPT2Adapter(StateDictAdapter):
         if config.vocab_size <= 50256:  # HF's default <|endoftext|> id would lie outside the vocabulary
             hf.update(bos_token_id=None, eos_token_id=None)
         return hf
-
-    # ---- heads --------------------------------------------------------------------------------
-    def heads_from_hf(self, hf: dict[str, Any], keys: set[str], architecture: str) -> dict[str, dict]:
-        # a tied lm_head is not written to disk, so the class name tells that the head is there
-        if "lm_head.weight" in keys or architecture == self.lm_architecture:
-            return {"clm": {"kind": "clm"}}
-        return {}
-
-    def architecture(self, model: PtmModel) -> str:
-        kinds = set(heads_of_kind(model))
-        if not kinds:
-            return self.base_architecture
-        if kinds == {"clm"}:
-            return self.lm_architecture
-        raise UserError(f"heads {', '.join(sorted(kinds))} have no Hugging Face {self.model_type} class "
-                        "(supported: none, clm)")
 
     # ---- weights ------------------------------------------------------------------------------
     def is_backbone_key(self, key: str) -> bool:

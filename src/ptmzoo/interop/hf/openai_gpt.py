@@ -22,7 +22,7 @@ _TO_HF_ACT = {"gelu_tanh": "gelu", "gelu_new": "gelu", "relu": "relu", "silu": "
 @register_adapter
 class OpenAIGPTAdapter(GPT2Adapter):
     family = "gpt1"
-    model_type = "openai-gpt"
+    model_type = display_name = "openai-gpt"
     base_architecture = "OpenAIGPTModel"
     lm_architecture = "OpenAIGPTLMHeadModel"
     architectures = ("OpenAIGPTModel", "OpenAIGPTLMHeadModel")
