@@ -6,10 +6,10 @@ import torch
 
 import ptmzoo
 import ptmzoo.objectives
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.data.tokenizers import train_tokenizer
 from ptmzoo.errors import UserError
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 
 
@@ -17,8 +17,8 @@ def _bert(tokenizer):
     torch.manual_seed(0)
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": tokenizer.vocab_size, "hidden_size": 32,
                                                      "num_layers": 2, "num_heads": 2, "intermediate_size": 64}))
-    model.add_head("mlm", "mlm")
-    model.add_head("nsp", "nsp")
+    model.add_head("mlm", HEADS["mlm"])
+    model.add_head("nsp", HEADS["nsp"])
     return model.eval()
 
 

@@ -7,23 +7,25 @@
     >>> out.last_hidden_state.shape, out.logits.shape
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 def load(path, device="cpu"):
-    """Open a ptmzoo checkpoint directory; returns an object with ``.model`` and ``.tokenizer``."""
-    from .checkpoint import load as _load
+    """Open a ptmzoo checkpoint or Hugging Face directory; returns an object with ``.model`` and
+    ``.tokenizer`` (see ``ptmzoo.loading``)."""
+    from .loading import load as _load
 
     return _load(path, device)
 
 
 def generate(model, prompts, **options):
-    """Continue text prompts with a decoder loaded by ``load``; see ``ptmzoo.generation.generate``.
+    """Generate with a model loaded by ``load``: decoders continue text prompts, encoder-decoders
+    (T5, BART) and UniLM map sources to targets; see ``ptmzoo.generation.generate``.
 
         >>> gpt = ptmzoo.load("runs/gpt2")
         >>> ptmzoo.generate(gpt, "Once upon a time", max_new_tokens=30, top_p=0.9, seed=0).text
     """
-    from .generation import generate as _generate
+    from .catalog import generate as _generate
 
     return _generate(model, prompts, **options)
 

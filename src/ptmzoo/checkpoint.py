@@ -1,8 +1,12 @@
-"""Model directories: ``ptmzoo.json`` + ``model.safetensors`` + tokenizer files.
+"""The on-disk format of a model directory: ``ptmzoo.json`` + ``model.safetensors`` + tokenizer files.
 
-``ptmzoo.json`` records the format version, the family and its full config, the heads present
-(so that they are rebuilt on load), the tokenizer's description and, for fine-tuned models, the
-task (labels, pooling). Directories are written atomically (temp directory, then rename).
+``ptmzoo.json`` records the format version, the family and its full config, the heads and helper
+networks present (so that they are rebuilt on load), the tokenizer's description and, for
+fine-tuned models, the task (labels, pooling). A run that leaves the base weights untouched
+(frozen, adapters, LoRA) is a *delta* directory: only the trained parameters
+(``adapter.safetensors``) and the path of its base checkpoint. Directories are written
+atomically (temp directory, then rename). Reading a directory back into a model is
+``ptmzoo.loading``'s job; this module is the format only.
 """
 
 from __future__ import annotations
@@ -13,33 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_file, save_model
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .data.tokenizers import Tokenizer
 from .errors import UserError
 from .io import atomic_directory, atomic_write_json, read_json
-from .models import backbone_class
-from .models.model import HEAD_TYPES, PtmModel
-from .models.seq2seq import model_for
+from .models.model import PtmModel, unwrap
+from .train.state import latest_checkpoint
 
 FORMAT = "ptmzoo-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: helper networks (ELECTRA's generator) under "helpers"
 META_FILE = "ptmzoo.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain module inside DDP and torch.compile wrappers."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = model.module
-        else:
-            return model
+DELTA_FILE = "adapter.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
 def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | None,
@@ -48,6 +41,20 @@ def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | N
     os.makedirs(directory, exist_ok=True)
     save_model(model, os.path.join(directory, WEIGHTS_FILE))
     atomic_write_json(os.path.join(directory, META_FILE), describe_model(model, tokenizer, extra))
+    if tokenizer is not None:
+        tokenizer.save(directory)
+
+
+def write_delta_files(directory: str, model: nn.Module, tokenizer: Tokenizer | None, names: list[str],
+                      base_path: str, strategy: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+    """A delta directory: the parameters ``names`` of ``model`` and the path of its base checkpoint."""
+    model = unwrap(model)
+    os.makedirs(directory, exist_ok=True)
+    params = dict(model.named_parameters())
+    save_file({n: params[n].detach().contiguous() for n in names}, os.path.join(directory, DELTA_FILE))
+    meta = describe_model(model, tokenizer, extra)
+    meta["delta"] = {"base": os.path.abspath(base_path), "strategy": strategy, "file": DELTA_FILE}
+    atomic_write_json(os.path.join(directory, META_FILE), meta)
     if tokenizer is not None:
         tokenizer.save(directory)
 
@@ -61,6 +68,7 @@ def describe_model(model: PtmModel, tokenizer: Tokenizer | None, extra: dict[str
         "family": model.family,
         "config": model.config.to_dict(),
         "heads": model.heads_spec(),
+        "helpers": model.helpers_spec(),
         "tokenizer": tokenizer.describe() if tokenizer is not None else None,
     }
     meta.update(extra or {})
@@ -92,7 +100,8 @@ class Pretrained:
 
 
 def resolve_model_dir(path: str) -> str:
-    """Accept a model directory, or a run directory (its ``final`` model, else latest checkpoint)."""
+    """Accept a model directory, or a run directory (its ``best``/``final`` model, else its latest
+    checkpoint), or a Hugging Face directory (``config.json``, or an ELECTRA pair of them)."""
     if not os.path.exists(path):
         raise UserError(f"checkpoint not found: {path}")
     if not os.path.isdir(path):
@@ -102,15 +111,13 @@ def resolve_model_dir(path: str) -> str:
     for candidate in ("best", "final"):
         if os.path.exists(os.path.join(path, candidate, META_FILE)):
             return os.path.join(path, candidate)
-    from .train.state import latest_checkpoint
-
     latest = latest_checkpoint(os.path.join(path, "checkpoints"))
     if latest:
         return latest
     if os.path.exists(os.path.join(path, "config.json")):
-        return path  # a Hugging Face model directory; ``load`` hands it to interop.hf
+        return path  # a Hugging Face model directory
     if all(os.path.exists(os.path.join(path, part, "config.json")) for part in ("discriminator", "generator")):
-        return path  # an ELECTRA pair of Hugging Face directories (interop.hf.electra)
+        return path  # an ELECTRA pair of Hugging Face directories
     raise UserError(f"{path} is not a ptmzoo checkpoint (no {META_FILE}); give the directory written by "
                     "`ptmzoo pretrain` or `ptmzoo finetune`")
 
@@ -124,62 +131,34 @@ def read_meta(directory: str) -> dict[str, Any]:
         raise UserError(f"{directory}/{META_FILE} is not a ptmzoo checkpoint description")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{directory} was written by a newer ptmzoo (format {meta['format_version']}); upgrade ptmzoo")
+    return upgrade_meta(meta)
+
+
+def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A description of an older format in the current one (``upgrade_weights`` renames the keys).
+    Format 1 kept ELECTRA's generator inside the model (``config.with_generator``)."""
+    if meta.get("format_version", 1) < 2:
+        meta = {**meta, "helpers": {}}
+        if meta.get("family") == "electra":
+            config = dict(meta["config"])
+            if config.pop("with_generator", True):
+                meta["helpers"] = {"generator": {"kind": "electra_generator", "options": {}}}
+            meta["config"] = config
     return meta
 
 
-def build_model(meta: dict[str, Any]) -> PtmModel:
-    family = meta.get("family")
-    cls = backbone_class(family)
-    config = cls.config_class.from_dict(meta.get("config", {}), where="config.")
-    model = model_for(family, cls(config))  # Seq2SeqModel for encoder-decoders
-    for name, spec in (meta.get("heads") or {}).items():
-        if spec.get("kind") not in HEAD_TYPES:
-            raise UserError(f"checkpoint has a head of unknown kind {spec.get('kind')!r}; upgrade ptmzoo")
-        model.add_head(name, spec["kind"], **(spec.get("options") or {}))
-    return model
-
-
-def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
-    """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode) and
-    ``.tokenizer``."""
-    import ptmzoo.objectives
-    import ptmzoo.tasks  # noqa: F401
-
-    from .finetune.strategies import load_delta  # also registers the layer-mix head
-
-    directory = resolve_model_dir(os.fspath(path))
-    if not os.path.exists(os.path.join(directory, META_FILE)):
-        from .interop.hf import import_hf
-
-        return import_hf(directory, device)
-    meta = read_meta(directory)
-    if "delta" in meta:  # adapters/LoRA/frozen run: only its own parameters, on top of a base checkpoint
-        return load_delta(directory, meta, device)
-    model = build_model(meta)
-    weights = os.path.join(directory, WEIGHTS_FILE)
-    if not os.path.exists(weights):
-        raise UserError(f"{directory} has no {WEIGHTS_FILE}; the checkpoint is incomplete")
-    try:
-        missing, unexpected = load_model(model, weights, strict=False)
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{weights} is corrupt ({exc}); the checkpoint cannot be used") from None
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((line.strip() for line in first if "size mismatch" in line), first[-1] if first else "")
-        raise UserError(f"weights in {weights} do not fit the config in {META_FILE}: {detail}") from None
-    if missing or unexpected:
-        names = sorted(missing)[:3] or sorted(unexpected)[:3]
-        raise UserError(f"weights in {weights} do not match the model ({'missing' if missing else 'unexpected'}: "
-                        f"{', '.join(names)}); the checkpoint is damaged or from another model")
-    tokenizer = None
-    if os.path.exists(os.path.join(directory, "tokenizer.json")) or os.path.exists(os.path.join(directory, "vocab.txt")):
-        tokenizer = Tokenizer.load(directory)
-        check_vocab(tokenizer, model, directory)
-    model.to(device).eval()
-    return Pretrained(model, tokenizer, meta, directory)
+def upgrade_weights(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights of an older format under the current names (format 1: ``generator.`` -> ``helpers.generator.``)."""
+    if meta.get("format_version", 1) < 2:
+        return {("helpers." + key if key.startswith("generator.") else key): value for key, value in state.items()}
+    return state
 
 
 def check_vocab(tokenizer: Tokenizer, model: PtmModel, where: str) -> None:
     if tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(f"tokenizer vocabulary ({tokenizer.vocab_size}) is larger than the model's "
                         f"({model.config.vocab_size}) in {where}; use the tokenizer the model was trained with")
+
+
+def has_tokenizer(directory: str) -> bool:
+    return any(os.path.exists(os.path.join(directory, name)) for name in TOKENIZER_FILES)

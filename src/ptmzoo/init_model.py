@@ -7,11 +7,11 @@ token ids (padding, beginning and end of sequence) taken from the tokenizer.
 
 from __future__ import annotations
 
+from .catalog import build_model, family
 from .checkpoint import save_pretrained
 from .config import apply_overrides
 from .data.tokenizers import Tokenizer
-from .models import backbone_class
-from .models.seq2seq import model_for
+from .models.base import special_token_ids
 from .presets import get_preset
 from .train.trainer import seed_everything
 
@@ -21,15 +21,10 @@ def init_checkpoint(preset_name: str, tokenizer_path: str, out: str, overrides: 
     """Write the checkpoint to ``out``; return its number of parameters."""
     preset = get_preset(preset_name)
     tokenizer = Tokenizer.load(tokenizer_path)
-    cls = backbone_class(preset.family)
-    config = {**preset.model, "vocab_size": tokenizer.vocab_size}
-    fields = cls.config_class.field_types()
-    for role in ("pad", "bos", "eos"):
-        token_id = getattr(tokenizer, f"{role}_id")
-        if f"{role}_token_id" in fields and token_id is not None:
-            config[f"{role}_token_id"] = token_id
+    config_class = family(preset.family).config_class
+    config = {**preset.model, "vocab_size": tokenizer.vocab_size, **special_token_ids(config_class, tokenizer)}
     config = apply_overrides({"model": config}, [f"model.{o}" for o in overrides or []])["model"]
     seed_everything(seed)
-    model = model_for(preset.family, cls(cls.config_class.from_dict(config, where="model.")))
+    model = build_model(preset.family, config)
     save_pretrained(out, model, tokenizer)
     return sum(p.numel() for p in model.parameters())

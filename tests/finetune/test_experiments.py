@@ -10,7 +10,8 @@ import pytest
 import torch
 from conftest import read_lines, run_cli, shared_path
 
-from ptmzoo.checkpoint import load, save_pretrained
+from ptmzoo.catalog import build_backbone
+from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.finetune.experiments import (
     TransferRecipe,
     mean_std,
@@ -24,7 +25,7 @@ from ptmzoo.finetune.multitask import (
     task_probabilities,
 )
 from ptmzoo.finetune.run import FinetuneConfig, evaluate_file
-from ptmzoo.models import build_backbone
+from ptmzoo.loading import load
 from ptmzoo.models.model import PtmModel
 
 

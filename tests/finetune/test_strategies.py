@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import ptmzoo.tasks  # noqa: F401  (registers the classification head)
-from ptmzoo.checkpoint import load, save_pretrained
+from ptmzoo.catalog import HEADS, build_backbone
+from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.config import TrainConfig
 from ptmzoo.finetune.lora import LoRALinear, merge_lora
 from ptmzoo.finetune.strategies import (
@@ -15,7 +16,7 @@ from ptmzoo.finetune.strategies import (
     export_merged,
     layer_groups,
 )
-from ptmzoo.models import build_backbone
+from ptmzoo.loading import load
 from ptmzoo.models.model import PtmModel
 from ptmzoo.train.optim import build_optimizer, lr_factor, slanted_triangular
 
@@ -26,7 +27,7 @@ SMALL = {"vocab_size": 120, "hidden_size": 32, "num_layers": 3, "num_heads": 2, 
 def tiny_model(family="bert", seed=0) -> PtmModel:
     torch.manual_seed(seed)
     model = PtmModel(family, build_backbone(family, SMALL))
-    model.add_head("classification", "classification", num_labels=3,
+    model.add_head("classification", HEADS["classification"], num_labels=3,
                    pooling="last" if family == "gpt2" else "cls")
     return model
 

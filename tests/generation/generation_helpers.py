@@ -3,7 +3,7 @@
 import torch
 
 import ptmzoo.objectives  # noqa: F401  (registers the clm head)
-from ptmzoo.models import build_backbone
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.models.model import PtmModel
 from ptmzoo.presets import get_preset
 
@@ -16,7 +16,7 @@ def tiny_gpt2(vocab_size: int = 97, seed: int = 0, preset: str = "gpt2-tiny", **
               "intermediate_size": 128, "max_position_embeddings": 128, **overrides}
     torch.manual_seed(seed)
     model = PtmModel(family, build_backbone(family, config))
-    model.add_head("clm", "clm")
+    model.add_head("clm", HEADS["clm"])
     return model.eval()
 
 

@@ -5,9 +5,10 @@ import pytest
 import torch
 from generation_helpers import tiny_gpt2
 
+from ptmzoo.catalog import count_parameters
 from ptmzoo.generation import KVCache, generate
 from ptmzoo.nn import AttentionMask, banded_mask, causal_mask
-from ptmzoo.presets import count_parameters, get_preset
+from ptmzoo.presets import get_preset
 from ptmzoo.presets.gpt import GPT3_SIZES
 
 DECODERS = {"gpt1": {"preset": "gpt1-tiny"}, "gpt3-banded": {"preset": "gpt3-tiny", "attention_window": 4}}

@@ -9,6 +9,7 @@ import torch
 from generation_helpers import TableLM, tiny_gpt2
 
 import ptmzoo
+from ptmzoo.catalog import HEADS
 from ptmzoo.errors import UserError
 from ptmzoo.generation import (
     GenerationOptions,
@@ -111,12 +112,12 @@ def test_greedy_equals_argmax_of_repeated_full_forwards(model):
 
 def test_seeded_sampling_is_reproducible_and_eos_ends_a_row(model):
     prompts = [[1, 2, 3], [4, 5]]
-    a = model.generate(prompts, max_new_tokens=20, temperature=1.5, seed=7)
-    b = model.generate(prompts, max_new_tokens=20, temperature=1.5, generator=torch.Generator().manual_seed(7))
+    a = generate(model, prompts, max_new_tokens=20, temperature=1.5, seed=7)
+    b = generate(model, prompts, max_new_tokens=20, temperature=1.5, generator=torch.Generator().manual_seed(7))
     assert a.token_ids == b.token_ids
-    assert a.token_ids != model.generate(prompts, max_new_tokens=20, temperature=1.5, seed=8).token_ids
+    assert a.token_ids != generate(model, prompts, max_new_tokens=20, temperature=1.5, seed=8).token_ids
     eos = a.token_ids[0][5]
-    ended = model.generate(prompts, max_new_tokens=20, temperature=1.5, seed=7, eos_token_id=eos)
+    ended = generate(model, prompts, max_new_tokens=20, temperature=1.5, seed=7, eos_token_id=eos)
     first = a.token_ids[0].index(eos)
     assert ended.token_ids[0] == a.token_ids[0][: first + 1] and ended.finish_reasons[0] == "eos"
 
@@ -139,12 +140,12 @@ def test_repetition_penalty_in_generation(model):
 def test_context_overflow_and_missing_head_are_user_errors(model):
     with pytest.raises(UserError, match="exceed the model's context of 128"):
         generate(model, [[1] * 100], max_new_tokens=29)
-    from ptmzoo.models import build_backbone
+    from ptmzoo.catalog import build_backbone
     from ptmzoo.models.model import PtmModel
 
     bert = PtmModel("bert", build_backbone("bert", {"vocab_size": 50, "hidden_size": 16, "num_layers": 1,
                                                     "num_heads": 2, "intermediate_size": 32}))
-    bert.add_head("mlm", "mlm")
+    bert.add_head("mlm", HEADS["mlm"])
     with pytest.raises(UserError, match="cannot generate text.*heads: mlm"):
         generate(bert, [[1, 2]])
     headless = tiny_gpt2()

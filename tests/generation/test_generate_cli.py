@@ -8,8 +8,8 @@ from conftest import run_cli
 from generation_helpers import tiny_gpt2
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.checkpoint import save_pretrained
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 
 
@@ -55,7 +55,7 @@ def test_generate_user_errors(checkpoint, tmp_path, bpe_tokenizer):
     torch.manual_seed(0)
     bert = PtmModel("bert", build_backbone("bert", {"vocab_size": bpe_tokenizer.vocab_size, "hidden_size": 16,
                                                     "num_layers": 1, "num_heads": 2, "intermediate_size": 32}))
-    bert.add_head("mlm", "mlm")
+    bert.add_head("mlm", HEADS["mlm"])
     save_pretrained(str(tmp_path / "bert"), bert, bpe_tokenizer)
     _user_error(run_cli("generate", str(tmp_path / "bert"), "--prompt", "x"),
                 "cannot generate text: it needs a decoder with a causal LM head")

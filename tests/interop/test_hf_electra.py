@@ -8,11 +8,12 @@ import torch
 from hf_models import padded_batch, randomize, transformers
 
 import ptmzoo
+from ptmzoo.catalog import HEADS as HEAD_CLASSES
+from ptmzoo.catalog import build_model
 from ptmzoo.checkpoint import Pretrained
 from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
-from ptmzoo.models import build_backbone
-from ptmzoo.models.seq2seq import model_for
+from ptmzoo.objectives.rtd import generator_of
 
 TOL = 1e-4
 SHAPES = {  # E != H with projection and odd head count; E = H (no projection), other vocab and pad id
@@ -50,7 +51,7 @@ def max_diff(a, b, mask=None):
 def test_parity_with_transformers(shape, suffix):
     hf = build_hf(shape, suffix)
     ptm = from_hf_model(hf)
-    assert ptm.generator is None  # one HF checkpoint is one network
+    assert "generator" not in ptm.helpers  # one HF checkpoint is one network
     ids, mask, segments = batch(hf.config)
     with torch.no_grad():
         ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=segments, output_hidden_states=True)
@@ -75,14 +76,15 @@ def test_round_trip_gives_identical_tensors(shape, suffix):
 def _ptm_electra(**extra):
     config = {"vocab_size": 60, "hidden_size": 32, "embedding_size": 16, "num_layers": 2, "num_heads": 4,
               "intermediate_size": 48, "max_position_embeddings": 32, "generator_size": 0.5, **extra}
-    model = model_for("electra", build_backbone("electra", config))
-    model.add_head("rtd", "rtd")
+    model = build_model("electra", config, helpers={"generator": {"kind": "electra_generator"}})
+    model.add_head("rtd", HEAD_CLASSES["rtd"])
     return randomize(model, seed=5)
 
 
 def test_pair_export_opens_in_transformers_and_back_in_ptmzoo(tmp_path):
     model = _ptm_electra()
-    meta = {"family": "electra", "config": model.config.to_dict(), "heads": model.heads_spec()}
+    meta = {"family": "electra", "config": model.config.to_dict(), "heads": model.heads_spec(),
+            "helpers": model.helpers_spec()}
     written = export_hf(Pretrained(model, None, meta, "mem"), str(tmp_path / "hf"))
     assert written == "discriminator/ ElectraForPreTraining + generator/ ElectraForMaskedLM"
     disc = transformers.ElectraForPreTraining.from_pretrained(str(tmp_path / "hf" / "discriminator")).eval()
@@ -91,11 +93,11 @@ def test_pair_export_opens_in_transformers_and_back_in_ptmzoo(tmp_path):
     ids, mask, _ = batch(disc.config)
     with torch.no_grad():
         assert max_diff(disc(input_ids=ids, attention_mask=mask).logits, model(ids, mask).logits, mask) <= TOL
-        gen_ref = model.generator(ids, mask).logits
+        gen_ref = model.helpers["generator"](ids, mask).logits
         assert max_diff(gen(input_ids=ids, attention_mask=mask).logits, gen_ref, mask) <= TOL
     loaded = ptmzoo.load(str(tmp_path / "hf"))  # the pair: one model, embeddings shared again
-    assert loaded.model.generator is not None
-    assert loaded.model.generator.backbone.embeddings.word is loaded.model.backbone.embeddings.word
+    assert "generator" in loaded.model.helpers
+    assert loaded.model.helpers["generator"].backbone.embeddings.word is loaded.model.backbone.embeddings.word
     before, after = model.state_dict(), loaded.model.state_dict()
     assert set(before) == set(after) and all(torch.equal(before[k], after[k]) for k in before)
 
@@ -106,7 +108,5 @@ def test_generator_head_activation_and_missing_generator_are_refused(tmp_path):
     with pytest.raises(UserError, match="generator head uses gelu"):
         from_hf_model(hf)
     alone = from_hf_model(build_hf("square", "ForPreTraining"))
-    ids, mask, _ = batch(alone.config)
-    targets = {"mlm_labels": torch.full_like(ids, -100), "rtd_labels": torch.zeros_like(ids)}
     with pytest.raises(UserError, match="has no generator"):
-        alone(ids, mask, targets=targets)
+        generator_of(alone)  # what the rtd objective's training step asks for

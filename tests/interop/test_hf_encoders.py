@@ -7,10 +7,11 @@ import torch
 from hf_models import padded_batch, randomize, round_trip, transformers
 
 import ptmzoo
+from ptmzoo.catalog import HEADS as HEAD_TYPES
+from ptmzoo.catalog import build_backbone
 from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
-from ptmzoo.models import build_backbone
-from ptmzoo.models.model import HEAD_TYPES, PtmModel
+from ptmzoo.models.model import PtmModel
 
 TOL = 1e-4
 def _bert(vocab, hidden, layers, heads, ffn, positions, **extra):

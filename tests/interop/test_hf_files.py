@@ -10,6 +10,7 @@ from conftest import run_cli
 from hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, transformers
 
 import ptmzoo
+from ptmzoo.catalog import HEADS
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
 
@@ -189,9 +190,9 @@ def test_unsupported_variants_are_one_line_errors(tmp_path):
 def test_ptmzoo_checkpoint_exports_to_transformers(family, tmp_path):
     """A ptmzoo checkpoint (own tokenizer) -> `ptmzoo convert --to hf` -> transformers Auto* classes."""
     import ptmzoo.objectives
+    from ptmzoo.catalog import build_backbone
     from ptmzoo.checkpoint import save_pretrained
     from ptmzoo.data.tokenizers import train_tokenizer
-    from ptmzoo.models import build_backbone
     from ptmzoo.models.model import PtmModel
 
     kind = "bpe" if family == "gpt2" else "wordpiece"
@@ -199,7 +200,7 @@ def test_ptmzoo_checkpoint_exports_to_transformers(family, tmp_path):
     torch.manual_seed(0)
     model = PtmModel(family, build_backbone(family, {"vocab_size": tokenizer.vocab_size, "hidden_size": 32,
                                                      "num_layers": 2, "num_heads": 2, "intermediate_size": 48}))
-    model.add_head(*(("clm", "clm") if family == "gpt2" else ("mlm", "mlm")))  # BERT: MLM only, pooler kept
+    model.add_head(*(("clm", HEADS["clm"]) if family == "gpt2" else ("mlm", HEADS["mlm"])))  # BERT: MLM only, pooler kept
     with torch.no_grad():
         for param in model.parameters():
             param.add_(torch.randn_like(param) * 0.1)

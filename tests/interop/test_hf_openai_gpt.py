@@ -7,11 +7,11 @@ import torch
 from hf_models import padded_batch, randomize, transformers
 
 import ptmzoo
+from ptmzoo.catalog import build_backbone
 from ptmzoo.checkpoint import Pretrained
 from ptmzoo.errors import UserError
 from ptmzoo.generation import generate
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 
 TOL = 1e-4

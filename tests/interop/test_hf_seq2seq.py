@@ -7,7 +7,7 @@ from hf_models import padded_batch, randomize
 
 from ptmzoo.generation.seq2seq import generate_seq2seq
 from ptmzoo.interop.hf import export_hf, from_hf_model, import_hf, to_hf_model
-from ptmzoo.interop.hf.base import adapter_for_family
+from ptmzoo.interop.hf.convert import adapter_for_family
 
 transformers = pytest.importorskip("transformers")
 

@@ -13,9 +13,9 @@ from conftest import run_cli
 from hf_models import randomize, round_trip, transformers
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 from ptmzoo.presets import get_preset
 
@@ -139,7 +139,7 @@ def _ptm_xlm(**model):
               "intermediate_size": 128, "max_position_embeddings": 32, **model}
     torch.manual_seed(0)
     net = PtmModel("xlm", build_backbone("xlm", config))
-    net.add_head("tlm", "mlm")
+    net.add_head("tlm", HEADS["mlm"])
     with torch.no_grad():
         for param in net.parameters():
             param.add_(torch.randn_like(param) * 0.1)
@@ -212,7 +212,7 @@ def test_export_refuses_a_bert_style_head_before_writing(tmp_path):
 
 def test_xlm_base_preset_is_the_size_of_hf_xlm_with_lm_head():
     """The preset and its TLM head are exactly XLMWithLMHeadModel (same tensors, tied ones once)."""
-    from ptmzoo.presets import count_parameters
+    from ptmzoo.catalog import count_parameters
 
     m = get_preset("xlm-base").model
     with torch.device("meta"):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from ptmzoo.models import build_backbone
-from ptmzoo.presets import PRESETS, count_parameters, get_preset
+from ptmzoo.catalog import build_backbone, count_parameters
+from ptmzoo.presets import PRESETS, get_preset
 
 SMALL = {"vocab_size": 120, "hidden_size": 48, "num_layers": 2, "num_heads": 3, "intermediate_size": 96,
          "max_position_embeddings": 64}

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_backbone, count_parameters
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import main
+from ptmzoo.compress.student import every_other_layer, init_student
 from ptmzoo.errors import UserError
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
-from ptmzoo.models.student import every_other_layer, init_student
 from ptmzoo.objectives import OBJECTIVES
-from ptmzoo.presets import count_parameters, get_preset
+from ptmzoo.presets import get_preset
 
 TINY = {"vocab_size": 60, "hidden_size": 32, "num_layers": 4, "num_heads": 4, "intermediate_size": 48,
         "max_position_embeddings": 24}
@@ -25,7 +25,7 @@ def with_heads(family, config, *heads, seed=0):
     torch.manual_seed(seed)
     model = PtmModel(family, build_backbone(family, config))
     for head in heads:
-        model.add_head(head, head)
+        model.add_head(head, HEADS[head])
     return model.eval()
 
 

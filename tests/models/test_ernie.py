@@ -12,11 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ptmzoo.catalog import count_parameters
 from ptmzoo.errors import UserError
 from ptmzoo.models.bert import BertLayer
 from ptmzoo.models.ernie import ErnieConfig, ErnieModel, entity_attention_mask
 from ptmzoo.nn import padding_mask
-from ptmzoo.presets import PRESETS, count_parameters, get_preset
+from ptmzoo.presets import PRESETS, get_preset
 
 
 def tiny(**changes) -> ErnieModel:

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_model, count_parameters
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.generation.seq2seq import Seq2SeqLM, generate_seq2seq
 from ptmzoo.models import BartConfig, BartModel, T5Config, T5Model
-from ptmzoo.models.seq2seq import Seq2SeqModel, model_for
+from ptmzoo.models.seq2seq import Seq2SeqModel
 from ptmzoo.nn.attention import padding_mask
-from ptmzoo.presets import PRESETS, count_parameters
+from ptmzoo.presets import PRESETS
 
 # Exact counts of transformers' T5ForConditionalGeneration / BartForConditionalGeneration for the
 # released configs, and the papers' rounded sizes (T5 Table 14 says "770M" for 738M).
@@ -38,8 +39,8 @@ def tiny(family, **overrides):
         config = BartConfig(vocab_size=61, hidden_size=32, num_layers=2, num_decoder_layers=3, num_heads=4,
                             intermediate_size=40, max_position_embeddings=40, **overrides)
         backbone = BartModel(config)
-    model = model_for(family, backbone)
-    model.add_head("lm", "seq2seq_lm")
+    model = build_model(family, backbone=backbone)
+    model.add_head("lm", HEADS["seq2seq_lm"])
     return model.eval()
 
 
@@ -81,10 +82,10 @@ def test_checkpoint_round_trip_and_generation(family, tmp_path):
     with torch.no_grad():
         assert torch.equal(model(source, decoder_input_ids=target).logits, loaded(source, decoder_input_ids=target).logits)
     greedy = generate_seq2seq(loaded, source.tolist(), max_new_tokens=6, ignore_eos=True)
-    beams = loaded.generate(source.tolist(), max_new_tokens=6, num_beams=3, ignore_eos=True)
+    beams = ptmzoo.generate(loaded, source.tolist(), max_new_tokens=6, num_beams=3, ignore_eos=True)
     assert [len(t) for t in greedy.token_ids] == [6, 6] and [len(t) for t in beams.token_ids] == [6, 6]
     # beam search with one beam is greedy search
-    assert loaded.generate(source.tolist(), max_new_tokens=6, num_beams=1, ignore_eos=True).token_ids == greedy.token_ids
+    assert ptmzoo.generate(loaded, source.tolist(), max_new_tokens=6, num_beams=1, ignore_eos=True).token_ids == greedy.token_ids
 
 
 def test_training_loss_matches_cross_entropy():

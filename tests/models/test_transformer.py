@@ -5,9 +5,9 @@ import math
 
 import torch
 
+from ptmzoo.catalog import HEADS, build_model
 from ptmzoo.generation.seq2seq import Seq2SeqLM
 from ptmzoo.models.base import BackboneOutput
-from ptmzoo.models.seq2seq import model_for
 from ptmzoo.models.transformer import TransformerSeq2SeqConfig, TransformerSeq2SeqModel
 from ptmzoo.nn.attention import padding_mask
 from ptmzoo.nn.positions import sinusoidal_positions
@@ -27,8 +27,8 @@ def tiny(share=True, vocab=40):
     config = TransformerSeq2SeqConfig(vocab_size=vocab, hidden_size=32, num_layers=2, num_heads=4,
                                       intermediate_size=64, hidden_dropout=0.0, max_position_embeddings=64,
                                       share_embeddings=share, pad_token_id=1, bos_token_id=0, eos_token_id=2)
-    model = model_for("transformer", TransformerSeq2SeqModel(config))
-    model.add_head("seq2seq_lm", "seq2seq_lm", label_smoothing=0.1)
+    model = build_model("transformer", backbone=TransformerSeq2SeqModel(config))
+    model.add_head("seq2seq_lm", HEADS["seq2seq_lm"], label_smoothing=0.1)
     return model
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from ptmzoo.catalog import HEADS, build_model
 from ptmzoo.generation.unilm import UnilmLM, generate_unilm, seq2seq_batch
-from ptmzoo.models.seq2seq import model_for
 from ptmzoo.models.unilm import UnilmConfig, UnilmModel
 from ptmzoo.nn.attention import unified_mask
 
@@ -59,9 +59,9 @@ def tiny_model(vocab=50):
     torch.manual_seed(0)
     config = UnilmConfig(vocab_size=vocab, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                          max_position_embeddings=64, hidden_dropout=0.0, attention_dropout=0.0)
-    model = model_for("unilm", UnilmModel(config))
-    model.add_head("unilm", "mlm")
-    model.add_head("nsp", "nsp")
+    model = build_model("unilm", backbone=UnilmModel(config))
+    model.add_head("unilm", HEADS["mlm"])
+    model.add_head("nsp", HEADS["nsp"])
     return model
 
 
@@ -96,8 +96,9 @@ def test_unilm_objective_batches_train(wordpiece_tokenizer):
 
 def test_tokens_per_second_counts_real_tokens_not_mask_entries(wordpiece_tokenizer):
     """The [B, L, L] unified mask must not inflate the trainer's token count (it once summed L x L)."""
+    from ptmzoo.catalog import build_backbone
+    from ptmzoo.models.model import PtmModel
     from ptmzoo.objectives.unilm import UnifiedLM, UniLMOptions
-    from ptmzoo.train.trainer import _real_tokens
 
     objective = UnifiedLM(UniLMOptions(), wordpiece_tokenizer, seed=0)
     ids = np.full((2, 10), 20)
@@ -106,7 +107,9 @@ def test_tokens_per_second_counts_real_tokens_not_mask_entries(wordpiece_tokeniz
              "nsp_labels": np.zeros(2, dtype=np.int64)}
     objective.prepare(batch, [(0, 0), (0, 1)])
     assert batch["attention_mask"].shape == (2, 10, 10)
-    assert _real_tokens({k: torch.from_numpy(v) for k, v in batch.items()}) == 16
+    model = PtmModel("unilm", build_backbone("unilm", {"vocab_size": 30, "hidden_size": 8, "num_layers": 1,
+                                                       "num_heads": 2, "intermediate_size": 16}))
+    assert model.count_tokens({k: torch.from_numpy(v) for k, v in batch.items()}) == 16
 
 
 MASK, SEP, CLS = 3, 2, 1

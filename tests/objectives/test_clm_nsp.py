@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import ptmzoo.objectives  # noqa: F401
-from ptmzoo.models import build_backbone
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
 
@@ -21,7 +21,7 @@ def test_clm_labels_and_loss_match_a_direct_computation(bpe_tokenizer):
     assert batch["lm_labels"][1, 6:].eq(-100).all() and torch.equal(batch["lm_labels"][0], torch.arange(3, 13))
     torch.manual_seed(0)
     model = PtmModel("gpt2", build_backbone("gpt2", TINY_GPT))
-    model.add_head("clm", "clm")
+    model.add_head("clm", HEADS["clm"])
     model.eval()
     out = model(batch["input_ids"], batch["attention_mask"], targets=batch)
     logits = model(batch["input_ids"], batch["attention_mask"]).logits
@@ -33,7 +33,7 @@ def test_clm_labels_and_loss_match_a_direct_computation(bpe_tokenizer):
 
 def test_lm_head_is_tied_to_the_input_embeddings():
     model = PtmModel("gpt2", build_backbone("gpt2", TINY_GPT))
-    model.add_head("clm", "clm")
+    model.add_head("clm", HEADS["clm"])
     assert model.heads["clm"].decoder.weight is model.backbone.input_embeddings.weight
 
 

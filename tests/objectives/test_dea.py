@@ -15,19 +15,18 @@ import torch
 from ernie_helpers import LINES, ernie_corpus
 from objective_helpers import people_daily_lines
 
-from ptmzoo.checkpoint import load
 from ptmzoo.cli import main
 from ptmzoo.data.packing import PackedBlocks
 from ptmzoo.data.prepare import Segmenter, prepare_corpus
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
+from ptmzoo.loading import load
 from ptmzoo.models.base import BackboneOutput
 from ptmzoo.models.ernie import ErnieConfig, ErnieModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
 from ptmzoo.objectives.dea import DEAHead
 from ptmzoo.train.pretrain import PretrainJob, PretrainRecipe
-from ptmzoo.train.trainer import model_inputs
 
 STEPS = 150
 SMALL = {"num_layers": 2, "knowledge_layers": 1, "hidden_size": 64, "num_heads": 2, "intermediate_size": 128}
@@ -133,8 +132,8 @@ def test_checkpoint_keeps_entities_and_reproduces_the_model(trained, pd):
     batch = job.collate([job.train_data[(i, 0)] for i in range(8)])
     job.model.eval()
     with torch.no_grad():
-        expected = job.model(**model_inputs(batch), targets=batch)
-        got = loaded.model(**model_inputs(batch), targets=batch)
+        expected = job.model(**job.model.select_inputs(batch), targets=batch)
+        got = loaded.model(**loaded.model.select_inputs(batch), targets=batch)
     assert torch.equal(expected.last_hidden_state, got.last_hidden_state)
     assert all(torch.equal(expected.loss_sums[k], got.loss_sums[k]) for k in ("mlm", "dea"))
 

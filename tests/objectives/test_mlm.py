@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from ptmzoo.catalog import HEADS
 from ptmzoo.data.packing import PackedBlocks
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.objectives import PretrainCollator, build_objectives
@@ -59,14 +60,14 @@ def test_dynamic_masks_change_each_epoch_static_do_not(wiki_shards, wordpiece_to
 
 
 def test_mlm_loss_is_cross_entropy_at_masked_positions_only(wiki_shards, wordpiece_tokenizer):
-    from ptmzoo.models import build_backbone
+    from ptmzoo.catalog import build_backbone
     from ptmzoo.models.model import PtmModel
 
     _, batch = _masked_batches(wiki_shards, wordpiece_tokenizer)
     batch = {k: v[:4] for k, v in batch.items()}
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": wordpiece_tokenizer.vocab_size, "hidden_size": 32,
                                                      "num_layers": 1, "num_heads": 2, "intermediate_size": 64}))
-    model.add_head("mlm", "mlm")
+    model.add_head("mlm", HEADS["mlm"])
     model.eval()
     out = model(batch["input_ids"], batch["attention_mask"], targets=batch)
     logits = model(batch["input_ids"], batch["attention_mask"]).logits

@@ -9,12 +9,12 @@ import torch
 from objective_helpers import masked_batch, people_daily_corpus
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_backbone, build_model
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.errors import UserError
-from ptmzoo.models import build_backbone
-from ptmzoo.models.electra import ElectraBackbone, ElectraConfig, ElectraModel
 from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import build_objectives
+from ptmzoo.objectives.rtd import replace_tokens
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
 
@@ -35,8 +35,8 @@ def test_sbo_needs_span_masking_before_it(wordpiece_tokenizer):
 def test_sbo_head_on_a_hand_example():
     torch.manual_seed(0)
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": 50, **TINY}))
-    model.add_head("mlm", "mlm")
-    head = model.add_head("sbo", "sbo", max_offset=4)
+    model.add_head("mlm", HEADS["mlm"])
+    head = model.add_head("sbo", HEADS["sbo"], max_offset=4)
     model.eval()
     ids = torch.tensor([[2, 10, 11, 4, 4, 4, 12, 13, 3]])  # [CLS] x1 x2 [M] [M] [M] x6 x7 [SEP]
     labels = torch.full_like(ids, -100)
@@ -65,29 +65,29 @@ def test_sbo_targets_on_real_text(people_daily):
     left, right = batch["span_left"][rows, cols], batch["span_right"][rows, cols]
     assert (left < cols).all() and (cols < right).all()
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": tok.vocab_size, **TINY}))
-    model.add_head("mlm", "mlm")
-    model.add_head("sbo", "sbo")
+    model.add_head("mlm", HEADS["mlm"])
+    model.add_head("sbo", HEADS["sbo"])
     out = model(batch["input_ids"], batch["attention_mask"], targets=batch)
     assert set(out.loss_sums) == {"mlm", "sbo"} and torch.isfinite(out.loss)
 
 
 # -- ELECTRA ------------------------------------------------------------------------------------------
-def tiny_electra(vocab_size: int) -> ElectraModel:
+def tiny_electra(vocab_size: int) -> PtmModel:
     torch.manual_seed(0)
-    config = ElectraConfig.from_dict({"vocab_size": vocab_size, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
-                                      "intermediate_size": 128, "embedding_size": 32, "generator_size": 0.25})
-    model = ElectraBackbone.model_class("electra", ElectraBackbone(config))
-    model.add_head("rtd", "rtd", weight=50.0)
+    config = {"vocab_size": vocab_size, "hidden_size": 64, "num_layers": 2, "num_heads": 4,
+              "intermediate_size": 128, "embedding_size": 32, "generator_size": 0.25}
+    model = build_model("electra", config, helpers={"generator": {"kind": "electra_generator"}})
+    model.add_head("rtd", HEADS["rtd"], weight=50.0)
     return model
 
 
 def test_generator_is_smaller_and_shares_the_embeddings(wordpiece_tokenizer):
     model = tiny_electra(wordpiece_tokenizer.vocab_size)
-    disc, gen = model.backbone, model.generator.backbone
+    disc, gen = model.backbone, model.helpers["generator"].backbone
     assert gen.config.hidden_size == 16 and gen.config.num_heads == 1 and disc.config.hidden_size == 64
     for name in ("word", "position", "token_type"):
         assert getattr(gen.embeddings, name).weight is getattr(disc.embeddings, name).weight
-    assert model.generator.heads["mlm"].decoder.weight is disc.embeddings.word.weight
+    assert model.helpers["generator"].heads["mlm"].decoder.weight is disc.embeddings.word.weight
     assert gen.embeddings.project is not disc.embeddings.project  # each projects to its own width
     with pytest.raises(UserError, match="ELECTRA preset"):
         build_objectives(["rtd"], wordpiece_tokenizer, 0)[0].check_backbone(
@@ -102,13 +102,12 @@ def test_discriminator_labels_are_actual_replacements(wiki_shards, wordpiece_tok
     unchanged = (batch["input_ids"][masked] == original["input_ids"][masked]).float().mean().item()
     assert 0.08 < unchanged < 0.25  # ELECTRA's masking: 85% [MASK], 15% kept
     model = tiny_electra(tok.vocab_size)
-    common = {"attention_mask": batch["attention_mask"], "token_type_ids": None, "position_ids": None,
-              "document_ids": None}
     # make the generator sample one frequent token everywhere: where it is the original, no replacement
     frequent = int(torch.mode(batch["mlm_labels"][masked]).values)
     with torch.no_grad():
-        model.generator.heads["mlm"].decoder.bias[frequent] = 1e4
-    _, replaced, labels = model.replace_tokens(batch["input_ids"], batch, common)
+        model.helpers["generator"].heads["mlm"].decoder.bias[frequent] = 1e4
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    _, replaced, labels = replace_tokens(model.helpers["generator"], inputs, batch)
     real = batch["attention_mask"] == 1
     assert torch.equal(labels[real], (replaced != original["input_ids"])[real].long())
     assert (labels[~real] == -100).all()
@@ -138,14 +137,15 @@ def test_electra_tiny_pretrains_from_the_cli_and_round_trips(tmp_path, wiki_shar
     assert last["loss"] < 0.85 * first["loss"] and last["loss_mlm"] < first["loss_mlm"]
     assert last["loss_rtd"] < first["loss_rtd"]
     loaded = ptmzoo.load(out)
-    assert isinstance(loaded.model, ElectraModel) and loaded.family == "electra"
+    assert "generator" in loaded.model.helpers and loaded.family == "electra"
     model = loaded.model
-    assert model.generator.backbone.embeddings.word.weight is model.backbone.embeddings.word.weight
+    generator = model.helpers["generator"]
+    assert generator.backbone.embeddings.word.weight is model.backbone.embeddings.word.weight
     # save -> load gives the same discriminator and generator outputs
     again_dir = str(tmp_path / "again")
     save_pretrained(again_dir, model, loaded.tokenizer)
     again = ptmzoo.load(again_dir).model
     ids = torch.tensor([loaded.tokenizer.encode("The river flows into the sea.")])
     assert torch.equal(model(ids).head_logits["rtd"], again(ids).head_logits["rtd"])
-    assert torch.equal(model.generator(ids).logits, again.generator(ids).logits)
+    assert torch.equal(generator(ids).logits, again.helpers["generator"](ids).logits)
     assert model(ids).logits.shape == ids.shape  # the discriminator: one logit per token

@@ -8,11 +8,11 @@ import torch
 from objective_helpers import masked_batch, special_or_pad
 
 import ptmzoo
+from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.data.packing import SentencePairs
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
-from ptmzoo.models import build_backbone
 from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
 from ptmzoo.presets import get_preset
@@ -96,11 +96,11 @@ def test_word_order_head_reads_through_the_mlm_layers(tmp_path):
     torch.manual_seed(0)
     vocab = 60
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": vocab, **TINY}))
-    mlm = model.add_head("mlm", "mlm")
-    head = model.add_head("word_order", "word_order")
+    mlm = model.add_head("mlm", HEADS["mlm"])
+    head = model.add_head("word_order", HEADS["word_order"])
     assert head.dense is mlm.dense and head.norm is mlm.norm and head.decoder is mlm.decoder
     alone = PtmModel("bert", build_backbone("bert", {"vocab_size": vocab, **TINY}))
-    alone.add_head("mlm", "mlm")
+    alone.add_head("mlm", HEADS["mlm"])
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in alone.parameters())
     model.eval()
     ids = torch.tensor([[2, 10, 13, 12, 11, 14, 4, 3]])  # [CLS] x1 (x4 x3 x2) x5 [MASK] [SEP]
@@ -156,7 +156,7 @@ def test_three_way_sentence_pairs_on_real_text(wiki_shards, wordpiece_tokenizer)
 def test_sop_classes_option(wordpiece_tokenizer):
     tok = wordpiece_tokenizer
     sop = build_objectives({"sop": {"classes": 3}}, tok, 0)[0]
-    assert sop.head_options() == {"classes": 3} and sop.pair_options()["classes"] == 3
+    assert sop.head_options() == {"classes": 3} and sop.sample_options()["classes"] == 3
     assert build_objectives({"sop": {}}, tok, 0)[0].head_options() == {}
     with pytest.raises(UserError, match="classes must be 2"):
         build_objectives({"sop": {"classes": 4}}, tok, 0)
@@ -173,7 +173,7 @@ def test_structbert_preset_batches_and_losses(wiki_shards, wordpiece_tokenizer):
     the segments, one loss per head, and a 3-way classifier."""
     tok = wordpiece_tokenizer
     objectives = build_objectives(get_preset("structbert-base").objectives, tok, seed=5)
-    data = build_pretrain_dataset(ShardedCorpus(wiki_shards).split("train"), objectives, tok, 64, False, 5)
+    data = build_pretrain_dataset(ShardedCorpus(wiki_shards).split("train"), objectives, tok, 64, True, 5, 8)
     assert isinstance(data, SentencePairs) and data.classes == 3
     samples = [data[(i, 0)] for i in range(64)]
     original = PretrainCollator([], tok.pad_id)(samples)
@@ -183,7 +183,7 @@ def test_structbert_preset_batches_and_losses(wiki_shards, wordpiece_tokenizer):
     assert shuffled.any() and not (shuffled & special_or_pad(original, tok)).any()
     model = PtmModel("bert", build_backbone("bert", {"vocab_size": tok.vocab_size, **TINY}))
     for objective in objectives:
-        model.add_head(objective.name, objective.head_kind, **objective.head_options())
+        objective.attach(model)
     assert model.heads["sop"].classifier.out_features == 3
     out = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"], targets=batch)
     assert set(out.loss_sums) == {"mlm", "word_order", "sop"} and torch.isfinite(out.loss)

@@ -9,13 +9,11 @@ import pytest
 import torch
 from conftest import run_cli, shared_path
 
+from ptmzoo.catalog import HEADS, build_backbone, build_model
 from ptmzoo.data.parallel import ParallelPairs, prepare_parallel
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
-from ptmzoo.models import build_backbone
-from ptmzoo.models.seq2seq import model_for
 from ptmzoo.objectives import PretrainCollator, build_objectives
-from ptmzoo.objectives.tlm import corpus_language_ids
 from ptmzoo.train.pretrain import build_pretrain_dataset
 
 PAIRS = 400
@@ -43,7 +41,7 @@ def _xlm(tokenizer, layers=2):
     config = {"vocab_size": tokenizer.vocab_size, "hidden_size": 64, "num_layers": layers, "num_heads": 2,
               "intermediate_size": 128, "max_position_embeddings": 128, "languages": ["de", "en", "zh"],
               "pad_token_id": tokenizer.pad_id, "hidden_dropout": 0.0, "attention_dropout": 0.0}
-    return model_for("xlm", build_backbone("xlm", config))
+    return build_model("xlm", backbone=build_backbone("xlm", config))
 
 
 def test_pair_shards_keep_the_shard_format(parallel):
@@ -64,10 +62,10 @@ def test_tlm_samples_languages_positions_and_masking(parallel):
     shards, tokenizer, _ = parallel
     corpus = ShardedCorpus(shards)
     model = _xlm(tokenizer)
-    ids = corpus_language_ids(corpus.meta, model.config)
+    ids = model.backbone.corpus_segment_ids(corpus.meta)
     assert ids == (1, 2)  # en, zh in the model's list
     objectives = build_objectives({"tlm": {}}, tokenizer, seed=0)
-    data = build_pretrain_dataset(corpus.split("train"), objectives, tokenizer, 64, False, 0, language_ids=ids)
+    data = build_pretrain_dataset(corpus.split("train"), objectives, tokenizer, 64, True, 0, 8, segment_ids=ids)
     assert isinstance(data, ParallelPairs)
     samples = [data[(i, 0)] for i in range(64)]
     for sample in samples:
@@ -98,9 +96,9 @@ def test_tlm_lowers_the_loss_and_mlm_carries_the_stream_language(parallel):
     torch.manual_seed(0)
     model = _xlm(tokenizer, layers=1)
     objectives = build_objectives({"tlm": {}}, tokenizer, seed=0)
-    model.add_head("tlm", "mlm")
-    data = build_pretrain_dataset(corpus.split("train"), objectives, tokenizer, 64, False, 0,
-                                  language_ids=corpus_language_ids(corpus.meta, model.config))
+    model.add_head("tlm", HEADS["mlm"])
+    data = build_pretrain_dataset(corpus.split("train"), objectives, tokenizer, 64, True, 0, 8,
+                                  segment_ids=model.backbone.corpus_segment_ids(corpus.meta))
     collate = PretrainCollator(objectives, tokenizer.pad_id)
     fixed = collate([data[(i, 0)] for i in range(16)])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -119,10 +117,10 @@ def test_tlm_lowers_the_loss_and_mlm_carries_the_stream_language(parallel):
         optimizer.step()
     assert loss(fixed).item() < before - 1.0
     mono = build_pretrain_dataset(corpus.split("train"), build_objectives({"mlm": {}}, tokenizer, 0), tokenizer, 32,
-                                  False, 0, language_ids=corpus_language_ids({"language": "zh"}, model.config))
+                                  True, 0, 8, segment_ids=model.backbone.corpus_segment_ids({"language": "zh"}))
     assert (mono[(0, 0)]["token_type_ids"] == 2).all()
     with pytest.raises(UserError, match="'fr' is not one of the model's languages"):
-        corpus_language_ids({"language": "fr"}, model.config)
+        model.backbone.corpus_segment_ids({"language": "fr"})
 
 
 def test_prepare_parallel_cli_two_files_and_errors(tmp_path, parallel):

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
 from generation_helpers import tiny_gpt2
 
-from ptmzoo.checkpoint import load, save_pretrained
+from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import main
+from ptmzoo.loading import load
 from ptmzoo.tasks import ClassificationTask, MultipleChoiceTask, TaskOptions
 from ptmzoo.tasks.gpt_input import DELIMITER, EXTRACT, START
 

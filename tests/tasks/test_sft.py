@@ -77,7 +77,7 @@ def test_finetune_sft_then_chat(tmp_path, capsys, bpe_tokenizer):
     import ptmzoo
     from ptmzoo.checkpoint import save_pretrained
     from ptmzoo.cli import main
-    from ptmzoo.generation.chat import chat_loop
+    from ptmzoo.tasks.chat import chat_loop
 
     base = str(tmp_path / "base")
     save_pretrained(base, tiny_gpt2(bpe_tokenizer.vocab_size, seed=1), bpe_tokenizer)

@@ -9,9 +9,10 @@ import os
 
 import pytest
 
-from ptmzoo.checkpoint import load, save_pretrained
+from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import main
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
+from ptmzoo.loading import load
 from ptmzoo.models import BertConfig, BertModel
 from ptmzoo.models.model import PtmModel
 from ptmzoo.tasks import TaskOptions

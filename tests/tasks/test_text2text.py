@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ptmzoo.checkpoint import load
+from ptmzoo.catalog import HEADS, build_model
 from ptmzoo.cli import main
 from ptmzoo.data.tokenizers import train_tokenizer
 from ptmzoo.errors import UserError
 from ptmzoo.generation.constrained import TokenTrie
 from ptmzoo.generation.seq2seq import generate_seq2seq
-from ptmzoo.models.seq2seq import model_for
+from ptmzoo.loading import load
 from ptmzoo.models.t5 import T5Config, T5Model
 from ptmzoo.tasks import TaskOptions, Text2TextTask
 from ptmzoo.tasks.tagging import get_entities
@@ -132,8 +132,8 @@ def random_t5(sst_tokenizer):
     torch.manual_seed(0)
     config = T5Config(vocab_size=sst_tokenizer.vocab_size, hidden_size=32, num_layers=2, num_heads=2, head_dim=16,
                       intermediate_size=64, hidden_dropout=0.0, attention_dropout=0.0)
-    model = model_for("t5", T5Model(config))
-    model.add_head("seq2seq_lm", "seq2seq_lm")
+    model = build_model("t5", backbone=T5Model(config))
+    model.add_head("seq2seq_lm", HEADS["seq2seq_lm"])
     return model.eval()
 
 

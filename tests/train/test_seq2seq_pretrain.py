@@ -28,4 +28,4 @@ def test_pretrain_seq2seq_preset(preset, style, objective, tmp_path, english_doc
     import ptmzoo
 
     model = ptmzoo.load(os.path.join(out, "final"))
-    assert model.model.generate("A short test.", model.tokenizer, max_new_tokens=3).token_ids
+    assert ptmzoo.generate(model, "A short test.", max_new_tokens=3).token_ids

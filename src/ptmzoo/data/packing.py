@@ -88,7 +88,10 @@ class PackedBlocks:
         """Tokens of block ``index``, per token which document of the block it belongs to (0, 1,
         ...; a separator belongs to the document it ends), and the ``PerToken`` rows (or None)."""
         start = index * self.block_len
-        end = start + self.block_len
+        return self.span(start, start + self.block_len)
+
+    def span(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Positions [start, end) of the virtual stream, as ``block`` returns them."""
         doc = int(np.searchsorted(self.doc_virtual_start, start, side="right") - 1)
         marked = bool(self.per_token)
         pieces, owners, marks, pos = [], [], [], start

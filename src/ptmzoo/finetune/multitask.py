@@ -31,10 +31,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..checkpoint import load
 from ..config import Config, TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..loading import load
 from ..models.model import PtmModel
 from ..train.distributed import setup
 from ..train.trainer import Trainer, seed_everything

@@ -14,12 +14,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..checkpoint import Pretrained, load
+from ..catalog import build_model
+from ..checkpoint import Pretrained
 from ..config import Config, TrainConfig
 from ..errors import UserError
 from ..io import atomic_write_json
+from ..loading import load
 from ..models.model import PtmModel
-from ..models.seq2seq import model_for
 from ..tasks import TASKS, Task, TaskOptions, task_class
 from ..tasks.base import ListDataset
 from ..train.distributed import setup
@@ -76,7 +77,7 @@ def prepare_model(source: Pretrained, task: Task, from_scratch: bool, seed: int)
         seed_everything(seed)
         backbone = type(backbone)(backbone.config)
     seed_everything(seed)
-    model = model_for(source.family, backbone)  # a Seq2SeqModel for encoder-decoders (translation)
+    model = build_model(source.family, backbone=backbone)  # the family's wrapper (encoder-decoders: Seq2SeqModel)
     task.add_head(model)
     return model
 

@@ -19,23 +19,20 @@ train, with the path of the base checkpoint; ``ptmzoo.load`` rebuilds the model 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..checkpoint import save_pretrained, write_delta_files
 from ..config import Config
 from ..errors import UserError
 from ..models.base import BackboneOutput
-from ..models.model import HEAD_TYPES, Head, PtmModel, register_head
+from ..models.model import Head, PtmModel
 from .adapters import Adapter, add_adapters
 from .lora import add_lora, merge_lora
-
-DELTA_FILE = "adapter.safetensors"
 
 
 @dataclass
@@ -77,14 +74,15 @@ class _FeatureView:
         self.causal = backbone.causal
 
 
-@register_head
 class LayerMixHead(Head):
     """Any head, reading a combination of layers instead of the last one."""
 
     kind = "layer_mix"
     needs_hidden_states = True  # PtmModel then asks the backbone for every layer's output
 
-    def __init__(self, backbone, inner: dict[str, Any], layers: str = "scalar_mix", top_k: int = 4):
+    def __init__(self, backbone, inner_class: type[Head], inner_options: dict[str, Any], layers: str = "scalar_mix",
+                 top_k: int = 4):
+        inner = {"kind": inner_class.kind, "options": inner_options}
         super().__init__(backbone, inner=inner, layers=layers, top_k=top_k)
         states = backbone.config.num_layers + 1  # embeddings + every layer
         self.layers = layers
@@ -93,11 +91,17 @@ class LayerMixHead(Head):
             raise UserError(f"strategy.top_k ({top_k}) is larger than the model's {states} hidden states "
                             f"(embeddings + {states - 1} layers)")
         width = backbone.config.hidden_size * (self.count if layers == "concat" else 1)
-        self.inner = HEAD_TYPES[inner["kind"]](_FeatureView(backbone, width), **inner.get("options", {}))
+        self.inner = inner_class(_FeatureView(backbone, width), **inner_options)
         self.target_key = self.inner.target_key
         if layers == "scalar_mix":
             self.mix_logits = nn.Parameter(torch.zeros(self.count))  # softmax: equal weights at first
             self.gamma = nn.Parameter(torch.ones(()))
+
+    @classmethod
+    def from_spec(cls, backbone, options, head_class):
+        inner = options["inner"]
+        return cls(backbone, head_class(inner["kind"]), inner.get("options") or {}, options.get("layers", "scalar_mix"),
+                   options.get("top_k", 4))
 
     def __getattr__(self, name: str):
         try:
@@ -133,8 +137,7 @@ class LayerMixHead(Head):
 def mix_layers(model: PtmModel, layers: str, top_k: int) -> None:
     """Make every head read ``layers`` (sum/concat of the top k, or scalar mix) instead of the last."""
     for name, head in list(model.heads.items()):
-        spec = {"kind": head.kind, "options": head.options}
-        model.heads[name] = LayerMixHead(model.backbone, spec, layers, top_k)
+        model.heads[name] = LayerMixHead(model.backbone, type(head), head.options, layers, top_k)
 
 
 # ---------------------------------------------------------------------------------- trainable sets
@@ -249,59 +252,11 @@ class Strategy:
 
     def write_delta(self, directory: str, model: nn.Module, tokenizer, extra: dict[str, Any] | None = None) -> None:
         """The Trainer's model writer for delta runs: the trained parameters and the base's path."""
-        save_delta(directory, model, tokenizer, self.cfg, self.base_path, self.trainable, extra)
-
-
-def save_delta(directory: str, model: nn.Module, tokenizer, cfg: StrategyConfig, base_path: str,
-               names: list[str], extra: dict[str, Any] | None = None) -> None:
-    from ..checkpoint import META_FILE, describe_model, unwrap
-    from ..io import atomic_write_json
-
-    model = unwrap(model)
-    os.makedirs(directory, exist_ok=True)
-    params = dict(model.named_parameters())
-    save_file({n: params[n].detach().contiguous() for n in names}, os.path.join(directory, DELTA_FILE))
-    meta = describe_model(model, tokenizer, extra)
-    meta["delta"] = {"base": os.path.abspath(base_path), "strategy": cfg.to_dict(), "file": DELTA_FILE}
-    atomic_write_json(os.path.join(directory, META_FILE), meta)
-    if tokenizer is not None:
-        tokenizer.save(directory)
-
-
-def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device = "cpu"):
-    """Rebuild a frozen/adapter/LoRA run: the base checkpoint, the heads, the added modules, then
-    the saved parameters on top."""
-    from ..checkpoint import Pretrained, load
-    from ..data.tokenizers import Tokenizer
-
-    info = meta["delta"]
-    if not os.path.exists(info["base"]):
-        raise UserError(f"{directory} holds only the {info['strategy']['method']} parameters of a model based on "
-                        f"{info['base']}, which is not there; put the base checkpoint back at that path")
-    base = load(info["base"])
-    if base.model.config.to_dict() != meta["config"]:
-        raise UserError(f"the base checkpoint {info['base']} is not the model {directory} was trained on "
-                        "(its config differs)")
-    model = PtmModel(base.family, base.model.backbone)
-    for name, spec in meta.get("heads", {}).items():
-        model.add_head(name, spec["kind"], **spec.get("options", {}))
-    add_structure(model, StrategyConfig.from_dict(info["strategy"]))
-    state = load_file(os.path.join(directory, info["file"]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    not_in_base = [k for k in missing if k not in base.model.state_dict()]
-    if unexpected or not_in_base:
-        raise UserError(f"{directory}/{info['file']} does not fit its model "
-                        f"({'unexpected' if unexpected else 'missing'}: {(unexpected or not_in_base)[0]})")
-    has_tokenizer = os.path.exists(os.path.join(directory, "tokenizer.json"))
-    tokenizer = Tokenizer.load(directory) if has_tokenizer else base.tokenizer
-    model.to(device).eval()
-    return Pretrained(model, tokenizer, meta, directory)
+        write_delta_files(directory, model, tokenizer, self.trainable, self.base_path, self.cfg.to_dict(), extra)
 
 
 def export_merged(source, directory: str) -> None:
     """Write a loaded LoRA (or frozen) run as a normal, self-contained checkpoint."""
-    from ..checkpoint import save_pretrained
-
     method = (source.meta.get("delta") or {}).get("strategy", {}).get("method")
     if method == "adapters":
         raise UserError("adapters cannot be folded into the weights; keep the adapter checkpoint and its base")

@@ -130,7 +130,7 @@ def _seen_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_si
 def lm_head(model):
     """The causal LM head of a ``PtmModel``, or a clear error."""
     heads = {name: head for name, head in model.heads.items() if head.kind == "clm"}
-    if not getattr(model.backbone, "supports_cache", False) or not heads:
+    if not model.backbone.supports_cache or not heads:
         have = ", ".join(model.heads) or "none"
         raise UserError(f"this {model.family} model cannot generate text: it needs a decoder with a causal LM "
                         f"head (clm), it has heads: {have}; pre-train e.g. --preset gpt2-tiny")

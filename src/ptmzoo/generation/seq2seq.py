@@ -52,7 +52,7 @@ class Seq2SeqCache(KVCache):
 
 def seq2seq_head(model):
     heads = [head for head in model.heads.values() if head.kind == "seq2seq_lm"]
-    if not getattr(model.backbone, "is_encoder_decoder", False) or not heads:
+    if not model.backbone.is_encoder_decoder or not heads:
         raise UserError(f"this {model.family} model cannot generate with an encoder-decoder: it needs a "
                         f"seq2seq_lm head (it has: {', '.join(model.heads) or 'none'})")
     return heads[0]

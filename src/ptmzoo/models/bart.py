@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import FeedForward, init_transformer_weights, padding_mask
-from ..nn.encdec import Attention
+from ..nn.attention import Attention
 from .base import TransformerConfig
 from .seq2seq import EncoderDecoder
 
@@ -51,7 +51,7 @@ class BartLayer(nn.Module):
         hidden = config.hidden_size
 
         def attention():
-            return Attention(hidden, config.num_heads, dropout=config.attention_dropout)
+            return Attention(hidden, config.num_heads, dropout=config.attention_dropout, fused=False)
 
         self.self_attention, self.self_norm = attention(), nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.cross_attention, self.cross_norm = ((attention(), nn.LayerNorm(hidden, eps=config.layer_norm_eps))
@@ -109,6 +109,10 @@ class BartModel(EncoderDecoder):
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
+
+    @property
+    def bos_token_id(self) -> int:
+        return self.config.bos_token_id
 
     def encode(self, input_ids, attention_mask=None):
         return self.encoder(self.shared(input_ids) * self.embed_scale, padding_mask(attention_mask), 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -56,11 +57,46 @@ class ModelOutput(BackboneOutput):
     loss: torch.Tensor | None = None
 
 
-class Backbone(nn.Module):
-    """Base class: token ids (and masks, segments) in, hidden states out. Never a loss."""
+# tokenizer role -> the config field naming its id; a family has those of the fields its config has
+SPECIAL_TOKEN_FIELDS = {"pad": "pad_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
 
-    causal: bool = False  # decoders attend left to right
-    config_class: type
+
+def special_token_ids(config_class: type, tokenizer) -> dict[str, int]:
+    """The config fields of ``config_class`` that name a special token (pad, bos, eos), set to the
+    tokenizer's ids of those tokens."""
+    fields = config_class.field_types()
+    ids = {}
+    for role, name in SPECIAL_TOKEN_FIELDS.items():
+        if name in fields and tokenizer.role_id(role) is not None:
+            ids[name] = tokenizer.role_id(role)
+    return ids
+
+
+# What a token-level backbone reads from a batch. ``PtmModel`` and the Trainer pass exactly the
+# entries a backbone declares in ``inputs``; a family that reads more (ERNIE's entity ids) or
+# other things (character ids, pixels, memories) declares its own tuple.
+TOKEN_INPUTS: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids")
+
+
+class Backbone(nn.Module):
+    """Base class: token ids (and masks, segments) in, hidden states out. Never a loss.
+
+    What a backbone reads and can do is declared here, with defaults, and never sniffed:
+
+    * ``inputs``: the batch entries ``forward`` takes as keywords; the first is the primary one
+      (its first dimension is the batch, its second the sequence);
+    * ``causal``: attends left to right (decoders); ``is_encoder_decoder``: ``encode`` + ``decode``;
+    * ``supports_cache``: ``forward(..., cache=KVCache)`` continues cached tokens (generation);
+    * ``max_length``: the longest input (None: no position table, e.g. T5's relative buckets);
+    * ``ties_output_embeddings`` / ``mlm_head_transform``: how LM heads are built on it.
+    """
+
+    config_class: ClassVar[type]
+    inputs: ClassVar[tuple[str, ...]] = TOKEN_INPUTS
+    input_rank: ClassVar[int] = 2  # dimensions of one batch of the primary input: [batch, length]
+    causal: bool = False
+    is_encoder_decoder: ClassVar[bool] = False
+    supports_cache: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__()
@@ -77,3 +113,36 @@ class Backbone(nn.Module):
     @property
     def has_pooler(self) -> bool:
         return False
+
+    @property
+    def max_length(self) -> int | None:
+        return self.config.max_position_embeddings
+
+    @property
+    def ties_output_embeddings(self) -> bool:
+        """Whether LM heads share the input embedding matrix (GPT-2 and T5 can untie it)."""
+        return True
+
+    @property
+    def mlm_head_transform(self) -> bool:
+        """Whether the MLM head has BERT's dense + LayerNorm transform (XLM's has none)."""
+        return True
+
+    # ---- what a pre-training corpus gives the model ------------------------------------------
+    # (token ids of special roles, ERNIE's entity table, XLM's language ids)
+    @classmethod
+    def config_from_corpus(cls, config: dict[str, Any], tokenizer, corpus, explicit: dict[str, Any]) -> dict[str, Any]:
+        """``config`` (a preset's model dict with the vocabulary size) completed from the corpus:
+        the tokenizer's special ids for the fields the family has, unless already set. ``explicit``
+        (the recipe's own model settings) is what the user asked for: families that size a
+        table from the corpus (ERNIE) refuse a contradiction."""
+        return {**special_token_ids(cls.config_class, tokenizer), **config}
+
+    def load_corpus_data(self, corpus) -> dict[str, Any]:
+        """Fill weights that come from the corpus (ERNIE: its entity vectors) after construction;
+        return what ``ptmzoo.json`` records of them, which continued pre-training must match."""
+        return {}
+
+    def corpus_segment_ids(self, corpus_meta: dict[str, Any]) -> tuple[int, ...] | None:
+        """Segment ids a corpus gives its tokens (XLM: the ids of its languages); None: none."""
+        return None

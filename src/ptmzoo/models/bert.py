@@ -17,9 +17,9 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import (
+    Attention,
     AttentionMask,
     FeedForward,
-    SelfAttention,
     activation,
     causal_mask,
     document_mask,
@@ -105,7 +105,7 @@ class BertEmbeddings(nn.Module):
 class BertLayer(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
-        self.attention = SelfAttention(config.hidden_size, config.num_heads, config.attention_dropout)
+        self.attention = Attention(config.hidden_size, config.num_heads, config.attention_dropout)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -234,7 +234,7 @@ class AlbertModel(BertModel):
 @dataclass
 class DistilBertConfig(BertConfig):
     """DistilBERT (Sanh et al., 2019): half of BERT-base's layers, no segment embeddings, no
-    pooler; initialised from a teacher (``models.student``) and trained by distillation."""
+    pooler; initialised from a teacher (``compress.student``) and trained by distillation."""
 
     num_layers: int = 6
     type_vocab_size: int = 0

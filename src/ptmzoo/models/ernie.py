@@ -43,13 +43,13 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import (
+    Attention,
     AttentionMask,
-    SelfAttention,
     document_mask,
     init_transformer_weights,
     padding_mask,
 )
-from .base import BackboneOutput
+from .base import TOKEN_INPUTS, BackboneOutput
 from .bert import BertConfig, BertLayer, BertModel
 
 
@@ -91,7 +91,7 @@ class Aggregator(BertLayer):
     def __init__(self, config: ErnieConfig, entity_output: bool = True):
         super().__init__(config)
         size = config.entity_size
-        self.entity_attention = SelfAttention(size, config.entity_heads, config.attention_dropout)
+        self.entity_attention = Attention(size, config.entity_heads, config.attention_dropout)
         self.entity_attention_norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
         self.fuse_entity = nn.Linear(size, config.intermediate_size, bias=False)  # W_e (W_t, b: ffn.up)
         self.entity_out = nn.Linear(config.intermediate_size, size) if entity_output else None  # W'_e
@@ -114,7 +114,7 @@ class Aggregator(BertLayer):
 
 class ErnieModel(BertModel):
     config_class = ErnieConfig
-    reads_entities = True  # PtmModel passes entity_ids on
+    inputs = (*TOKEN_INPUTS, "entity_ids")
 
     def __init__(self, config: ErnieConfig):
         # BERT's embeddings, its N T-Encoder layers and pooler; then the entity table and aggregators
@@ -142,8 +142,32 @@ class ErnieModel(BertModel):
         table[0].zero_()
         table[1:].copy_(vectors)
 
+    @classmethod
+    def config_from_corpus(cls, config, tokenizer, corpus, explicit):
+        """BERT's, and the entity table sized by the shards' entity vectors (``prepare --entities``)."""
+        config = super().config_from_corpus(config, tokenizer, corpus, explicit)
+        table = corpus.entities()
+        if table is None:
+            return config
+        names, vectors = table
+        fitted = {"num_entities": len(names) + 1, "entity_size": int(vectors.shape[1])}
+        for key, value in fitted.items():
+            if key in explicit and explicit[key] != value:
+                raise UserError(f"model.{key}={explicit[key]} does not fit the entity vectors of {corpus.directory} "
+                                f"({len(names)} entities of size {vectors.shape[1]}); leave model.{key} out")
+        return {**config, **fitted}
+
+    def load_corpus_data(self, corpus) -> dict:
+        """The entity table from the shards' vectors; entity id i is ``entities[i - 1]``."""
+        table = corpus.entities()
+        if table is None:
+            return {"entities": None}
+        names, vectors = table
+        self.set_entity_vectors(vectors)
+        return {"entities": names}
+
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, document_ids=None, entity_ids=None) -> BackboneOutput:
+                document_ids=None, entity_ids=None, output_hidden_states=False) -> BackboneOutput:
         """BERT's inputs, and ``entity_ids`` [B, L]: the entity whose mention begins at each token
         (0: none); without them the K-Encoder runs as BERT layers."""
         x = self.embeddings(input_ids, token_type_ids, position_ids)
@@ -167,19 +191,3 @@ class ErnieModel(BertModel):
         pooled = self.pooler(x) if self.pooler is not None else None
         return BackboneOutput(x, pooled, tuple(states) if states is not None else None)
 
-
-def size_entity_table(corpus, model_config: dict, explicit: dict) -> tuple[list[str], np.ndarray] | None:
-    """For shards made with ``prepare --entities``: set ``num_entities`` and ``entity_size`` in
-    ``model_config`` (in place) from their entity vectors and return (names, vectors); None for
-    shards without entities. ``explicit`` (the recipe's model settings) may not contradict them."""
-    table = corpus.entities()
-    if table is None:
-        return None
-    names, vectors = table
-    fitted = {"num_entities": len(names) + 1, "entity_size": int(vectors.shape[1])}
-    for key, value in fitted.items():
-        if key in explicit and explicit[key] != value:
-            raise UserError(f"model.{key}={explicit[key]} does not fit the entity vectors of {corpus.directory} "
-                            f"({len(names)} entities of size {vectors.shape[1]}); leave model.{key} out")
-    model_config.update(fitted)
-    return names, vectors

@@ -22,7 +22,7 @@ class GPT1Config(GPT2Config):
 
 class GPT1Block(GPT2Block):
     def forward(self, x, mask, cache=None, layer: int = 0):
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask, cache, layer)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask, cache=cache, layer=layer)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
 
 

@@ -21,8 +21,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import (
+    Attention,
     FeedForward,
-    SelfAttention,
     banded_mask,
     causal_mask,
     document_mask,
@@ -54,13 +54,13 @@ class GPT2Block(nn.Module):
     def __init__(self, config: GPT2Config):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attention = SelfAttention(config.hidden_size, config.num_heads, config.attention_dropout)
+        self.attention = Attention(config.hidden_size, config.num_heads, config.attention_dropout)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x, mask, cache=None, layer: int = 0):
-        x = x + self.dropout(self.attention(self.attention_norm(x), mask, cache, layer))
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask, cache=cache, layer=layer))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -93,14 +93,18 @@ class GPT2Model(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         return self.token
 
+    @property
+    def ties_output_embeddings(self) -> bool:
+        return self.config.tie_word_embeddings
+
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,  # GPT-2 has no segments; accepted and unused
         position_ids: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
         document_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
         cache=None,
     ) -> BackboneOutput:
         """``cache`` (a ``generation.KVCache``): ``input_ids`` continue the cached tokens and are

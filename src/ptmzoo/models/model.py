@@ -1,38 +1,53 @@
 """A backbone with named heads: the module that is trained, saved and returned by ``ptmzoo.load``.
 
 Heads belong to objectives (pre-training) and tasks (fine-tuning) and are defined in their
-files; they register here by kind so that a checkpoint can rebuild them from ``ptmzoo.json``.
-Each head computes logits from the backbone output and, given a batch with its targets, the
-*sum* of its loss over the batch together with the number of targets: the Trainer divides by
-the count over the whole optimizer step (all micro-batches, all processes), which makes gradient
-accumulation and data parallelism give exactly the loss of one big batch.
+files; ``ptmzoo.json`` records each head's ``kind`` and options, and the catalog
+(``ptmzoo.catalog``) maps kinds back to classes when a checkpoint is rebuilt. Each head computes
+logits from the backbone output and, given a batch with its targets, the *sum* of its loss over
+the batch together with the number of targets: the Trainer divides by the count over the whole
+optimizer step (all micro-batches, all processes), which makes gradient accumulation and data
+parallelism give exactly the loss of one big batch.
+
+Besides heads, a model may hold *helper networks* that an objective trains with it and that are
+saved with it (ELECTRA's generator): ``add_helper``; they are described in ``ptmzoo.json`` too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..errors import UserError
 from .base import Backbone, BackboneOutput, ModelOutput
 
-HEAD_TYPES: dict[str, type[Head]] = {}
 
-
-def register_head(cls: type[Head]) -> type[Head]:
-    HEAD_TYPES[cls.kind] = cls
-    return cls
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP, FSDP and torch.compile wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+            model = model._orig_mod
+        elif isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
 
 
 class Head(nn.Module):
     kind: ClassVar[str]
     target_key: ClassVar[str]  # the batch entry with this head's targets (-100 = no target)
+    needs_hidden_states: ClassVar[bool] = False  # reads every layer's states, not only the last
 
     def __init__(self, backbone: Backbone, **options: Any):
         super().__init__()
         self.options = options
+
+    @classmethod
+    def from_spec(cls, backbone: Backbone, options: dict[str, Any], head_class: Callable[[str], type[Head]]) -> Head:
+        """Rebuild the head recorded in ``ptmzoo.json``; ``head_class`` resolves the kinds of heads
+        that a head wraps (``finetune.strategies.LayerMixHead``)."""
+        return cls(backbone, **options)
 
     def logits(self, out: BackboneOutput, batch: dict[str, torch.Tensor | None]) -> torch.Tensor:
         """Logits from the backbone output; ``batch`` holds at least input_ids and attention_mask."""
@@ -57,35 +72,66 @@ class SequenceHead(Head):
 
 
 class PtmModel(nn.Module):
-    """``backbone`` + ``heads``; ``forward`` returns hidden states, logits and (with targets) losses."""
+    """``backbone`` + ``heads`` (+ ``helpers``); ``forward`` returns hidden states, logits and
+    (with targets) losses."""
 
     def __init__(self, family: str, backbone: Backbone, heads: dict[str, Head] | None = None):
         super().__init__()
         self.family = family
         self.backbone = backbone
         self.heads = nn.ModuleDict(heads or {})
+        self.helpers = nn.ModuleDict()
 
     @property
     def config(self):
         return self.backbone.config
 
-    def add_head(self, name: str, kind: str, **options: Any) -> Head:
-        if kind not in HEAD_TYPES:
-            raise UserError(f"unknown head '{kind}' (known: {', '.join(sorted(HEAD_TYPES))})")
-        head = HEAD_TYPES[kind](self.backbone, **options)
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The batch entries ``forward`` passes to the network (the Trainer selects these)."""
+        return self.backbone.inputs
+
+    def select_inputs(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The model inputs of a batch (a batch also holds targets and other entries)."""
+        return {name: batch[name] for name in self.input_names if name in batch}
+
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Real (non-padding) tokens of a batch, for tokens/s: ``padding_mask`` when the
+        ``attention_mask`` is a visibility matrix (UniLM), else the [B, L] attention mask, else
+        every position of the primary input."""
+        mask = batch.get("padding_mask", batch.get("attention_mask"))
+        if mask is not None and mask.dim() == 2:
+            return int(mask.sum())
+        primary = batch[self.input_names[0]]
+        return int(primary.shape[0] * primary.shape[1])
+
+    def count_rows(self, batch: dict[str, torch.Tensor]) -> int:
+        """Samples (sequences) in a batch."""
+        return len(batch[self.input_names[0]])
+
+    def add_head(self, name: str, head: type[Head] | Head, **options: Any) -> Head:
+        """Add a head: a ``Head`` instance, or a ``Head`` class built on this backbone with ``options``."""
+        if isinstance(head, type):
+            head = head(self.backbone, **options)
+        elif options:
+            raise TypeError("options are for a head class; this head is already built")
         head.attach(self)
         self.heads[name] = head
         return head
 
+    def add_helper(self, name: str, helper: type[nn.Module] | nn.Module, **options: Any) -> nn.Module:
+        """Add a helper network: a module with a ``kind`` and its ``options`` (built as
+        ``helper(model, **options)`` from a class), e.g. ELECTRA's generator."""
+        if isinstance(helper, type):
+            helper = helper(self, **options)
+        self.helpers[name] = helper
+        return helper
+
     def heads_spec(self) -> dict[str, dict[str, Any]]:
         return {name: {"kind": head.kind, "options": head.options} for name, head in self.heads.items()}
 
-    def generate(self, prompts, tokenizer=None, **options):
-        """Continue ``prompts`` (texts with ``tokenizer``, or token id lists) with a decoder that has
-        a causal LM head; see ``ptmzoo.generation.generate``."""
-        from ..generation import generate
-
-        return generate(self, prompts, tokenizer, **options)
+    def helpers_spec(self) -> dict[str, dict[str, Any]]:
+        return {name: {"kind": helper.kind, "options": helper.options} for name, helper in self.helpers.items()}
 
     def count_targets(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name: head.count_targets(batch) for name, head in self.heads.items() if head.target_key in batch}
@@ -94,49 +140,55 @@ class PtmModel(nn.Module):
         """Every name ``forward`` may report in ``loss_sums`` (in a fixed order, for evaluation)."""
         return list(self.heads)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        output_hidden_states: bool = False,
-        targets: dict[str, torch.Tensor] | None = None,
-        document_ids: torch.Tensor | None = None,
-        cache=None,
-        entity_ids: torch.Tensor | None = None,
-    ) -> ModelOutput:
-        """Without ``targets``: every head's logits (``.logits`` is the first head's).
+    def forward(self, *args: torch.Tensor | None, targets: dict[str, torch.Tensor] | None = None,
+                output_hidden_states: bool = False, cache=None, **inputs: torch.Tensor | None) -> ModelOutput:
+        """The inputs the backbone declares, by keyword or in the order of ``input_names`` (input
+        ids, attention mask, segments, positions, packed ``document_ids`` [B, L] that restrict
+        attention to each document, ...).
 
+        Without ``targets``: every head's logits (``.logits`` is the first head's).
         With ``targets`` (a training batch): each head with targets in it returns its summed
         loss in ``.loss_sums``; ``.loss`` is the sum of the heads' per-target means.
-        ``document_ids`` ([B, L]) restrict attention to each packed document. ``cache`` (a
-        ``generation.KVCache``, decoders only) continues the cached tokens and appends to it.
-        ``entity_ids`` ([B, L], 0 = none) are the entities aligned with the tokens; backbones that
-        read entities (ERNIE) get them, others never see them.
+        ``cache`` (a ``generation.KVCache``, backbones that ``supports_cache``) continues the cached
+        tokens and appends to them.
         """
-        if input_ids.dim() == 1:
-            input_ids = input_ids[None]
-        heads_see = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if input_ids.dim() == 3:
-            # groups of sequences [batch, group, length] (multiple-choice answers, both orders of a
-            # pair): the backbone reads one sequence per row; heads get the grouped inputs back
-            input_ids, attention_mask, token_type_ids, position_ids, document_ids, entity_ids = (
-                None if t is None else t.reshape(-1, t.shape[-1])
-                for t in (input_ids, attention_mask, token_type_ids, position_ids, document_ids, entity_ids))
-            if attention_mask is not None:  # a padding choice (no tokens) reads one token, so no NaNs
-                attention_mask = attention_mask.clone()
-                attention_mask[:, 0] += (attention_mask.sum(-1) == 0).to(attention_mask.dtype)
-        extra = {"cache": cache} if cache is not None else {}  # encoders take no cache
-        if entity_ids is not None and getattr(self.backbone, "reads_entities", False):
-            extra["entity_ids"] = entity_ids
+        inputs = self.named_inputs(args, inputs)
+        heads_see = {"input_ids": inputs.get("input_ids"), "attention_mask": inputs.get("attention_mask")}
+        if inputs[self.input_names[0]].dim() > self.backbone.input_rank:  # groups of sequences
+            inputs = flatten_groups(inputs)
+        if cache is not None:
+            if not self.backbone.supports_cache:
+                raise ValueError(f"a {self.family} backbone takes no cache")
+            inputs["cache"] = cache
         # heads that read several layers (finetune.strategies.LayerMixHead) need all of them
-        output_hidden_states = output_hidden_states or any(getattr(h, "needs_hidden_states", False)
-                                                           for h in self.heads.values())
-        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                            document_ids=document_ids, **extra)
-        result = ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
-        return self.apply_heads(result, out, heads_see, targets)
+        output_hidden_states = output_hidden_states or any(h.needs_hidden_states for h in self.heads.values())
+        out = self.backbone(output_hidden_states=output_hidden_states, **inputs)
+        return self.apply_heads(self.wrap_output(out), out, heads_see, targets)
+
+    def named_inputs(self, args: tuple, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Positional and keyword inputs as one checked dict, without the ones given as None (a 1-D
+        primary input is one sequence)."""
+        names = self.input_names
+        if len(args) > len(names):
+            raise ValueError(f"a {self.family} model takes at most {len(names)} inputs ({', '.join(names)})")
+        for name, value in zip(names, args):
+            if name in inputs:
+                raise ValueError(f"input {name!r} given twice")
+            inputs[name] = value
+        unknown = sorted(set(inputs) - set(names))
+        if unknown:
+            raise ValueError(f"a {self.family} model takes no input {unknown[0]!r} (it reads {', '.join(names)})")
+        inputs = {name: value for name, value in inputs.items() if value is not None}
+        primary = names[0]
+        if primary not in inputs:
+            raise ValueError(f"a {self.family} model needs {primary!r}")
+        if inputs[primary].dim() == self.backbone.input_rank - 1:
+            inputs[primary] = inputs[primary][None]
+        return inputs
+
+    def wrap_output(self, out: BackboneOutput) -> ModelOutput:
+        """The model's output around the backbone's (before the heads fill it in)."""
+        return ModelOutput(out.last_hidden_state, out.pooler_output, out.hidden_states)
 
     def apply_heads(self, result: ModelOutput, out: BackboneOutput, inputs: dict[str, torch.Tensor | None],
                     targets: dict[str, torch.Tensor] | None) -> ModelOutput:
@@ -159,3 +211,15 @@ class PtmModel(nn.Module):
             total = mean if total is None else total + mean
         result.loss = total
         return result
+
+
+def flatten_groups(inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Groups of token sequences [batch, group, length] (multiple-choice answers, both orders of a
+    pair): the backbone reads one sequence per row; heads get the grouped inputs back."""
+    flat = {name: value.flatten(0, 1) for name, value in inputs.items()}
+    mask = flat.get("attention_mask")
+    if mask is not None:  # a padding choice (no tokens) reads one token, so no NaNs
+        mask = mask.clone()
+        mask[:, 0] += (mask.sum(-1) == 0).to(mask.dtype)
+        flat["attention_mask"] = mask
+    return flat

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..nn.attention import AttentionMask, causal_mask
+from ..nn.attention import AttentionMask, causal_mask, padding_mask
 from ..nn.losses import linear_cross_entropy
 from .base import Backbone, BackboneOutput, ModelOutput
-from .model import Head, PtmModel, register_head
+from .model import Head, PtmModel
 
 
 @dataclass
@@ -36,12 +36,9 @@ class EncoderDecoder(Backbone):
     """Base class of encoder-decoder backbones. Subclasses define ``encode`` and ``decode``."""
 
     is_encoder_decoder = True
+    inputs = ("input_ids", "attention_mask", "decoder_input_ids", "decoder_attention_mask")
     output_scale = 1.0  # the LM head multiplies decoder states by this (T5 v1.0: d_model ** -0.5)
     final_logits_bias = False  # BART's LM head has a (non-trained) output bias
-
-    @property
-    def model_class(self) -> type[PtmModel]:
-        return Seq2SeqModel
 
     @property
     def num_decoder_layers(self) -> int:
@@ -82,14 +79,13 @@ class EncoderDecoder(Backbone):
         mask = cache.begin(length, attention_mask)
         return mask, start, cache.max_len if cache.static else start + length
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, document_ids=None, decoder_input_ids=None,
-                decoder_attention_mask=None) -> Seq2SeqBackboneOutput:
-        from ..nn.attention import padding_mask
+    @property
+    def bos_token_id(self) -> int | None:
+        """The token that opens a source or target (BART's <s>); None when the family has none (T5)."""
+        return None
 
-        if document_ids is not None or position_ids is not None:
-            raise UserError("encoder-decoder models take no packed documents or position ids "
-                            "(set data.document_attention=false)")
+    def forward(self, input_ids, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                output_hidden_states=False) -> Seq2SeqBackboneOutput:
         if output_hidden_states:
             raise UserError("output_hidden_states is not supported by encoder-decoder models")
         memory = self.encode(input_ids, attention_mask)
@@ -102,28 +98,17 @@ class EncoderDecoder(Backbone):
 class Seq2SeqModel(PtmModel):
     """An encoder-decoder backbone with named heads (the ``seq2seq_lm`` head generates)."""
 
-    def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
-                output_hidden_states=False, targets=None, document_ids=None, cache=None,
-                decoder_input_ids=None, decoder_attention_mask=None) -> Seq2SeqModelOutput:
-        """As ``PtmModel.forward``; the decoder inputs come from ``targets`` when training."""
-        if input_ids.dim() == 1:
-            input_ids = input_ids[None]
+    def forward(self, *args, targets=None, **inputs) -> Seq2SeqModelOutput:
+        """As ``PtmModel.forward``; when training, the decoder inputs come from ``targets`` unless given."""
         if targets is not None:
-            decoder_input_ids = targets["decoder_input_ids"]
-            decoder_attention_mask = targets.get("decoder_attention_mask")
-        out = self.backbone(input_ids, attention_mask, token_type_ids, position_ids, output_hidden_states,
-                            document_ids, decoder_input_ids, decoder_attention_mask)
-        result = Seq2SeqModelOutput(out.last_hidden_state, encoder_last_hidden_state=out.encoder_last_hidden_state)
-        return self.apply_heads(result, out, {"input_ids": input_ids, "attention_mask": attention_mask}, targets)
+            inputs.setdefault("decoder_input_ids", targets["decoder_input_ids"])
+            inputs.setdefault("decoder_attention_mask", targets.get("decoder_attention_mask"))
+        return super().forward(*args, targets=targets, **inputs)
 
-    def generate(self, inputs, tokenizer=None, **options):
-        """Decode outputs for ``inputs`` (texts or token id lists); see ``generation.seq2seq``."""
-        from ..generation.seq2seq import generate_seq2seq
-
-        return generate_seq2seq(self, inputs, tokenizer, **options)
+    def wrap_output(self, out: Seq2SeqBackboneOutput) -> Seq2SeqModelOutput:
+        return Seq2SeqModelOutput(out.last_hidden_state, encoder_last_hidden_state=out.encoder_last_hidden_state)
 
 
-@register_head
 class Seq2SeqLMHead(Head):
     """Next-token logits of the decoder: a vocabulary projection, tied to the shared embeddings or
     not (T5 v1.0 scales the states by d_model ** -0.5 first; BART adds ``final_logits_bias``).
@@ -136,8 +121,7 @@ class Seq2SeqLMHead(Head):
         super().__init__(backbone, **options)
         config = backbone.config
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        tied = getattr(config, "tie_word_embeddings", True)
-        if tied:
+        if backbone.ties_output_embeddings:
             self.decoder.weight = backbone.input_embeddings.weight
         else:
             backbone.init_lm_head(self.decoder.weight)
@@ -162,7 +146,3 @@ class Seq2SeqLMHead(Head):
             return nn.functional.cross_entropy(logits, labels[chosen], label_smoothing=smoothing, reduction="sum")
         return linear_cross_entropy(hidden, self.decoder.weight, self._bias(), labels[chosen])
 
-
-def model_for(family: str, backbone: Backbone) -> PtmModel:
-    """``PtmModel``, or ``Seq2SeqModel`` for an encoder-decoder backbone."""
-    return getattr(backbone, "model_class", PtmModel)(family, backbone)

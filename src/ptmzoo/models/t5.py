@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..nn import activation, padding_mask
-from ..nn.encdec import Attention, visible_keys, with_bias
+from ..nn.attention import Attention, visible_keys, with_bias
 from ..nn.positions import RelativePositionBias
 from .base import TransformerConfig
 from .seq2seq import EncoderDecoder
@@ -90,8 +90,8 @@ class T5Block(nn.Module):
             return nn.RMSNorm(config.hidden_size, eps=config.layer_norm_eps)
 
         def attention():
-            return Attention(config.hidden_size, config.num_heads, config.head_dim, bias=False, scale=1.0,
-                             dropout=config.attention_dropout)
+            return Attention(config.hidden_size, config.num_heads, config.attention_dropout, bias=False,
+                             head_dim=config.head_dim, scale=1.0, fused=False)
 
         self.self_norm, self.self_attention = norm(), attention()
         self.cross_norm, self.cross_attention = (norm(), attention()) if cross else (None, None)
@@ -168,6 +168,14 @@ class T5Model(EncoderDecoder):
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.shared
+
+    @property
+    def ties_output_embeddings(self) -> bool:
+        return self.config.tie_word_embeddings
+
+    @property
+    def max_length(self) -> None:
+        return None  # relative position buckets: no position table, no limit
 
     @property
     def attention_shape(self) -> tuple[int, int]:

@@ -75,6 +75,10 @@ class TransformerSeq2SeqModel(EncoderDecoder):
     def input_embeddings(self) -> nn.Embedding:
         return self.target_embeddings  # what the output projection is tied to
 
+    @property
+    def ties_output_embeddings(self) -> bool:
+        return self.config.tie_word_embeddings
+
     def encode(self, input_ids, attention_mask=None):
         return self.encoder(self.source_embeddings(input_ids) * self.embed_scale, padding_mask(attention_mask), 0)
 

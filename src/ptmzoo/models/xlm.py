@@ -80,6 +80,18 @@ class XLMModel(BertModel):
                 table.copy_(sinusoidal_positions(*table.shape))
             table.requires_grad_(False)
 
+    @property
+    def mlm_head_transform(self) -> bool:
+        return self.config.lm_head_transform
+
+    def corpus_segment_ids(self, corpus_meta) -> tuple[int, ...] | None:
+        """The language ids a corpus gives its tokens: (source, target) for a parallel corpus, (id,)
+        for a monolingual one that names its language (``prepare --language``), else None."""
+        where = "corpus: "
+        if "parallel" in corpus_meta:
+            return tuple(self.config.language_id(lang, where) for lang in corpus_meta["parallel"]["languages"])
+        return (self.config.language_id(corpus_meta["language"], where),) if "language" in corpus_meta else None
+
     def forward(self, input_ids, attention_mask=None, *args, **kwargs) -> BackboneOutput:
         """BERT's forward (``token_type_ids`` are language ids); the states of padded positions are
         zero, as XLM multiplies them by the padding mask (no real token attends to them)."""

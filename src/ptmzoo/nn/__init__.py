@@ -1,8 +1,8 @@
 """Shared building blocks: attention with mask builders, feed-forward layers, initialisation."""
 
 from .attention import (
+    Attention,
     AttentionMask,
-    SelfAttention,
     banded_mask,
     causal_mask,
     document_mask,
@@ -14,7 +14,7 @@ from .init import init_transformer_weights
 __all__ = [
     "AttentionMask",
     "FeedForward",
-    "SelfAttention",
+    "Attention",
     "activation",
     "banded_mask",
     "causal_mask",

@@ -1,4 +1,5 @@
-"""Multi-head self-attention on top of ``scaled_dot_product_attention``, and mask builders.
+"""The one attention module of every family (on top of ``scaled_dot_product_attention``), and
+the mask builders.
 
 Masks are built once per forward pass by the backbone and shared by all layers. An
 ``AttentionMask`` carries either nothing (full attention, the fastest SDPA path), the causal
@@ -9,6 +10,7 @@ broadcasts to [batch, heads, query, key]. ``banded_mask`` narrows any causal mas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -80,36 +82,106 @@ def banded_mask(mask: AttentionMask, window: int, query_positions: torch.Tensor,
     return AttentionMask(mask=band if mask.mask is None else mask.mask & band)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with a fused query/key/value projection."""
+def visible_keys(mask: AttentionMask, queries: int, keys: int, device) -> torch.Tensor | None:
+    """The boolean mask of ``mask`` ([..., queries, keys], True = visible), None if all are."""
+    if mask.mask is not None:
+        return mask.mask
+    if mask.is_causal:  # the queries are the last `queries` of the `keys` positions
+        return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+    return None
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+
+def with_bias(bias: torch.Tensor, visible: torch.Tensor | None) -> AttentionMask:
+    """An additive mask: ``bias`` where visible, the dtype's minimum elsewhere (finite, so that a
+    query with no visible key gets uniform weights rather than NaN, as in T5)."""
+    if visible is None:
+        return AttentionMask(mask=bias)
+    return AttentionMask(mask=torch.where(visible, bias, torch.finfo(bias.dtype).min))
+
+
+# ``score_bias(q)`` -> an additive bias of the (scaled) scores, broadcastable to [B, H, Lq, Lk]:
+# query-dependent position terms (Transformer-XL's relative terms, XLNet's streams) plug in here.
+ScoreBias = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Attention(nn.Module):
+    """Multi-head attention over ``scaled_dot_product_attention``, for every family.
+
+    Queries come from ``x``, keys and values from ``source`` (cross-attention), from precomputed
+    ``kv`` (an encoder's, reused at each decoding step) or from ``x`` itself; ``memory`` ([B, M,
+    hidden], no gradient) is prepended to the key/value input of self-attention (Transformer-XL's
+    cached segment). ``fused`` projects q, k, v with one Linear (``qkv``: self-attention only, the
+    fast path of BERT and GPT); otherwise ``q`` and ``kv`` are separate Linears (encoder-decoders).
+    The head size may differ from hidden / heads (T5-3B and 11B), and the score scale is a
+    parameter (T5 folds 1/sqrt(d) into its initialisation: scale 1).
+
+    ``mask`` (an ``AttentionMask``: boolean, True = may attend, or additive float) is built once
+    per pass by the backbone; a bias that does not depend on the queries is folded into it once
+    (T5's relative buckets: ``with_bias``), one that does is the ``score_bias`` hook (``ScoreBias``:
+    Transformer-XL's relative terms, XLNet's two streams). ``cache`` (a ``generation.KVCache``, self-attention
+    while decoding) stores this pass's keys/values for ``layer`` and returns all cached ones.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 head_dim: int | None = None, scale: float | None = None, fused: bool = True):
         super().__init__()
-        if hidden_size % num_heads:
+        if head_dim is None and hidden_size % num_heads:
             raise ValueError(f"hidden size {hidden_size} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        self.head_dim = head_dim or hidden_size // num_heads
+        self.scale = scale  # None: 1/sqrt(head_dim)
         self.dropout = dropout
-        self.qkv = nn.Linear(hidden_size, 3 * hidden_size, bias=bias)
-        self.out = nn.Linear(hidden_size, hidden_size, bias=bias)
+        inner = num_heads * self.head_dim
+        self.fused = fused
+        if fused:
+            self.qkv = nn.Linear(hidden_size, 3 * inner, bias=bias)
+        else:
+            self.q = nn.Linear(hidden_size, inner, bias=bias)
+            self.kv = nn.Linear(hidden_size, 2 * inner, bias=bias)
+        self.out = nn.Linear(inner, hidden_size, bias=bias)
 
-    def forward(self, x: torch.Tensor, mask: AttentionMask, cache=None, layer: int = 0) -> torch.Tensor:
-        """``cache`` (a ``generation.KVCache``): store this layer's new keys/values there and attend
-        over all cached ones; ``mask`` then comes from ``cache.begin``."""
-        batch, length, hidden = x.shape
-        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each [B, H, L, D]
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H*D] -> [B, H, L, D]
+        return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``source`` ([B, H, L, D] each), e.g. an encoder's output."""
+        if self.fused:
+            _, k, v = self.qkv(source).chunk(3, dim=-1)
+        else:
+            k, v = self.kv(source).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def project(self, x: torch.Tensor, source: torch.Tensor | None, memory: torch.Tensor | None):
+        """Queries of ``x`` and keys/values of ``source`` (or of ``memory`` + ``x``)."""
+        if self.fused and source is None:  # one matmul for all three (over the memory too)
+            states = x if memory is None else torch.cat([memory.detach(), x], dim=1)
+            q, k, v = self.qkv(states).chunk(3, dim=-1)
+            return self._heads(q[:, -x.shape[1]:]), self._heads(k), self._heads(v)
+        source = x if source is None else source
+        if memory is not None:
+            source = torch.cat([memory.detach(), source], dim=1)
+        q = self.qkv(x)[..., : self.num_heads * self.head_dim] if self.fused else self.q(x)
+        k, v = self.project_kv(source)
+        return self._heads(q), k, v
+
+    def forward(self, x: torch.Tensor, mask: AttentionMask, source: torch.Tensor | None = None,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None, cache=None, layer: int = 0,
+                memory: torch.Tensor | None = None, score_bias: ScoreBias | None = None) -> torch.Tensor:
+        if kv is not None:
+            q = self._heads(self.qkv(x)[..., : self.num_heads * self.head_dim] if self.fused else self.q(x))
+            k, v = kv
+        else:
+            q, k, v = self.project(x, source, memory)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask.mask,
-            is_causal=mask.is_causal and mask.mask is None,
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.out(y.transpose(1, 2).reshape(batch, length, hidden))
+        attn_mask, is_causal = mask.mask, mask.is_causal and mask.mask is None
+        if score_bias is not None:
+            bias = score_bias(q).to(q.dtype)
+            attn_mask = with_bias(bias, visible_keys(mask, q.shape[2], k.shape[2], q.device)).mask
+            is_causal = False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
+                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        return self.out(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 
 UNIFIED_MASKS = ("bidirectional", "left_to_right", "right_to_left", "seq2seq")

@@ -1,8 +1,44 @@
-"""Pre-training objectives: each = corruption (in the collator) + head + loss."""
+"""Pre-training objectives: each = corruption (in the collator) + head + loss, registered by name
+in ``OBJECTIVES`` (the names of ``pretrain --objectives``)."""
 
-from . import clm, denoising, mass, mlm, nsp_sop, rtd, sbo, span_corruption, tlm, unilm  # noqa: F401  (register objectives and heads)
-from .base import OBJECTIVES, Objective, PretrainCollator, build_objectives
-from .dea import DenoisingEntityAutoEncoder  # noqa: F401  (ERNIE-THU's denoising entity auto-encoder)
-from .word_order import WordOrder  # noqa: F401  (StructBERT's word structural objective)
+from __future__ import annotations
 
-__all__ = ["OBJECTIVES", "Objective", "PretrainCollator", "build_objectives"]
+from ..data.tokenizers import Tokenizer
+from ..errors import UserError
+from .base import Objective, PretrainCollator, sample_kind
+from .clm import CausalLM
+from .dea import DenoisingEntityAutoEncoder
+from .denoising import Denoising
+from .mass import Mass
+from .mlm import MaskedLM
+from .nsp_sop import NextSentencePrediction, SentenceOrderPrediction
+from .rtd import ReplacedTokenDetection
+from .sbo import SpanBoundary
+from .span_corruption import SpanCorruption
+from .tlm import TranslationLM
+from .unilm import UnifiedLM
+from .word_order import WordOrder
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (
+    MaskedLM, NextSentencePrediction, SentenceOrderPrediction, CausalLM, SpanBoundary, ReplacedTokenDetection,
+    TranslationLM, WordOrder, DenoisingEntityAutoEncoder, UnifiedLM, Denoising, SpanCorruption, Mass)}
+
+
+def build_objectives(spec: dict[str, dict] | list[str], tokenizer: Tokenizer, seed: int) -> list[Objective]:
+    if isinstance(spec, list):
+        spec = {name: {} for name in spec}
+    objectives = []
+    for name, options in spec.items():
+        if name not in OBJECTIVES:
+            raise UserError(f"unknown objective '{name}' (known: {', '.join(sorted(OBJECTIVES))})")
+        cls = OBJECTIVES[name]
+        objectives.append(cls(cls.Options.from_dict(options or {}, where=f"objectives.{name}."), tokenizer, seed))
+    if not objectives:
+        raise UserError("no pre-training objective given; name one, e.g. objectives: {mlm: {}}")
+    for objective in objectives:
+        objective.check_objectives(objectives)
+    sample_kind(objectives)  # one kind of samples for all
+    return objectives
+
+
+__all__ = ["OBJECTIVES", "Objective", "PretrainCollator", "build_objectives", "sample_kind"]

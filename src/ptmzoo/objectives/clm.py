@@ -10,22 +10,11 @@ from __future__ import annotations
 import numpy as np
 from torch import nn
 
-from ..models.model import Head, register_head
+from ..models.model import Head
 from ..nn.losses import linear_cross_entropy
-from .base import Objective, register_objective
+from .base import Objective
 
 
-@register_objective
-class CausalLM(Objective):
-    name = "clm"
-    head_kind = "clm"
-    direction = "causal"
-
-    def prepare(self, batch, keys) -> None:
-        batch["lm_labels"] = np.where(batch["attention_mask"] == 1, batch["input_ids"], -100)
-
-
-@register_head
 class LMHead(Head):
     kind = "clm"
     target_key = "lm_labels"
@@ -34,7 +23,7 @@ class LMHead(Head):
         super().__init__(backbone, **options)
         config = backbone.config
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        if getattr(config, "tie_word_embeddings", True):
+        if backbone.ties_output_embeddings:
             self.decoder.weight = backbone.input_embeddings.weight
         else:
             nn.init.normal_(self.decoder.weight, std=config.initializer_range)
@@ -48,3 +37,14 @@ class LMHead(Head):
     def loss_sum(self, out, batch):
         return linear_cross_entropy(out.last_hidden_state[:, :-1], self.decoder.weight, None,
                                     batch[self.target_key][:, 1:])
+
+
+class CausalLM(Objective):
+    name = "clm"
+    head = LMHead
+    direction = "causal"
+
+    def prepare(self, batch, keys) -> None:
+        batch["lm_labels"] = np.where(batch["attention_mask"] == 1, batch["input_ids"], -100)
+
+

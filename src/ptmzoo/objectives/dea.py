@@ -28,9 +28,9 @@ from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ..models.model import Head, register_head
+from ..models.model import Head
 from ..nn import activation
-from .base import Objective, register_objective
+from .base import Objective
 
 CANDIDATES = ("sequence", "batch")
 
@@ -50,15 +50,49 @@ class DEAOptions(Config):
 
 
 def _needs_entities(backbone) -> None:
-    if not getattr(backbone, "reads_entities", False):
+    if "entity_ids" not in backbone.inputs:
         raise UserError("objective 'dea' predicts the entities aligned with the tokens and needs a model that "
                         "reads them; use an ernie-thu-* preset")
 
 
-@register_objective
+class DEAHead(Head):
+    kind = "dea"
+    target_key = "dea_labels"
+
+    def __init__(self, backbone, candidates: str = "sequence", **options):
+        super().__init__(backbone, candidates=candidates, **options)
+        _needs_entities(backbone)
+        config = backbone.config
+        self.candidates = candidates
+        self.dense = nn.Linear(config.hidden_size, config.entity_size)
+        self.act = activation(config.hidden_act)
+        self.norm = nn.LayerNorm(config.entity_size, eps=config.layer_norm_eps)
+        self.entity_weight = backbone.entity_embeddings.weight  # shared with the backbone's table
+        nn.init.normal_(self.dense.weight, std=config.initializer_range)
+        nn.init.zeros_(self.dense.bias)
+
+    def logits(self, out, batch):
+        """None: the candidates come from the aligned entities of a training batch."""
+
+    def loss_sum(self, out, batch):
+        labels = batch[self.target_key]
+        chosen = labels != -100
+        rows = chosen.nonzero(as_tuple=True)[0]
+        hidden = self.norm(self.act(self.dense(out.last_hidden_state[chosen])))  # [n, entity_size]
+        if len(rows) == 0:
+            return hidden.sum() * 0.0
+        candidates, target = torch.unique(labels[chosen], return_inverse=True)
+        scores = (hidden @ self.entity_weight[candidates].T.to(hidden.dtype)).float()  # [n, candidates]
+        if self.candidates == "sequence":  # only the entities aligned in the token's own sequence
+            present = torch.zeros(labels.shape[0], len(candidates), dtype=torch.bool, device=labels.device)
+            present[rows, target] = True
+            scores = scores.masked_fill(~present[rows], float("-inf"))
+        return F.cross_entropy(scores, target, reduction="sum")
+
+
 class DenoisingEntityAutoEncoder(Objective):
     name = "dea"
-    head_kind = "dea"
+    head = DEAHead
     Options = DEAOptions
     direction = "bidirectional"
     salt = 0xDEA
@@ -101,37 +135,3 @@ class DenoisingEntityAutoEncoder(Objective):
         batch["dea_labels"] = labels
 
 
-@register_head
-class DEAHead(Head):
-    kind = "dea"
-    target_key = "dea_labels"
-
-    def __init__(self, backbone, candidates: str = "sequence", **options):
-        super().__init__(backbone, candidates=candidates, **options)
-        _needs_entities(backbone)
-        config = backbone.config
-        self.candidates = candidates
-        self.dense = nn.Linear(config.hidden_size, config.entity_size)
-        self.act = activation(config.hidden_act)
-        self.norm = nn.LayerNorm(config.entity_size, eps=config.layer_norm_eps)
-        self.entity_weight = backbone.entity_embeddings.weight  # shared with the backbone's table
-        nn.init.normal_(self.dense.weight, std=config.initializer_range)
-        nn.init.zeros_(self.dense.bias)
-
-    def logits(self, out, batch):
-        """None: the candidates come from the aligned entities of a training batch."""
-
-    def loss_sum(self, out, batch):
-        labels = batch[self.target_key]
-        chosen = labels != -100
-        rows = chosen.nonzero(as_tuple=True)[0]
-        hidden = self.norm(self.act(self.dense(out.last_hidden_state[chosen])))  # [n, entity_size]
-        if len(rows) == 0:
-            return hidden.sum() * 0.0
-        candidates, target = torch.unique(labels[chosen], return_inverse=True)
-        scores = (hidden @ self.entity_weight[candidates].T.to(hidden.dtype)).float()  # [n, candidates]
-        if self.candidates == "sequence":  # only the entities aligned in the token's own sequence
-            present = torch.zeros(labels.shape[0], len(candidates), dtype=torch.bool, device=labels.device)
-            present[rows, target] = True
-            scores = scores.masked_fill(~present[rows], float("-inf"))
-        return F.cross_entropy(scores, target, reduction="sum")

@@ -22,7 +22,6 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from .base import register_objective
 from .seq2seq import Seq2SeqObjective
 
 SENTENCE_ENDS = (".", "!", "?", "。", "！", "？")
@@ -106,7 +105,6 @@ def rotate(tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.roll(tokens, -int(rng.integers(1, len(tokens))))
 
 
-@register_objective
 class Denoising(Seq2SeqObjective):
     name = "denoising"
     Options = DenoisingOptions

@@ -19,7 +19,6 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from .base import register_objective
 from .seq2seq import IGNORE, Seq2SeqObjective
 
 
@@ -39,7 +38,6 @@ def fragment(length: int, ratio: float, rng: np.random.Generator) -> tuple[int, 
     return start, start + size
 
 
-@register_objective
 class Mass(Seq2SeqObjective):
     name = "mass"
     Options = MassOptions

@@ -27,11 +27,11 @@ from torch import nn
 from ..config import Config
 from ..data.shards import WORD_START
 from ..errors import UserError
-from ..models.model import Head, register_head
+from ..models.model import Head
 from ..nn import activation
 from ..nn.losses import linear_cross_entropy
 from . import masking as select
-from .base import Objective, register_objective
+from .base import Objective
 
 MASKING = ("token", "whole_word", "knowledge", "span")
 
@@ -61,10 +61,42 @@ class MLMOptions(Config):
             raise UserError("objectives.mlm: span_p must be in (0, 1] and max_span at least 1")
 
 
-@register_objective
+class MLMHead(Head):
+    kind = "mlm"
+    target_key = "mlm_labels"
+
+    def __init__(self, backbone, **options):
+        super().__init__(backbone, **options)
+        config = backbone.config
+        # the transform ends in the size of the (tied) input embeddings: E < H in ALBERT
+        embed = backbone.input_embeddings.embedding_dim
+        self.dense = self.act = self.norm = None
+        if backbone.mlm_head_transform:  # XLM's prediction layer is the projection alone
+            self.dense = nn.Linear(config.hidden_size, embed)
+            self.act = activation(config.hidden_act)
+            self.norm = nn.LayerNorm(embed, eps=config.layer_norm_eps)
+            nn.init.normal_(self.dense.weight, std=config.initializer_range)
+            nn.init.zeros_(self.dense.bias)
+        self.decoder = nn.Linear(embed, config.vocab_size)
+        self.decoder.weight = backbone.input_embeddings.weight  # tied
+        nn.init.zeros_(self.decoder.bias)
+
+    def _transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden if self.dense is None else self.norm(self.act(self.dense(hidden)))
+
+    def logits(self, out, batch):
+        return self.decoder(self._transform(out.last_hidden_state))
+
+    def loss_sum(self, out, batch):
+        labels = batch[self.target_key]
+        chosen = labels != -100
+        hidden = self._transform(out.last_hidden_state[chosen])
+        return linear_cross_entropy(hidden, self.decoder.weight, self.decoder.bias, labels[chosen])
+
+
 class MaskedLM(Objective):
     name = "mlm"
-    head_kind = "mlm"
+    head = MLMHead
     Options = MLMOptions
     direction = "bidirectional"
     salt = 1
@@ -164,35 +196,3 @@ class MaskedLM(Objective):
             batch["span_left"], batch["span_right"] = span_left, span_right
 
 
-@register_head
-class MLMHead(Head):
-    kind = "mlm"
-    target_key = "mlm_labels"
-
-    def __init__(self, backbone, **options):
-        super().__init__(backbone, **options)
-        config = backbone.config
-        # the transform ends in the size of the (tied) input embeddings: E < H in ALBERT
-        embed = backbone.input_embeddings.embedding_dim
-        self.dense = self.act = self.norm = None
-        if getattr(config, "lm_head_transform", True):  # XLM's prediction layer is the projection alone
-            self.dense = nn.Linear(config.hidden_size, embed)
-            self.act = activation(config.hidden_act)
-            self.norm = nn.LayerNorm(embed, eps=config.layer_norm_eps)
-            nn.init.normal_(self.dense.weight, std=config.initializer_range)
-            nn.init.zeros_(self.dense.bias)
-        self.decoder = nn.Linear(embed, config.vocab_size)
-        self.decoder.weight = backbone.input_embeddings.weight  # tied
-        nn.init.zeros_(self.decoder.bias)
-
-    def _transform(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden if self.dense is None else self.norm(self.act(self.dense(hidden)))
-
-    def logits(self, out, batch):
-        return self.decoder(self._transform(out.last_hidden_state))
-
-    def loss_sum(self, out, batch):
-        labels = batch[self.target_key]
-        chosen = labels != -100
-        hidden = self._transform(out.last_hidden_state[chosen])
-        return linear_cross_entropy(hidden, self.decoder.weight, self.decoder.bias, labels[chosen])

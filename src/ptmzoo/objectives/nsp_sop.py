@@ -19,8 +19,8 @@ from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ..models.model import SequenceHead, register_head
-from .base import Objective, register_objective
+from ..models.model import SequenceHead
+from .base import Objective
 
 
 @dataclass
@@ -32,12 +32,33 @@ class NSPOptions(Config):
             raise UserError("random_next_prob must be between 0 and 1 (the share of label-1 pairs)")
 
 
-@register_objective
+class NSPHead(SequenceHead):
+    kind = "nsp"
+    target_key = "nsp_labels"
+
+    def __init__(self, backbone, classes: int = 2, **options):
+        super().__init__(backbone, **({"classes": classes} if classes != 2 else {}), **options)
+        self.classifier = nn.Linear(backbone.config.hidden_size, classes)
+        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def logits(self, out, batch):
+        return self.classifier(out.pooler_output)
+
+    def loss_sum(self, out, batch):
+        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
+
+
+class SOPHead(NSPHead):
+    kind = "sop"
+    target_key = "sop_labels"
+
+
 class NextSentencePrediction(Objective):
     name = "nsp"
-    head_kind = "nsp"
+    head = NSPHead
     Options = NSPOptions
-    needs_sentence_pairs = True
+    samples = "sentence_pairs"
     direction = "bidirectional"
 
     def check_backbone(self, backbone, preset: str) -> None:
@@ -46,7 +67,7 @@ class NextSentencePrediction(Objective):
             raise UserError(f"objective '{self.name}' reads the pooled [CLS] state, but '{preset}' has no pooler "
                             f"(set model.add_pooler=true or drop {self.name})")
 
-    def pair_options(self) -> dict:
+    def sample_options(self) -> dict:
         """How ``data.packing.SentencePairs`` builds this objective's pairs."""
         return {"task": self.name, "random_next_prob": self.options.random_next_prob}
 
@@ -65,38 +86,15 @@ class SOPOptions(NSPOptions):
                             "pairs are equally likely); leave it out")
 
 
-@register_objective
 class SentenceOrderPrediction(NextSentencePrediction):
     name = "sop"
-    head_kind = "sop"
+    head = SOPHead
     Options = SOPOptions
 
     def head_options(self):
         return {"classes": 3} if self.options.classes == 3 else {}
 
-    def pair_options(self) -> dict:
-        return {**super().pair_options(), "classes": self.options.classes}
+    def sample_options(self) -> dict:
+        return {**super().sample_options(), "classes": self.options.classes}
 
 
-@register_head
-class NSPHead(SequenceHead):
-    kind = "nsp"
-    target_key = "nsp_labels"
-
-    def __init__(self, backbone, classes: int = 2, **options):
-        super().__init__(backbone, **({"classes": classes} if classes != 2 else {}), **options)
-        self.classifier = nn.Linear(backbone.config.hidden_size, classes)
-        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
-        nn.init.zeros_(self.classifier.bias)
-
-    def logits(self, out, batch):
-        return self.classifier(out.pooler_output)
-
-    def loss_sum(self, out, batch):
-        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
-
-
-@register_head
-class SOPHead(NSPHead):
-    kind = "sop"
-    target_key = "sop_labels"

@@ -18,9 +18,9 @@ from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ..models.model import Head, register_head
+from ..models.model import Head
 from ..nn.losses import linear_cross_entropy
-from .base import Objective, register_objective
+from .base import Objective
 from .mlm import MaskedLM
 
 
@@ -33,27 +33,6 @@ class SBOOptions(Config):
             raise UserError("objectives.sbo.max_offset must be at least 1")
 
 
-@register_objective
-class SpanBoundary(Objective):
-    name = "sbo"
-    head_kind = "sbo"
-    Options = SBOOptions
-    direction = "bidirectional"
-
-    def check_objectives(self, objectives) -> None:
-        mlm = next((o for o in objectives if isinstance(o, MaskedLM)), None)
-        if mlm is None or mlm.options.masking != "span" or objectives.index(mlm) > objectives.index(self):
-            raise UserError("objective 'sbo' predicts the spans of SpanBERT's span masking; use "
-                            "objectives: {mlm: {masking: span}, sbo: {}} (mlm first)")
-
-    def head_options(self):
-        return {"max_offset": self.options.max_offset}
-
-    def prepare(self, batch, keys) -> None:
-        batch["sbo_labels"] = np.where(batch["span_left"] >= 0, batch["mlm_labels"], -100)
-
-
-@register_head
 class SpanBoundaryHead(Head):
     kind = "sbo"
     target_key = "sbo_labels"
@@ -95,3 +74,24 @@ class SpanBoundaryHead(Head):
         chosen = labels != -100
         hidden = self._transform(out, batch, chosen)
         return linear_cross_entropy(hidden, self.decoder_weight, self.decoder_bias, labels[chosen])
+
+
+class SpanBoundary(Objective):
+    name = "sbo"
+    head = SpanBoundaryHead
+    Options = SBOOptions
+    direction = "bidirectional"
+
+    def check_objectives(self, objectives) -> None:
+        mlm = next((o for o in objectives if isinstance(o, MaskedLM)), None)
+        if mlm is None or mlm.options.masking != "span" or objectives.index(mlm) > objectives.index(self):
+            raise UserError("objective 'sbo' predicts the spans of SpanBERT's span masking; use "
+                            "objectives: {mlm: {masking: span}, sbo: {}} (mlm first)")
+
+    def head_options(self):
+        return {"max_offset": self.options.max_offset}
+
+    def prepare(self, batch, keys) -> None:
+        batch["sbo_labels"] = np.where(batch["span_left"] >= 0, batch["mlm_labels"], -100)
+
+

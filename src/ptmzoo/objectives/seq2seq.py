@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError
+from ..models.seq2seq import Seq2SeqLMHead
 from .base import Objective
 
 IGNORE = -100
@@ -30,7 +31,7 @@ def pad_rows(rows: list[np.ndarray], fill: int) -> tuple[np.ndarray, np.ndarray]
 
 
 class Seq2SeqObjective(Objective):
-    head_kind = "seq2seq_lm"
+    head = Seq2SeqLMHead
 
     def __init__(self, options, tokenizer, seed: int = 0):
         super().__init__(options, tokenizer, seed)
@@ -41,14 +42,14 @@ class Seq2SeqObjective(Objective):
         self.max_len: int | None = None
 
     def check_backbone(self, backbone, preset: str) -> None:
-        if not getattr(backbone, "is_encoder_decoder", False):
+        if not backbone.is_encoder_decoder:
             raise UserError(f"objective '{self.name}' trains an encoder-decoder, and '{preset}' is not one; "
                             "use a t5-* or bart-* preset")
         config = backbone.config
         self.pad_id, self.eos_id = config.pad_token_id, config.eos_token_id
-        self.bos_id = getattr(config, "bos_token_id", None)
+        self.bos_id = backbone.bos_token_id
         self.start_id = backbone.decoder_start_id
-        self.max_len = config.max_position_embeddings if not hasattr(config, "relative_attention_num_buckets") else None
+        self.max_len = backbone.max_length  # None: no position table (T5)
 
     def frame(self, tokens: np.ndarray) -> np.ndarray:
         """``[bos] tokens [eos]`` with the tokens the model has."""

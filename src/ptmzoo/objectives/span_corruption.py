@@ -24,7 +24,6 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from .base import register_objective
 from .seq2seq import Seq2SeqObjective
 
 
@@ -78,7 +77,6 @@ def apply_span_corruption(tokens: np.ndarray, noise: np.ndarray, sentinel_ids: n
     return inputs, targets[targets >= 0]
 
 
-@register_objective
 class SpanCorruption(Seq2SeqObjective):
     name = "span_corruption"
     Options = SpanCorruptionOptions

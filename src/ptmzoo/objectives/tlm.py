@@ -12,26 +12,13 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..models.xlm import XLMConfig
-from .base import register_objective
-from .mlm import MaskedLM
+from .mlm import MaskedLM, MLMHead
 
 
-def corpus_language_ids(meta: dict, config) -> tuple[int, ...] | None:
-    """The language ids a corpus gives its tokens: (source, target) for a parallel corpus, (id,)
-    for a monolingual one that names its language; None for a model without languages."""
-    if not isinstance(config, XLMConfig):
-        return None
-    where = "corpus: "
-    if "parallel" in meta:
-        return tuple(config.language_id(lang, where) for lang in meta["parallel"]["languages"])
-    return (config.language_id(meta["language"], where),) if "language" in meta else None
-
-
-@register_objective
 class TranslationLM(MaskedLM):
     name = "tlm"
-    head_kind = "mlm"
-    needs_parallel = True
+    head = MLMHead
+    samples = "parallel_pairs"
 
     def check_corpus(self, corpus) -> None:
         if "parallel" not in corpus.meta:

@@ -21,8 +21,7 @@ from ..data.packing import sample_rng
 from ..errors import UserError
 from ..models.unilm import UnilmModel
 from ..nn.attention import UNIFIED_MASKS, unified_mask
-from .base import register_objective
-from .mlm import MaskedLM, MLMOptions
+from .mlm import MaskedLM, MLMHead, MLMOptions
 
 
 @dataclass
@@ -45,16 +44,15 @@ class UniLMOptions(MLMOptions):
         return [getattr(self, kind) for kind in UNIFIED_MASKS]
 
 
-@register_objective
 class UnifiedLM(MaskedLM):
     name = "unilm"
-    head_kind = "mlm"
+    head = MLMHead
     Options = UniLMOptions
     salt = 13
 
     def check_objectives(self, objectives) -> None:
         # segments A / B (source and target of the seq2seq mask) come from the pair builder of NSP
-        if not any(o.needs_sentence_pairs for o in objectives):
+        if not any(o.samples == "sentence_pairs" for o in objectives):
             raise UserError("objective 'unilm' trains its seq2seq mask on sentence pairs; add nsp "
                             "(--objectives unilm,nsp, as in the unilm-* presets)")
 

@@ -21,8 +21,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from ..models.model import register_head
-from .base import Objective, register_objective
+from .base import Objective
 from .mlm import MaskedLM, MLMHead
 
 
@@ -38,10 +37,26 @@ class WordOrderOptions(Config):
             raise UserError("objectives.word_order.ngram must be between 2 and 8 (StructBERT: 3)")
 
 
-@register_objective
+class WordOrderHead(MLMHead):
+    """Predicts the original tokens at the shuffled positions through the MLM head's layers (shared
+    when the model has an MLM head, as in StructBERT; its own otherwise). No logits at inference:
+    they would be MLM's."""
+
+    kind = "word_order"
+    target_key = "word_order_labels"
+
+    def attach(self, model) -> None:
+        mlm = next((h for h in model.heads.values() if type(h) is MLMHead), None)
+        if mlm is not None:
+            self.dense, self.act, self.norm, self.decoder = mlm.dense, mlm.act, mlm.norm, mlm.decoder
+
+    def logits(self, out, batch):
+        return None
+
+
 class WordOrder(Objective):
     name = "word_order"
-    head_kind = "word_order"
+    head = WordOrderHead
     Options = WordOrderOptions
     direction = "bidirectional"
     salt = 17
@@ -111,19 +126,3 @@ class WordOrder(Objective):
         batch["word_order_labels"] = labels
 
 
-@register_head
-class WordOrderHead(MLMHead):
-    """Predicts the original tokens at the shuffled positions through the MLM head's layers (shared
-    when the model has an MLM head, as in StructBERT; its own otherwise). No logits at inference:
-    they would be MLM's."""
-
-    kind = "word_order"
-    target_key = "word_order_labels"
-
-    def attach(self, model) -> None:
-        mlm = next((h for h in model.heads.values() if type(h) is MLMHead), None)
-        if mlm is not None:
-            self.dense, self.act, self.norm, self.decoder = mlm.dense, mlm.act, mlm.norm, mlm.decoder
-
-    def logits(self, out, batch):
-        return None

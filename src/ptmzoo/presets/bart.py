@@ -2,7 +2,9 @@
 the GPT-2 byte-level vocabulary (50,265 entries), and a tiny one for tests. Pre-trained with text
 infilling and sentence permutation, as BART-large was."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers per stack, hidden, heads, positions)
     "bart-tiny": (2, 128, 4, 256),
@@ -11,7 +13,7 @@ _SIZES = {  # name: (layers per stack, hidden, heads, positions)
 }
 
 for _name, (_layers, _hidden, _heads, _positions) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="bart",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,

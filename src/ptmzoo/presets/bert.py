@@ -1,7 +1,9 @@
 """BERT presets: base and large from the paper, and the official miniature sizes (Turc et al.,
 2019, "Well-Read Students Learn Better"): 64-dimensional heads, feed-forward of 4 x hidden."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers, hidden)
     "bert-tiny": (2, 128),
@@ -13,7 +15,7 @@ _SIZES = {  # name: (layers, hidden)
 }
 
 for _name, (_layers, _hidden) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="bert",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _hidden // 64,
@@ -26,7 +28,7 @@ for _name, (_layers, _hidden) in _SIZES.items():
 # RoBERTa (Liu et al., 2019): BERT's sizes, byte-level BPE, dynamic MLM only, full 512-token inputs.
 for _name, (_layers, _hidden, _seq_len) in {"roberta-tiny": (2, 128, 128), "roberta-base": (12, 768, 512),
                                             "roberta-large": (24, 1024, 512)}.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="roberta",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _hidden // 64,
@@ -48,7 +50,7 @@ _ALBERT = {  # name: (layers, hidden, heads, pre-training length)
 }
 for _name, (_layers, _hidden, _heads, _seq_len) in _ALBERT.items():
     _embed = 128 if _hidden >= 768 else 32
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="albert",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,
@@ -59,7 +61,7 @@ for _name, (_layers, _hidden, _heads, _seq_len) in _ALBERT.items():
     ))
 
 # DistilBERT (Sanh et al., 2019): BERT-base with every other layer, no segments, no pooler.
-register(Preset(
+PRESETS.append(Preset(
     name="distilbert-base",
     family="distilbert",
     model={"num_layers": 6, "hidden_size": 768, "num_heads": 12, "intermediate_size": 3072},
@@ -88,7 +90,7 @@ _DESCENDANTS = {  # name: (layers, hidden, kind)
     "structbert-large": (24, 1024, _STRUCTBERT),
 }
 for _name, (_layers, _hidden, (_config, _objectives, _model_name, _what)) in _DESCENDANTS.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="bert",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _hidden // 64,

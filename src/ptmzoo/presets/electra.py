@@ -2,7 +2,9 @@
 fraction of it (hidden, feed-forward and heads): 1/4 for small, 1/3 for base. Pre-trained with
 replaced-token detection (generator MLM + 50 x discriminator loss)."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers, hidden, heads, embedding size, generator fraction, sequence length)
     "electra-tiny": (2, 128, 2, 128, 0.25, 128),
@@ -11,7 +13,7 @@ _SIZES = {  # name: (layers, hidden, heads, embedding size, generator fraction, 
 }
 
 for _name, (_layers, _hidden, _heads, _embed, _gen, _seq) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="electra",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,

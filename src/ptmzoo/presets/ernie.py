@@ -4,7 +4,9 @@ pre-trained with MLM, NSP and the denoising entity auto-encoder (dEA). The entit
 and width follow the shards' entity vectors (``ptmzoo prepare --entities``); the parameter counts
 of ``ptmzoo zoo`` leave it out (it depends on the knowledge graph, and stays frozen)."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (T-Encoder layers N, K-Encoder layers M, hidden, heads, entity size, entity heads, seq)
     "ernie-thu-tiny": (2, 2, 128, 2, 32, 2, 128),
@@ -12,7 +14,7 @@ _SIZES = {  # name: (T-Encoder layers N, K-Encoder layers M, hidden, heads, enti
 }
 
 for _name, (_n, _m, _hidden, _heads, _entity, _entity_heads, _seq) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="ernie",
         model={"num_layers": _n + _m, "knowledge_layers": _m, "hidden_size": _hidden, "num_heads": _heads,

@@ -1,7 +1,9 @@
 """Decoder presets: GPT-1, the four GPT-2 sizes of the paper (124M, 355M, 774M, 1.5B), the GPT-3
 size table, and tiny ones for tests."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _GPT2_SIZES = {  # name: (layers, hidden, heads, pre-training context)
     "gpt2-tiny": (2, 128, 2, 128),
@@ -12,7 +14,7 @@ _GPT2_SIZES = {  # name: (layers, hidden, heads, pre-training context)
 }
 
 for _name, (_layers, _hidden, _heads, _ctx) in _GPT2_SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="gpt2",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads,
@@ -24,7 +26,7 @@ for _name, (_layers, _hidden, _heads, _ctx) in _GPT2_SIZES.items():
 
 # GPT-1 (117M): 12 layers x 768, 12 heads, 512 positions, post-LayerNorm.
 for _name, (_layers, _hidden, _heads, _ctx) in {"gpt1-tiny": (2, 128, 2, 128), "gpt1": (12, 768, 12, 512)}.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="gpt1",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads,
@@ -52,7 +54,7 @@ GPT3_SIZES = {  # name: (layers, hidden, heads, parameters in the paper)
 }
 
 for _name, (_layers, _hidden, _heads, _params) in GPT3_SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="gpt2",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,
@@ -61,7 +63,7 @@ for _name, (_layers, _hidden, _heads, _params) in GPT3_SIZES.items():
         seq_len=2048,
         description=f"GPT-3 decoder, {_layers} layers x {_hidden} hidden, dense/banded attention, causal LM",
     ))
-register(Preset(name="gpt3-tiny", family="gpt2",
+PRESETS.append(Preset(name="gpt3-tiny", family="gpt2",
                 model={"num_layers": 2, "hidden_size": 128, "num_heads": 2, "intermediate_size": 512,
                        "max_position_embeddings": 256, "attention_window": 32},
                 objectives={"clm": {}}, seq_len=128,

@@ -2,7 +2,9 @@
 sizes Small 60M, Base 220M, Large 770M, 3B, 11B with T5's 32,128-entry vocabulary. v1.1 (the
 released "t5-v1_1" checkpoints): gated GELU, untied output layer, no dropout in pre-training."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _V1_0 = {  # name: (layers per stack, hidden, heads, head size, feed-forward)
     "t5-tiny": (2, 128, 4, 32, 512),
@@ -26,7 +28,7 @@ for _version, _sizes in (("1.0", _V1_0), ("1.1", _V1_1)):
         if _version == "1.1":
             _model.update(hidden_act="gelu_tanh", gated_ffn=True, tie_word_embeddings=False, hidden_dropout=0.0,
                           attention_dropout=0.0)
-        register(Preset(
+        PRESETS.append(Preset(
             name=_name,
             family="t5",
             model=_model,

@@ -3,7 +3,9 @@
 dropout 0.3), plus small ones for Multi30k-sized data and tests. Trained on translation by
 ``ptmzoo finetune --task translation`` (no pre-training objective)."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers per stack, hidden, heads, feed-forward, dropout)
     "transformer-tiny": (2, 64, 4, 128, 0.1),
@@ -13,7 +15,7 @@ _SIZES = {  # name: (layers per stack, hidden, heads, feed-forward, dropout)
 }
 
 for _name, (_layers, _hidden, _heads, _ffn, _dropout) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="transformer",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": _ffn,
@@ -23,7 +25,7 @@ for _name, (_layers, _hidden, _heads, _ffn, _dropout) in _SIZES.items():
 
 # MASS (Song et al., 2019), section 4.1: the Transformer with 6+6 layers, 1024 hidden, 4096
 # feed-forward (8 heads and GELU, as in its XLM-based code), pre-trained with masked seq2seq.
-register(Preset(
+PRESETS.append(Preset(
     name="mass-base",
     family="transformer",
     model={"num_layers": 6, "hidden_size": 1024, "num_heads": 8, "intermediate_size": 4096, "hidden_act": "gelu",

@@ -2,7 +2,9 @@
 UniLM-base is the BERT-large shape (24 layers, 1024 hidden, 16 heads, 340M) with a 28,996-entry
 cased WordPiece vocabulary; unilm-tiny is for tests and CPU experiments."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers, hidden, heads, vocabulary)
     "unilm-tiny": (2, 128, 4, 28996),
@@ -10,7 +12,7 @@ _SIZES = {  # name: (layers, hidden, heads, vocabulary)
 }
 
 for _name, (_layers, _hidden, _heads, _vocab) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="unilm",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,

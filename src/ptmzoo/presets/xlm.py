@@ -4,7 +4,9 @@ languages are ``model.languages`` (language id = position in that list). The MLM
 prediction layer (the tied vocabulary projection, no transform), so runs export to Hugging Face's
 XLMWithLMHeadModel."""
 
-from . import Preset, register
+from .base import Preset
+
+PRESETS: list[Preset] = []  # registered by ptmzoo.presets
 
 _SIZES = {  # name: (layers, hidden, heads, sequence length)
     "xlm-tiny": (2, 128, 2, 128),
@@ -12,7 +14,7 @@ _SIZES = {  # name: (layers, hidden, heads, sequence length)
 }
 
 for _name, (_layers, _hidden, _heads, _seq) in _SIZES.items():
-    register(Preset(
+    PRESETS.append(Preset(
         name=_name,
         family="xlm",
         model={"num_layers": _layers, "hidden_size": _hidden, "num_heads": _heads, "intermediate_size": 4 * _hidden,

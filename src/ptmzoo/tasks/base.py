@@ -20,6 +20,7 @@ import torch
 from ..config import Config
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..models.model import Head, unwrap
 from .gpt_input import (
     AUX_LM_HEAD,
     AuxiliaryLMHead,
@@ -199,7 +200,7 @@ class Task:
     """The interface of a fine-tuning task; subclasses fill in the task-specific parts."""
 
     name: ClassVar[str]
-    head_kind: ClassVar[str]
+    head: ClassVar[type[Head]]
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
 
@@ -267,9 +268,9 @@ class Task:
         if self.options.gpt_input:  # room in the embedding matrix for the marker tokens
             self.gpt_inputs()
             resize_token_embeddings(model.backbone, self.tokenizer.vocab_size)
-        model.add_head(self.head_name, self.head_kind, **self.head_options(model.backbone))
+        model.add_head(self.head_name, self.head, **self.head_options(model.backbone))
         if self.options.aux_lm_weight > 0:  # after resizing: the LM head is tied to the embeddings
-            model.add_head(AUX_LM_HEAD, AuxiliaryLMHead.kind, weight=self.options.aux_lm_weight)
+            model.add_head(AUX_LM_HEAD, AuxiliaryLMHead, weight=self.options.aux_lm_weight)
 
     @torch.no_grad()
     def batch_logits(self, model, samples: list[dict], batch_size: int, device) -> Iterator[tuple[list[dict], dict, torch.Tensor]]:
@@ -280,7 +281,7 @@ class Task:
             for start in range(0, len(samples), batch_size):
                 chunk = samples[start : start + batch_size]
                 batch = self.collate(chunk)
-                inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
+                inputs = {k: v.to(device) for k, v in unwrap(model).select_inputs(batch).items()}
                 logits = model(**inputs).head_logits[self.head_name]
                 yield chunk, batch, logits.float().cpu()
         finally:

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..io import atomic_write_text
-from ..models.model import SequenceHead, register_head
+from ..models.model import SequenceHead
 from .base import POOLINGS, Task, TaskOptions, label_vocabulary
 from .tables import require_columns
 
@@ -97,9 +97,77 @@ def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, flo
 
 
 # ---- tasks --------------------------------------------------------------------------------------
+class ClassificationHead(SequenceHead):
+    kind = "classification"
+    target_key = "labels"
+
+    def __init__(self, backbone, num_labels: int = 2, pooling: str = "cls", dropout: float = 0.1):
+        super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout)
+        if pooling not in POOLINGS:
+            raise UserError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
+        self.pooling = pooling
+        self.use_pooler = pooling == "cls" and backbone.has_pooler
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+
+    def pool(self, out, batch) -> torch.Tensor:
+        hidden = out.last_hidden_state
+        mask = batch.get("attention_mask")
+        if self.pooling == "cls":
+            return out.pooler_output if self.use_pooler else hidden[:, 0]
+        if mask is None:
+            return hidden[:, -1] if self.pooling == "last" else hidden.mean(dim=1)
+        if self.pooling == "mean":
+            weights = mask.to(hidden.dtype).unsqueeze(-1)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        # last real token; works for right and left padding alike
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        last = (positions * mask.bool()).argmax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def pool_groups(self, out, batch) -> torch.Tensor:
+        """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the
+        model ran as one sequence per row)."""
+        ids, mask = batch["input_ids"], batch.get("attention_mask")
+        if ids.dim() < 3:
+            return self.pool(out, batch)
+        flat = {"input_ids": ids.reshape(-1, ids.shape[-1]),
+                "attention_mask": None if mask is None else mask.reshape(-1, mask.shape[-1])}
+        return self.pool(out, flat).view(*ids.shape[:2], -1)
+
+    def logits(self, out, batch):
+        pooled = self.pool_groups(out, batch)
+        if pooled.dim() == 3:  # both orders of a pair (GPT-1 similarity): the representations summed
+            pooled = pooled.sum(1)
+        return self.classifier(self.dropout(pooled))
+
+    def loss_sum(self, out, batch):
+        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
+
+
+class RegressionHead(ClassificationHead):
+    kind = "regression"
+
+    def loss_sum(self, out, batch):
+        return F.mse_loss(self.logits(out, batch).float()[:, 0], batch[self.target_key].float(), reduction="sum")
+
+
+class MultiLabelHead(ClassificationHead):
+    """Binary cross-entropy per label; the loss is the mean over examples x labels (counted by
+    ``SequenceHead.count_targets`` as the number of target entries)."""
+
+    kind = "multilabel"
+
+    def loss_sum(self, out, batch):
+        return F.binary_cross_entropy_with_logits(self.logits(out, batch).float(), batch[self.target_key].float(),
+                                                  reduction="sum")
+
+
 class ClassificationTask(Task):
     name = "classification"
-    head_kind = "classification"
+    head = ClassificationHead
     metric_names = ("accuracy", "macro_f1", "mcc")
 
     @classmethod
@@ -204,7 +272,7 @@ class ClassificationTask(Task):
 
 class RegressionTask(ClassificationTask):
     name = "regression"
-    head_kind = "regression"
+    head = RegressionHead
     metric_names = ("pearson", "spearman")
     target_dtype = torch.float32
     prediction_header = ("prediction",)
@@ -240,7 +308,7 @@ class MultiLabelTask(ClassificationTask):
     a TSV/CSV cell; an empty cell means no label. A label is predicted at probability >= 0.5."""
 
     name = "multilabel"
-    head_kind = "multilabel"
+    head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
     prediction_header = ("prediction",)
@@ -276,75 +344,6 @@ class MultiLabelTask(ClassificationTask):
 
 
 # ---- heads --------------------------------------------------------------------------------------
-@register_head
-class ClassificationHead(SequenceHead):
-    kind = "classification"
-    target_key = "labels"
-
-    def __init__(self, backbone, num_labels: int = 2, pooling: str = "cls", dropout: float = 0.1):
-        super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout)
-        if pooling not in POOLINGS:
-            raise UserError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
-        self.pooling = pooling
-        self.use_pooler = pooling == "cls" and backbone.has_pooler
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
-        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
-        nn.init.zeros_(self.classifier.bias)
-
-    def pool(self, out, batch) -> torch.Tensor:
-        hidden = out.last_hidden_state
-        mask = batch.get("attention_mask")
-        if self.pooling == "cls":
-            return out.pooler_output if self.use_pooler else hidden[:, 0]
-        if mask is None:
-            return hidden[:, -1] if self.pooling == "last" else hidden.mean(dim=1)
-        if self.pooling == "mean":
-            weights = mask.to(hidden.dtype).unsqueeze(-1)
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        # last real token; works for right and left padding alike
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (positions * mask.bool()).argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-
-    def pool_groups(self, out, batch) -> torch.Tensor:
-        """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the
-        model ran as one sequence per row)."""
-        ids, mask = batch["input_ids"], batch.get("attention_mask")
-        if ids.dim() < 3:
-            return self.pool(out, batch)
-        flat = {"input_ids": ids.reshape(-1, ids.shape[-1]),
-                "attention_mask": None if mask is None else mask.reshape(-1, mask.shape[-1])}
-        return self.pool(out, flat).view(*ids.shape[:2], -1)
-
-    def logits(self, out, batch):
-        pooled = self.pool_groups(out, batch)
-        if pooled.dim() == 3:  # both orders of a pair (GPT-1 similarity): the representations summed
-            pooled = pooled.sum(1)
-        return self.classifier(self.dropout(pooled))
-
-    def loss_sum(self, out, batch):
-        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
-
-
-@register_head
-class RegressionHead(ClassificationHead):
-    kind = "regression"
-
-    def loss_sum(self, out, batch):
-        return F.mse_loss(self.logits(out, batch).float()[:, 0], batch[self.target_key].float(), reduction="sum")
-
-
-@register_head
-class MultiLabelHead(ClassificationHead):
-    """Binary cross-entropy per label; the loss is the mean over examples x labels (counted by
-    ``SequenceHead.count_targets`` as the number of target entries)."""
-
-    kind = "multilabel"
-
-    def loss_sum(self, out, batch):
-        return F.binary_cross_entropy_with_logits(self.logits(out, batch).float(), batch[self.target_key].float(),
-                                                  reduction="sum")
 
 
 __all__ = ["ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead", "MultiLabelTask",

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models.model import register_head
 from ..objectives.clm import LMHead
 
 # the names of Hugging Face's openai-gpt fine-tuning example, so its tokenizers interoperate
@@ -87,7 +86,6 @@ def lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     return input_ids.masked_fill(attention_mask == 0, -100)
 
 
-@register_head
 class AuxiliaryLMHead(LMHead):
     """The causal LM head (tied to the embeddings) with its loss scaled by lambda, so that the
     Trainer's per-head means add up to task loss + lambda * LM loss. Grouped inputs

@@ -23,15 +23,31 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..io import atomic_write_text
-from ..models.model import register_head
 from .base import Task
 from .classification import ClassificationHead
 from .tables import require_columns
 
 
+class MultipleChoiceHead(ClassificationHead):
+    """The classification head's pooling with a one-output scorer: logits [batch, choices]."""
+
+    kind = "multiple_choice"
+
+    def __init__(self, backbone, pooling: str = "cls", dropout: float = 0.1, num_labels: int = 1):
+        super().__init__(backbone, num_labels=1, pooling=pooling, dropout=dropout)
+
+    def logits(self, out, batch):
+        scores = self.classifier(self.dropout(self.pool_groups(out, batch))).squeeze(-1)
+        present = batch["attention_mask"].sum(-1) > 0  # padding choices of rows with fewer choices
+        return scores.masked_fill(~present, float("-inf"))
+
+    def loss_sum(self, out, batch):
+        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
+
+
 class MultipleChoiceTask(Task):
     name = "multiple-choice"
-    head_kind = "multiple_choice"
+    head = MultipleChoiceHead
     metric_names = ("accuracy",)
 
     @classmethod
@@ -138,24 +154,6 @@ class MultipleChoiceTask(Task):
             cells += [str(best), sample["choices"][best], f"{float(probabilities[best]):.4f}"]
             lines.append("\t".join(c.replace("\t", " ").replace("\n", " ") for c in cells))
         atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-@register_head
-class MultipleChoiceHead(ClassificationHead):
-    """The classification head's pooling with a one-output scorer: logits [batch, choices]."""
-
-    kind = "multiple_choice"
-
-    def __init__(self, backbone, pooling: str = "cls", dropout: float = 0.1, num_labels: int = 1):
-        super().__init__(backbone, num_labels=1, pooling=pooling, dropout=dropout)
-
-    def logits(self, out, batch):
-        scores = self.classifier(self.dropout(self.pool_groups(out, batch))).squeeze(-1)
-        present = batch["attention_mask"].sum(-1) > 0  # padding choices of rows with fewer choices
-        return scores.masked_fill(~present, float("-inf"))
-
-    def loss_sum(self, out, batch):
-        return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
 
 
 __all__ = ["MultipleChoiceHead", "MultipleChoiceTask"]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError, require_file
-from ..models.model import SequenceHead, register_head
+from ..models.model import SequenceHead
 from .base import SpecialTokens, Task, write_json
 
 
@@ -192,9 +192,35 @@ def answer_char_span(context: str, answer: dict) -> tuple[int, int] | None:
 
 
 # ---- the task -----------------------------------------------------------------------------------
+class SpanHead(SequenceHead):
+    """Start and end logits for every token; the loss is the mean of the start and end cross-
+    entropies (padding excluded)."""
+
+    kind = "span"
+    target_key = "start_positions"
+
+    def __init__(self, backbone):
+        super().__init__(backbone)
+        self.qa_outputs = nn.Linear(backbone.config.hidden_size, 2)
+        nn.init.normal_(self.qa_outputs.weight, std=backbone.config.initializer_range)
+        nn.init.zeros_(self.qa_outputs.bias)
+
+    def logits(self, out, batch):
+        logits = self.qa_outputs(out.last_hidden_state)  # [B, L, 2]
+        mask = batch.get("attention_mask")
+        if mask is not None:
+            logits = logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
+        return logits
+
+    def loss_sum(self, out, batch):
+        logits = self.logits(out, batch).float()
+        return (F.cross_entropy(logits[..., 0], batch["start_positions"], reduction="sum")
+                + F.cross_entropy(logits[..., 1], batch["end_positions"], reduction="sum")) / 2
+
+
 class QATask(Task):
     name = "qa"
-    head_kind = "span"
+    head = SpanHead
     metric_names = ("f1", "exact_match")
     prediction_suffix = ".json"
 
@@ -278,33 +304,6 @@ class QATask(Task):
     def write_predictions(self, path, rows, samples, outputs):
         """SQuAD prediction format: {question id: answer text}."""
         write_json(path, {r["id"]: o["answer"] for r, o in zip(rows, outputs)})
-
-
-@register_head
-class SpanHead(SequenceHead):
-    """Start and end logits for every token; the loss is the mean of the start and end cross-
-    entropies (padding excluded)."""
-
-    kind = "span"
-    target_key = "start_positions"
-
-    def __init__(self, backbone):
-        super().__init__(backbone)
-        self.qa_outputs = nn.Linear(backbone.config.hidden_size, 2)
-        nn.init.normal_(self.qa_outputs.weight, std=backbone.config.initializer_range)
-        nn.init.zeros_(self.qa_outputs.bias)
-
-    def logits(self, out, batch):
-        logits = self.qa_outputs(out.last_hidden_state)  # [B, L, 2]
-        mask = batch.get("attention_mask")
-        if mask is not None:
-            logits = logits.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(logits.dtype).min)
-        return logits
-
-    def loss_sum(self, out, batch):
-        logits = self.logits(out, batch).float()
-        return (F.cross_entropy(logits[..., 0], batch["start_positions"], reduction="sum")
-                + F.cross_entropy(logits[..., 1], batch["end_positions"], reduction="sum")) / 2
 
 
 __all__ = ["QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1", "qa_metrics",

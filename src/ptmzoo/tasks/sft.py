@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..objectives.clm import LMHead
 from .base import Task, TaskOptions, pad, write_json
 from .tables import read_json_records
 
@@ -89,7 +90,7 @@ def encode_conversation(tokenizer, template: ChatTemplate, messages: list[dict],
 
 class SFTTask(Task):
     name = "sft"
-    head_kind = "clm"
+    head = LMHead
     metric_names = ("token_accuracy",)  # next-token accuracy on the replies (higher is better)
     prediction_suffix = ".json"
 

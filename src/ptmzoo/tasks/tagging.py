@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError, require_file
-from ..models.model import Head, register_head
+from ..models.model import Head, unwrap
 from .base import SpecialTokens, Task, pad, write_jsonl
 from .crf import CRF, pack
 from .tables import read_json_records, read_table
@@ -240,9 +240,45 @@ def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None
 
 
 # ---- the task -----------------------------------------------------------------------------------
+class TaggingHead(Head):
+    """A linear layer over every token; with ``crf`` a CRF over the labelled positions (the first
+    sub-token of each word), trained by its negative log-likelihood and decoded by Viterbi."""
+
+    kind = "tagging"
+    target_key = "labels"
+
+    def __init__(self, backbone, num_labels: int = 2, crf: bool = False, dropout: float = 0.1):
+        super().__init__(backbone, num_labels=num_labels, crf=crf, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
+        nn.init.zeros_(self.classifier.bias)
+        self.crf = CRF(num_labels) if crf else None
+
+    def logits(self, out, batch):
+        return self.classifier(self.dropout(out.last_hidden_state))
+
+    def loss_sum(self, out, batch):
+        logits = self.logits(out, batch).float()
+        labels = batch[self.target_key]
+        if self.crf is None:
+            return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        emissions, mask = pack(logits, labels != -100)
+        tags, _ = pack(labels, labels != -100)
+        return self.crf.nll(emissions, tags, mask).sum()
+
+    def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[int]]:
+        """Tag ids at the ``word_mask`` positions of each row."""
+        emissions, mask = pack(logits, word_mask)
+        if self.crf is not None:
+            return self.crf.decode(emissions, mask)
+        best = emissions.argmax(-1)
+        return [best[b, : int(n)].tolist() for b, n in enumerate(mask.sum(1))]
+
+
 class TaggingTask(Task):
     name = "tagging"
-    head_kind = "tagging"
+    head = TaggingHead
     metric_names = ("f1", "strict_f1", "token_accuracy")
     prediction_suffix = ".jsonl"
 
@@ -316,7 +352,6 @@ class TaggingTask(Task):
 
     def predict(self, model, samples, batch_size, device) -> list[list[str]]:
         """The predicted tag of every word."""
-        from ..checkpoint import unwrap
 
         head = unwrap(model).heads[self.head_name]
         out = []
@@ -349,40 +384,4 @@ class TaggingTask(Task):
             records.append(record)
         write_jsonl(path, records)
 
-
-@register_head
-class TaggingHead(Head):
-    """A linear layer over every token; with ``crf`` a CRF over the labelled positions (the first
-    sub-token of each word), trained by its negative log-likelihood and decoded by Viterbi."""
-
-    kind = "tagging"
-    target_key = "labels"
-
-    def __init__(self, backbone, num_labels: int = 2, crf: bool = False, dropout: float = 0.1):
-        super().__init__(backbone, num_labels=num_labels, crf=crf, dropout=dropout)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
-        nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
-        nn.init.zeros_(self.classifier.bias)
-        self.crf = CRF(num_labels) if crf else None
-
-    def logits(self, out, batch):
-        return self.classifier(self.dropout(out.last_hidden_state))
-
-    def loss_sum(self, out, batch):
-        logits = self.logits(out, batch).float()
-        labels = batch[self.target_key]
-        if self.crf is None:
-            return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-        emissions, mask = pack(logits, labels != -100)
-        tags, _ = pack(labels, labels != -100)
-        return self.crf.nll(emissions, tags, mask).sum()
-
-    def decode(self, logits: torch.Tensor, word_mask: torch.Tensor) -> list[list[int]]:
-        """Tag ids at the ``word_mask`` positions of each row."""
-        emissions, mask = pack(logits, word_mask)
-        if self.crf is not None:
-            return self.crf.decode(emissions, mask)
-        best = emissions.argmax(-1)
-        return [best[b, : int(n)].tolist() for b, n in enumerate(mask.sum(1))]
 

@@ -18,7 +18,9 @@ import torch
 
 from ..errors import UserError
 from ..generation.unilm import generate_unilm, seq2seq_batch
+from ..models.seq2seq import Seq2SeqLMHead
 from ..models.unilm import UnilmModel
+from ..objectives.mlm import MLMHead
 from .base import Task, pad
 from .tables import read_table
 
@@ -42,8 +44,8 @@ class TranslationTask(Task):
         return "unilm" if self.unified else "seq2seq_lm"
 
     @property
-    def head_kind(self) -> str:
-        return "mlm" if self.unified else "seq2seq_lm"
+    def head(self) -> type:
+        return MLMHead if self.unified else Seq2SeqLMHead
 
     @classmethod
     def read(cls, path: str, options, fmt: str = "auto", columns: list[str] | None = None) -> list[dict]:
@@ -87,7 +89,7 @@ class TranslationTask(Task):
     # ---- model --------------------------------------------------------------------------------
     def add_head(self, model) -> None:
         self.unified = isinstance(model.backbone, UnilmModel)
-        if not self.unified and not getattr(model.backbone, "is_encoder_decoder", False):
+        if not self.unified and not model.backbone.is_encoder_decoder:
             raise UserError(f"{self.name} trains an encoder-decoder or UniLM; this checkpoint is a {model.family} "
                             "model")
         if self.unified and self.tokenizer.mask_id is None:

@@ -8,15 +8,15 @@ from typing import Any
 
 import yaml
 
-from ..checkpoint import load as load_checkpoint
+from ..catalog import build_model, family
 from ..config import Config, TrainConfig
-from ..data.packing import PackedBlocks, SentencePairs
+from ..data.samples import SampleSettings, build_samples
 from ..data.shards import ShardedCorpus, ShardSplit
 from ..errors import UserError
 from ..io import atomic_write_text
-from ..models import backbone_class
-from ..models.seq2seq import model_for
-from ..objectives import Objective, PretrainCollator, build_objectives
+from ..loading import load as load_checkpoint
+from ..models.model import PtmModel
+from ..objectives import OBJECTIVES, Objective, PretrainCollator, build_objectives, sample_kind
 from ..presets import get_preset
 from .distributed import DistEnv, setup
 from .trainer import Trainer, TrainResult, evaluate_loss, seed_everything
@@ -47,68 +47,32 @@ class PretrainRecipe(Config):
             raise UserError("no data given; use --data with a directory made by `ptmzoo prepare`")
 
 
-def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], tokenizer, seq_len: int,
-                           causal: bool, seed: int, document_attention: bool = False,
-                           language_ids: tuple[int, ...] | None = None):
-    """Sentence pairs when an objective needs them, else packed blocks with no padding. XLM
-    (``language_ids`` from the corpus): translation pairs for TLM, else language ids on every token."""
-    if language_ids is not None:
-        from ..data.parallel import ParallelPairs, WithLanguage
-
-        if any(getattr(o, "needs_parallel", False) for o in objectives):
-            return ParallelPairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id, language_ids)
-        if len(language_ids) == 1:
-            return WithLanguage(build_pretrain_dataset(split, objectives, tokenizer, seq_len, causal, seed,
-                                                       document_attention), language_ids[0])
-    try:
-        pair_objective = next((o for o in objectives if o.needs_sentence_pairs), None)
-        if pair_objective is not None:
-            return SentencePairs(split, seq_len, tokenizer.cls_id, tokenizer.sep_id, seed=seed,
-                                 **pair_objective.pair_options())
-        if not causal:
-            if tokenizer.cls_id is None or tokenizer.sep_id is None:
-                raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
-            return PackedBlocks(split, seq_len - 2, tokenizer.sep_id, (tokenizer.cls_id,), (tokenizer.sep_id,),
-                                document_attention)
-        return PackedBlocks(split, seq_len, tokenizer.document_separator_id, document_attention=document_attention)
-    except ValueError as exc:
-        raise UserError(f"cannot build training sequences: {exc}") from None
+def build_pretrain_dataset(split: ShardSplit, objectives: list[Objective], tokenizer, seq_len: int, framed: bool,
+                           seed: int, batch_size: int, document_attention: bool = False,
+                           segment_ids: tuple[int, ...] | None = None):
+    """The samples the objectives declare (``Objective.samples``; ``data.samples`` builds them)."""
+    kind = sample_kind(objectives)
+    options = {}
+    for objective in objectives:
+        if objective.samples == kind:
+            options.update(objective.sample_options())
+    settings = SampleSettings(tokenizer, seq_len, framed, seed, batch_size, document_attention, segment_ids, options)
+    return build_samples(kind, split, settings)
 
 
 class PretrainJob:
-    """Everything a pre-training run needs, built from a recipe."""
+    """Everything a pre-training run needs, built from a recipe. With ``model`` (a trained one,
+    for ``evaluate --data``), the job's data, objectives and evaluation come with that model."""
 
-    def __init__(self, recipe: PretrainRecipe, env: DistEnv | None = None):
+    def __init__(self, recipe: PretrainRecipe, env: DistEnv | None = None, model: PtmModel | None = None):
         self.recipe = recipe
         self.env = env or setup(recipe.train.device)
         self.preset = get_preset(recipe.preset)
         self.corpus = ShardedCorpus(recipe.data.shards)
         self.tokenizer = self.corpus.tokenizer()
+        self.corpus_meta: dict[str, Any] = {}
         seed = recipe.train.seed
-
-        model_config = {**self.preset.model, "vocab_size": self.tokenizer.vocab_size, **recipe.model}
-        cls = backbone_class(self.preset.family)
-        # encoders embed padding (RoBERTa also counts positions) by the tokenizer's pad id
-        if "pad_token_id" in cls.config_class.field_types() and self.tokenizer.pad_id is not None:
-            model_config.setdefault("pad_token_id", self.tokenizer.pad_id)
-        for role in ("bos", "eos"):  # encoder-decoders frame and end their sequences with these
-            if f"{role}_token_id" in cls.config_class.field_types() and self.tokenizer.role_id(role) is not None:
-                model_config.setdefault(f"{role}_token_id", self.tokenizer.role_id(role))
-        if model_config["vocab_size"] < self.tokenizer.vocab_size:
-            raise UserError(f"model.vocab_size ({model_config['vocab_size']}) is smaller than the tokenizer's "
-                            f"vocabulary ({self.tokenizer.vocab_size})")
-        self.entity_names = None  # ERNIE: the entity table is sized and filled from the shards' entity vectors
-        entity_table = None
-        if "num_entities" in cls.config_class.field_types():
-            from ..models.ernie import size_entity_table
-
-            entity_table = size_entity_table(self.corpus, model_config, recipe.model)
-            self.entity_names = entity_table[0] if entity_table is not None else None
-        config = cls.config_class.from_dict(model_config, where="model.")
-        self.seq_len = recipe.data.seq_len or min(self.preset.seq_len, config.max_position_embeddings)
-        if self.seq_len > config.max_position_embeddings:
-            raise UserError(f"data.seq_len ({self.seq_len}) exceeds the model's max_position_embeddings "
-                            f"({config.max_position_embeddings})")
+        spec = family(self.preset.family)
 
         if not (recipe.objectives or self.preset.objectives):
             raise UserError(f"preset '{recipe.preset}' has no pre-training objective of its own; name one with "
@@ -117,50 +81,59 @@ class PretrainJob:
         self.objectives = build_objectives(recipe.objectives or self.preset.objectives, self.tokenizer, seed)
         for objective in self.objectives:
             objective.check_corpus(self.corpus)
-        extra_vocab = max(getattr(o, "extra_vocab", 0) for o in self.objectives)  # T5's sentinel ids
-        if config.vocab_size < self.tokenizer.vocab_size + extra_vocab:
-            config = config.replace(vocab_size=self.tokenizer.vocab_size + extra_vocab)
-        seed_everything(seed)
-        backbone = cls(config)
-        if entity_table is not None:
-            backbone.set_entity_vectors(entity_table[1])
+        model_config = {**self.preset.model, "vocab_size": self.tokenizer.vocab_size, **recipe.model}
+        # the corpus completes the config: special token ids, ERNIE's entity table
+        model_config = spec.backbone.config_from_corpus(model_config, self.tokenizer, self.corpus, recipe.model)
+        if model_config["vocab_size"] < self.tokenizer.vocab_size:
+            raise UserError(f"model.vocab_size ({model_config['vocab_size']}) is smaller than the tokenizer's "
+                            f"vocabulary ({self.tokenizer.vocab_size})")
+        extra_vocab = max(o.extra_vocab for o in self.objectives)  # T5's sentinel ids
+        model_config["vocab_size"] = max(model_config["vocab_size"], self.tokenizer.vocab_size + extra_vocab)
+        config = spec.config_class.from_dict(model_config, where="model.")
+
+        if model is None:
+            seed_everything(seed)
+            model = build_model(self.preset.family, config.to_dict())
+            self.corpus_meta = model.backbone.load_corpus_data(self.corpus)  # recorded in ptmzoo.json
+        self.model = model
+        backbone = model.backbone
+        self.seq_len = recipe.data.seq_len or min(self.preset.seq_len, backbone.max_length or self.preset.seq_len)
+        if backbone.max_length is not None and self.seq_len > backbone.max_length:
+            raise UserError(f"data.seq_len ({self.seq_len}) exceeds the model's max_position_embeddings "
+                            f"({backbone.max_length})")
         for objective in self.objectives:
             objective.check_backbone(backbone, recipe.preset)
-        self.model = model_for(self.preset.family, backbone)  # Seq2SeqModel for encoder-decoders
-        for objective in self.objectives:
-            self.model.add_head(objective.name, objective.head_kind, **objective.head_options())
+            if objective.name not in model.heads:
+                objective.attach(model)
         if recipe.init_from:
             self._init_from(recipe.init_from)
 
-        causal = backbone.causal or getattr(backbone, "is_encoder_decoder", False)  # plain blocks: the
-        # seq2seq objectives add their own special tokens
-        document_attention = recipe.data.document_attention
-        from ..objectives.tlm import corpus_language_ids
+        # encoders frame their blocks; decoders and encoder-decoders (whose objectives add their own
+        # special tokens) read the raw stream
+        framed = not (backbone.causal or backbone.is_encoder_decoder)
+        segments = backbone.corpus_segment_ids(self.corpus.meta)  # XLM: language ids of the corpus
 
-        languages = corpus_language_ids(self.corpus.meta, config)  # XLM: language ids of the corpus
-        self.train_data = build_pretrain_dataset(self.corpus.split("train"), self.objectives, self.tokenizer,
-                                                 self.seq_len, causal, seed, document_attention, languages)
+        self._framed, self._segments = framed, segments
+        self.train_data = self.dataset("train", seed) if self.corpus.has_split("train") else None
         self.valid_data = None
         if self.corpus.has_split("valid"):
             try:
-                self.valid_data = build_pretrain_dataset(self.corpus.split("valid"), self.objectives,
-                                                         self.tokenizer, self.seq_len, causal, seed + 1,
-                                                         document_attention, languages)
+                self.valid_data = self.dataset("valid", seed + 1)
             except UserError:
                 self.valid_data = None  # held-out split shorter than one sequence
             if self.valid_data is not None and len(self.valid_data) == 0:
                 self.valid_data = None
-        self.collate = PretrainCollator(self.objectives, self.tokenizer.pad_id
-                                        if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id,
-                                        entities=getattr(backbone, "reads_entities", False))
+        pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id
+        self.collate = PretrainCollator(self.objectives, pad_id)
 
     def _init_from(self, path: str) -> None:
         source = load_checkpoint(path)
         if source.family != self.preset.family:
             raise UserError(f"--init-from {path} is a {source.family} model, the preset is {self.preset.family}")
-        if source.meta.get("entities") != self.entity_names:  # ERNIE: entity ids must mean the same entities
-            raise UserError(f"--init-from {path} was trained with other entities than the shards in "
-                            f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's entity vectors")
+        for key, value in self.corpus_meta.items():  # ERNIE: entity ids must mean the same entities
+            if source.meta.get(key) != value:
+                raise UserError(f"--init-from {path} was trained with other {key} than the shards in "
+                                f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's {key}")
         if source.tokenizer is not None and source.tokenizer.fingerprint() != self.tokenizer.fingerprint():
             raise UserError(f"--init-from {path} uses a different tokenizer than the shards in "
                             f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's tokenizer")
@@ -171,21 +144,31 @@ class PretrainJob:
             raise UserError(f"--init-from {path} does not fit the preset (missing {backbone_missing[0]}); "
                             "use the checkpoint's architecture")
 
-    def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
+    def dataset(self, split: str, seed: int):
+        """The samples of a corpus split, as the objectives declare them."""
+        recipe = self.recipe
+        return build_pretrain_dataset(self.corpus.split(split), self.objectives, self.tokenizer, self.seq_len,
+                                      self._framed, seed, recipe.train.batch_size, recipe.data.document_attention,
+                                      self._segments)
+
+    @property
+    def shuffles(self) -> bool:
+        """Stream samples are read in order (each row continues its text); the others shuffled."""
+        return sample_kind(self.objectives) != "stream"
+
+    def evaluate(self, model) -> dict[str, float]:
+        """Held-out losses of the run's objectives (what ``evaluate --data`` reports too)."""
         train = self.recipe.train
-        env = self.env
+        return evaluate_loss(model, self.valid_data, self.collate, self.env, train.batch_size, train.eval_batches,
+                             train.precision, self.objectives)
 
-        def evaluate(model):
-            return evaluate_loss(model, self.valid_data, self.collate, env, train.batch_size, train.eval_batches,
-                                 train.precision)
-
+    def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
-                 "seq_len": self.seq_len, "recipe": self.recipe.to_dict()}
-        if self.entity_names is not None:  # ERNIE: entity id i is names[i - 1]
-            extra["entities"] = self.entity_names
-        return Trainer(self.model, self.train_data, self.collate, train, out_dir, env, tokenizer=self.tokenizer,
-                       extra_meta=extra, evaluate=evaluate if self.valid_data is not None else None,
-                       progress=progress, callbacks=callbacks)
+                 "seq_len": self.seq_len, "recipe": self.recipe.to_dict(), **self.corpus_meta}
+        return Trainer(self.model, self.train_data, self.collate, self.recipe.train, out_dir, self.env,
+                       tokenizer=self.tokenizer, extra_meta=extra,
+                       evaluate=self.evaluate if self.valid_data is not None else None, progress=progress,
+                       callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles)
 
 
 def save_recipe(recipe: PretrainRecipe, out_dir: str) -> None:
@@ -202,3 +185,31 @@ def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None
     result = trainer.train(resume)
     trainer.save_model(os.path.join(out_dir, "final"))
     return result
+
+
+def evaluate_on_shards(pretrained, shards: str, split: str = "valid", batch_size: int = 32,
+                       max_batches: int | None = None) -> dict[str, float]:
+    """The held-out losses of a pre-trained checkpoint's objectives on a split of shards, through
+    its pre-training job's own evaluation (so every objective's checkpoint can be evaluated). A
+    checkpoint without a recipe (from Hugging Face) is evaluated with the objectives of its heads."""
+    if pretrained.tokenizer is not None:
+        corpus = ShardedCorpus(shards)
+        if corpus.meta["tokenizer"]["fingerprint"] != pretrained.tokenizer.fingerprint():
+            raise UserError(f"{shards} was tokenized with a different tokenizer than {pretrained.path}; "
+                            "prepare the corpus with the checkpoint's tokenizer")
+    recipe = dict(pretrained.meta.get("recipe") or {})
+    if not recipe:
+        objectives = [name for name, head in pretrained.model.heads.items() if name in OBJECTIVES]
+        if not objectives:
+            raise UserError(f"{pretrained.path} has no pre-training head to evaluate on shards "
+                            f"(heads: {', '.join(pretrained.model.heads) or 'none'})")
+        preset = next((p.name for p in family(pretrained.family).presets), None)
+        recipe = {"preset": preset, "objectives": {name: {} for name in objectives},
+                  "data": {"seq_len": pretrained.meta.get("seq_len", 128)}}
+    recipe["data"] = {**recipe.get("data", {}), "shards": shards}
+    recipe["init_from"] = None
+    recipe.setdefault("train", {})["batch_size"] = batch_size
+    job = PretrainJob(PretrainRecipe.from_dict(recipe), DistEnv(device=next(pretrained.model.parameters()).device),
+                      model=pretrained.model)
+    data = job.dataset(split, job.recipe.train.seed + 1)
+    return evaluate_loss(pretrained.model, data, job.collate, job.env, batch_size, max_batches, "auto", job.objectives)

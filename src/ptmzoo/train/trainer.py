@@ -27,15 +27,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, load_model, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import unwrap, write_model_files
+from ..checkpoint import write_model_files
 from ..config import TrainConfig
 from ..data.sampling import StepSampler, eval_batches
 from ..errors import UserError
 from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from ..models.model import unwrap
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
 from .state import (
@@ -47,15 +49,7 @@ from .state import (
     set_rng_state,
     step_dir_name,
 )
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "document_ids", "entity_ids")
-
-
-def _real_tokens(batch: dict) -> int:
-    """Non-padding tokens of a batch, for tokens/s. ``padding_mask`` is there when the
-    ``attention_mask`` is a [B, L, L] visibility matrix (UniLM) rather than a [B, L] padding mask."""
-    mask = batch.get("padding_mask", batch.get("attention_mask"))
-    return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+from .step import TrainingStep
 
 
 class TrainingInterrupted(Exception):
@@ -76,10 +70,6 @@ def seed_everything(seed: int) -> None:
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
-
-
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
 
 
 def autocast_context(precision: str, device: torch.device):
@@ -146,11 +136,15 @@ class Trainer:
         before_step: Callable[[int], None] | None = None,
         write_model: Callable[..., None] = write_model_files,
         patience: int | None = None,
+        objectives: list | None = None,
+        shuffle: bool = True,
     ):
-        """Fine-tuning strategies (finetune/strategies.py) use the last four: ``optimizer_groups``
-        (per-layer learning rates), ``before_step(step)`` (gradual unfreezing), ``write_model``
-        (save only adapter/LoRA parameters); ``patience``: stop after that many evaluations
-        without a better ``select_metric`` (early stopping)."""
+        """Fine-tuning strategies (finetune/strategies.py) use ``optimizer_groups`` (per-layer
+        learning rates), ``before_step(step)`` (gradual unfreezing), ``write_model`` (save only
+        adapter/LoRA parameters); ``patience``: stop after that many evaluations without a better
+        ``select_metric`` (early stopping). ``objectives`` (pre-training) may run their own step
+        and carry state across steps (``train.step.TrainingStep``); ``shuffle=False`` reads the
+        samples in order (stream samples: each batch row continues the previous step's text)."""
         self.config = config
         self.env = env
         self.out_dir = out_dir
@@ -172,13 +166,15 @@ class Trainer:
                             f"processes ({env.world_size})")
         self.micro_batch = config.micro_batch_size or config.batch_size // env.world_size
         self.model = unwrap(model).to(env.device)
+        self.training_step = TrainingStep(self.model, objectives or []).to(env.device)
+        self.shuffle = shuffle
         self.optimizer = build_optimizer(self.model, config, env.device, optimizer_groups)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.autocast = autocast_context(config.precision, env.device)
-        wrapped: nn.Module = self.model
+        wrapped: nn.Module = self.training_step
         if env.distributed:
             ids = [env.device.index] if env.device.type == "cuda" else None
-            wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            wrapped = nn.parallel.DistributedDataParallel(self.training_step, device_ids=ids)
         if config.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
@@ -215,6 +211,10 @@ class Trainer:
             os.makedirs(os.path.join(tmp, STATE_DIR), exist_ok=True)
         env.barrier()
         torch.save(rng_state(), os.path.join(tmp, STATE_DIR, f"rng_rank{env.rank}.pt"))
+        carried = self.training_step.carried_state()  # objectives' memories, per process (its own rows)
+        if carried:
+            save_file({k: v.detach().contiguous().cpu() for k, v in carried.items()},
+                      os.path.join(tmp, STATE_DIR, f"objectives_rank{env.rank}.safetensors"))
         env.barrier()
         if env.is_main:
             write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step})
@@ -241,8 +241,6 @@ class Trainer:
         if state["batch_size"] != self.config.batch_size:
             raise UserError(f"cannot resume from {checkpoint}: train.batch_size was {state['batch_size']}, "
                             f"now {self.config.batch_size}; keep the global batch size")
-        from safetensors.torch import load_model
-
         load_model(self.model, os.path.join(checkpoint, "model.safetensors"), device=str(self.env.device))
         state_dir = os.path.join(checkpoint, STATE_DIR)
         self.optimizer.load_state_dict(torch.load(os.path.join(state_dir, "optimizer.pt"),
@@ -251,6 +249,12 @@ class Trainer:
         rng_file = os.path.join(state_dir, f"rng_rank{self.env.rank}.pt")
         if state["world_size"] == self.env.world_size and os.path.exists(rng_file):
             set_rng_state(torch.load(rng_file, weights_only=False))
+        carried_file = os.path.join(state_dir, f"objectives_rank{self.env.rank}.safetensors")
+        if any(name.startswith("objectives_rank") for name in os.listdir(state_dir)):
+            if state["world_size"] != self.env.world_size or not os.path.exists(carried_file):
+                raise UserError(f"cannot resume from {checkpoint}: its objectives carry state per process, saved for "
+                                f"{state['world_size']} process(es); resume with the same number of processes")
+            self.training_step.load_carried_state(load_file(carried_file, device=str(self.env.device)))
         self.step = state["step"]
         self.samples_seen = state["samples_seen"]
         self.tokens_seen = state["tokens_seen"]
@@ -268,7 +272,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
         sampler = StepSampler(len(self.train_data), self.config.batch_size, self.micro_batch, self.env.rank,
-                              self.env.world_size, self.config.seed, self.step, self.config.max_steps)
+                              self.env.world_size, self.config.seed, self.step, self.config.max_steps,
+                              shuffle=self.shuffle)
         self.accumulation = sampler.accumulation
         # An own generator: creating a DataLoader iterator otherwise draws from the global torch
         # RNG, which would shift the dropout masks of a resumed run.
@@ -365,8 +370,9 @@ class Trainer:
     def _train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, Any]:
         env = self.env
         micro = [to_device(next(batches), env.device) for _ in range(self.accumulation)]
-        names = list(self.model.count_targets(micro[0]))
-        counts = torch.stack([sum(self.model.count_targets(mb)[n] for mb in micro).float() for n in names])
+        step = self.training_step
+        names = list(step.count_targets(micro[0]))
+        counts = torch.stack([sum(step.count_targets(mb)[n] for mb in micro).float() for n in names])
         counts = env.all_reduce_sum(counts.to(env.device)).clamp(min=1)
         sums = torch.zeros(len(names), device=env.device)
         tokens = 0
@@ -374,12 +380,12 @@ class Trainer:
             last = i == len(micro) - 1
             sync = contextlib.nullcontext() if (last or not env.distributed) else self.wrapped.no_sync()
             with sync, self.autocast():
-                out = self.wrapped(**model_inputs(mb), targets=mb)
+                out = self.wrapped(mb)
                 parts = torch.stack([out.loss_sums[n].float() for n in names])
                 loss = (parts / counts).sum() * env.world_size
             loss.backward()
             sums += parts.detach()
-            tokens += _real_tokens(mb)
+            tokens += self.model.count_tokens(mb)
         if self.config.max_grad_norm > 0:
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
         else:
@@ -387,8 +393,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        stats = torch.cat([sums, torch.tensor([float(tokens), float(len(micro[0]["input_ids"]) * len(micro))],
-                                              device=env.device)])
+        rows = sum(self.model.count_rows(mb) for mb in micro)
+        stats = torch.cat([sums, torch.tensor([float(tokens), float(rows)], device=env.device)])
         env.all_reduce_sum(stats)
         per_head = (stats[: len(names)] / counts).tolist()
         self.tokens_seen += int(stats[-2])
@@ -424,17 +430,19 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: int,
-                  max_batches: int | None, precision: str = "auto") -> dict[str, float]:
-    """Mean loss of each head over (the first ``max_batches`` global batches of) a dataset."""
+                  max_batches: int | None, precision: str = "auto", objectives: list | None = None) -> dict[str, float]:
+    """Mean loss of each head (and objective) over (the first ``max_batches`` global batches of) a
+    dataset, through the run's training step (``objectives``)."""
     autocast = autocast_context(precision, env.device)
-    names = model.loss_names()
+    step = model if isinstance(model, TrainingStep) else TrainingStep(unwrap(model), objectives or [])
+    names = step.loss_names()
     sums = torch.zeros(len(names), device=env.device)
     counts = torch.zeros(len(names), device=env.device)
     for keys in eval_batches(len(dataset), batch_size, env.rank, env.world_size, max_batches):
         batch = to_device(collate([dataset[k] for k in keys]), env.device)
         with autocast():
-            out = model(**model_inputs(batch), targets=batch)
-        target_counts = model.count_targets(batch)
+            out = step(batch)
+        target_counts = step.count_targets(batch)
         for i, name in enumerate(names):
             if name in out.loss_sums:
                 sums[i] += out.loss_sums[name].float()

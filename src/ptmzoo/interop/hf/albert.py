@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 
 from ...errors import UserError
 from ...models.model import PtmModel
-from .base import Param, linear, register_adapter
+from .base import Param, linear
 from .bert import _BERT_DEFAULTS, EncoderAdapter
 
 _LAYERS = "encoder.albert_layer_groups"
 
 
-@register_adapter
 class AlbertAdapter(EncoderAdapter):
     family = "albert"
     model_type = "albert"

@@ -20,7 +20,6 @@ from .base import (
     Param,
     heads_of_kind,
     linear,
-    register_adapter,
 )
 
 _SAME = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_layers": "encoder_layers",
@@ -38,7 +37,6 @@ def _attention(ptm: str, hf: str) -> list[Param]:
             *linear(f"{ptm}.out", f"{hf}.out_proj")]
 
 
-@register_adapter
 class BartAdapter(EncoderDecoderAdapter):
     family = "bart"
     model_type = "bart"

@@ -22,9 +22,7 @@ from typing import Any, ClassVar
 import torch
 
 from ...errors import UserError
-from ...models import backbone_class
 from ...models.model import PtmModel
-from ...models.seq2seq import model_for
 
 # HF activation names <-> ptmzoo's. "gelu_new" and "gelu_pytorch_tanh" are both the tanh
 # approximation (one written out, one calling torch); ptmzoo has a single "gelu_tanh".
@@ -146,22 +144,18 @@ class StateDictAdapter:
     def is_backbone_key(self, key: str) -> bool:
         raise NotImplementedError
 
-    def from_hf_state(self, hf: dict[str, Any], state: dict[str, torch.Tensor], where: str,
-                      architecture: str | None = None) -> PtmModel:
-        """A ``PtmModel`` (with the heads found in ``state``) holding exactly the HF weights."""
-        from ... import objectives, tasks  # noqa: F401  (register the heads)
-
+    def describe_hf(self, hf: dict[str, Any], state: dict[str, torch.Tensor], where: str,
+                    architecture: str | None = None) -> tuple[dict[str, Any], dict[str, dict], dict[str, torch.Tensor]]:
+        """The ptmzoo config dict and heads ({name: {kind, options}}) of an HF model, and its
+        state dict with normalised keys (what ``fill`` takes once the model is built)."""
         self.check_hf_config(hf, where)
         architecture = architecture or (hf.get("architectures") or [self.base_architecture])[0]
         bare = self.normalize_keys(state, heads=False)
         heads = self.heads_from_hf(hf, set(bare), architecture)
-        state = self.normalize_keys(state, heads=bool(heads))
-        cls = backbone_class(self.family)
-        config = cls.config_class.from_dict(self.config_from_hf(hf, set(bare), where), where=f"{where}: ")
-        model = model_for(self.family, cls(config))  # Seq2SeqModel for encoder-decoders
-        for name, spec in heads.items():
-            model.add_head(name, spec["kind"], **spec.get("options", {}))
+        return self.config_from_hf(hf, set(bare), where), heads, self.normalize_keys(state, heads=bool(heads))
 
+    def fill(self, model: PtmModel, state: dict[str, torch.Tensor], where: str, architecture: str) -> PtmModel:
+        """Load the (normalised) HF ``state`` into ``model`` built from ``describe_hf``, exactly."""
         for alias, source in self.aliases(model).items():
             if alias in state and source in state and not torch.equal(state[alias], state[source]):
                 raise UserError(f"{where}: {alias} differs from {source}; ptmzoo ties these weights and cannot "
@@ -180,6 +174,11 @@ class StateDictAdapter:
         self.load_state(model, ptm_state, where)
         return model
 
+    def export_parts(self, pretrained) -> dict[str, Any]:
+        """{sub-directory: Pretrained} when a model is written as several HF directories (ELECTRA's
+        generator and discriminator); {} for one."""
+        return {}
+
     @staticmethod
     def load_state(model: PtmModel, state: dict[str, torch.Tensor], where: str) -> None:
         """Load strictly, except for tensors that are tied to one that was loaded."""
@@ -195,29 +194,6 @@ class StateDictAdapter:
         missing = [k for k in missing if not owners[id(tensors[k])] & set(state)]
         if missing:
             raise UserError(f"{where}: no weight for {missing[0]} (the HF checkpoint is incomplete)")
-
-
-ADAPTERS: dict[str, StateDictAdapter] = {}
-
-
-def register_adapter(cls: type[StateDictAdapter]) -> type[StateDictAdapter]:
-    ADAPTERS[cls.model_type] = cls()
-    return cls
-
-
-def adapter_for_hf(model_type: Any, where: str) -> StateDictAdapter:
-    if model_type not in ADAPTERS:
-        raise UserError(f"{where}: model_type {model_type!r} is not supported; ptmzoo converts "
-                        f"{', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[model_type]
-
-
-def adapter_for_family(family: str) -> StateDictAdapter:
-    for adapter in ADAPTERS.values():
-        if adapter.family == family:
-            return adapter
-    raise UserError(f"no Hugging Face format for ptmzoo family '{family}' (supported: "
-                    f"{', '.join(sorted(a.family for a in ADAPTERS.values()))})")
 
 
 class SingleLMHeadAdapter(StateDictAdapter):

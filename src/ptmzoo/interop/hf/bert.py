@@ -24,7 +24,6 @@ from .base import (
     StateDictAdapter,
     heads_of_kind,
     linear,
-    register_adapter,
 )
 
 # ptmzoo BertConfig field <-> HF BertConfig field (same meaning, same value)
@@ -220,7 +219,6 @@ class EncoderAdapter(StateDictAdapter):
         return aliases
 
 
-@register_adapter
 class BertAdapter(EncoderAdapter):
     family = "bert"
     model_type = "bert"

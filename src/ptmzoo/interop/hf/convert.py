@@ -14,24 +14,44 @@ from typing import Any
 
 import torch
 
+from ...catalog import FAMILIES, build_model
 from ...checkpoint import Pretrained, check_vocab
 from ...data.tokenizers import Tokenizer, UnsupportedTokenizer
 from ...errors import UserError
 from ...io import atomic_directory, atomic_write_json, read_json
 from ...models.model import PtmModel
-from . import (  # noqa: F401  (register the adapters)
-    albert,
-    bart,
-    bert,
-    distilbert,
-    electra,
-    gpt2,
-    openai_gpt,
-    roberta,
-    t5,
-    xlm,
-)
-from .base import adapter_for_family, adapter_for_hf
+from .base import StateDictAdapter
+from .electra import PARTS, pair_dir
+
+
+def adapter_for_hf(model_type: Any, where: str) -> StateDictAdapter:
+    """The adapter that reads an HF ``model_type`` (every family's adapters in the catalog)."""
+    adapters = {cls.model_type: cls for spec in FAMILIES.values() for cls in spec.hf_adapters}
+    if model_type not in adapters:
+        raise UserError(f"{where}: model_type {model_type!r} is not supported; ptmzoo converts "
+                        f"{', '.join(sorted(adapters))}")
+    return adapters[model_type]()
+
+
+def adapter_for_family(family: str) -> StateDictAdapter:
+    """The adapter that writes a ptmzoo family in HF format (the first of its spec's adapters)."""
+    spec = FAMILIES.get(family)
+    if spec is None or not spec.hf_adapters:
+        supported = sorted(name for name, s in FAMILIES.items() if s.hf_adapters)
+        raise UserError(f"no Hugging Face format for ptmzoo family '{family}' (supported: {', '.join(supported)})")
+    return spec.hf_adapters[0]()
+
+
+def model_from_hf(adapter: StateDictAdapter, hf: dict[str, Any], state: dict[str, torch.Tensor], where: str,
+                  architecture: str | None = None) -> PtmModel:
+    """A ``PtmModel`` (with the heads found in ``state``) holding exactly the HF weights."""
+    architecture = architecture or (hf.get("architectures") or [adapter.base_architecture])[0]
+    config, heads, state = adapter.describe_hf(hf, state, where, architecture)
+    try:
+        model = build_model(adapter.family, config, heads=heads)
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    return adapter.fill(model, state, where, architecture)
 
 CONFIG_FILE = "config.json"
 SAFETENSORS = "model.safetensors"
@@ -76,8 +96,8 @@ def from_hf_model(hf_model) -> PtmModel:
     """A ``PtmModel`` (in eval mode) holding a ``transformers`` model's weights and heads."""
     config = hf_model.config.to_dict()
     adapter = adapter_for_hf(config.get("model_type"), type(hf_model).__name__)
-    return adapter.from_hf_state(config, hf_model.state_dict(), type(hf_model).__name__,
-                                 architecture=type(hf_model).__name__).eval()
+    return model_from_hf(adapter, config, hf_model.state_dict(), type(hf_model).__name__,
+                         architecture=type(hf_model).__name__).eval()
 
 
 # ---- directories -------------------------------------------------------------------------------
@@ -105,7 +125,7 @@ def read_hf_weights(directory: str) -> dict[str, torch.Tensor]:
 def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
     """Open a Hugging Face model directory as a ptmzoo model (with its heads) and tokenizer."""
     directory = os.fspath(directory)
-    if not is_hf_dir(directory) and electra.pair_dir(directory):  # ELECTRA: discriminator/ + generator/
+    if not is_hf_dir(directory) and pair_dir(directory):  # ELECTRA: discriminator/ + generator/
         return _import_electra_pair(directory, device)
     where = os.path.join(directory, CONFIG_FILE)
     try:
@@ -116,7 +136,7 @@ def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
         raise UserError(f"{where} is not a model configuration")
     adapter = adapter_for_hf(hf.get("model_type"), where)
     adapter.check_hf_config(hf, where)  # before reading possibly large weights
-    model = adapter.from_hf_state(hf, read_hf_weights(directory), where)
+    model = model_from_hf(adapter, hf, read_hf_weights(directory), where)
     tokenizer, note = None, None
     if any(os.path.exists(os.path.join(directory, name)) for name in TOKENIZER_FILES):
         try:
@@ -126,7 +146,8 @@ def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
         else:
             check_vocab(tokenizer, model, directory)
     meta: dict[str, Any] = {"format": "huggingface", "family": model.family, "config": model.config.to_dict(),
-                            "heads": model.heads_spec(), "tokenizer": tokenizer.describe() if tokenizer else None,
+                            "heads": model.heads_spec(), "helpers": model.helpers_spec(),
+                            "tokenizer": tokenizer.describe() if tokenizer else None,
                             "hf_architecture": (hf.get("architectures") or [adapter.base_architecture])[0]}
     if note:
         meta["tokenizer_note"] = note
@@ -140,7 +161,7 @@ def export_hf(pretrained: Pretrained, out_dir: str) -> str:
     """Write ``pretrained`` (model, tokenizer, task labels) as a Hugging Face model directory."""
     model = pretrained.model
     adapter = adapter_for_family(model.family)
-    parts = adapter.export_parts(pretrained) if hasattr(adapter, "export_parts") else {}
+    parts = adapter.export_parts(pretrained)
     if parts:  # one HF directory per network (ELECTRA's generator and discriminator)
         with atomic_directory(out_dir) as tmp:
             written = {name: export_hf(part, os.path.join(tmp, name)) for name, part in parts.items()}
@@ -177,9 +198,14 @@ def _task_from_labels(hf: dict[str, Any], num_labels: int) -> dict[str, Any]:
 
 
 def _import_electra_pair(directory: str, device) -> Pretrained:
-    parts = {name: import_hf(os.path.join(directory, name)) for name in electra.PARTS}
-    model = adapter_for_family("electra").import_pair({n: p.model for n, p in parts.items()}, directory)
+    parts = {name: import_hf(os.path.join(directory, name)) for name in PARTS}
+    adapter = adapter_for_family("electra")
+    config, state = adapter.describe_pair({n: p.model for n, p in parts.items()}, directory)
     disc = parts["discriminator"]
+    model = build_model("electra", config, heads=disc.model.heads_spec(),
+                        helpers={"generator": {"kind": "electra_generator", "options": {}}})
+    adapter.load_state(model, state, directory)
     meta = {**disc.meta, "config": model.config.to_dict(), "heads": model.heads_spec(),
+            "helpers": model.helpers_spec(),
             "hf_architecture": "+".join(p.meta["hf_architecture"] for p in parts.values())}
     return Pretrained(model.to(device).eval(), disc.tokenizer, meta, directory)

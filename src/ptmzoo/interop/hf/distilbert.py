@@ -13,13 +13,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ...errors import UserError
-from .base import Param, linear, register_adapter
+from .base import Param, linear
 from .bert import EncoderAdapter
 
 _EPS = 1e-12  # HF DistilBERT's LayerNorms, not configurable
 
 
-@register_adapter
 class DistilBertAdapter(EncoderAdapter):
     family = "distilbert"
     model_type = "distilbert"

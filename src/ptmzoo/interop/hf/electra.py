@@ -14,9 +14,9 @@ The encoder has BERT's names under ``electra.``; what differs:
 
 HF keeps the generator and the discriminator in two checkpoints (Google released them apart),
 each a complete ELECTRA encoder. One of them opens as a ptmzoo ``electra`` model without a
-generator (``with_generator: false``); a directory holding ``discriminator/`` and ``generator/``
-opens as the pair, with the embeddings shared again (``import_pair``). Exporting a ptmzoo model
-that has its generator writes that pair (``export_parts``).
+generator; a directory holding ``discriminator/`` and ``generator/`` opens as the pair, the
+generator being the model's helper network with the embeddings shared again (``describe_pair``).
+Exporting a ptmzoo model that has its generator writes that pair (``export_parts``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,12 @@ import torch
 
 from ...errors import UserError
 from ...models.model import PtmModel
-from .base import Param, heads_of_kind, linear, register_adapter
+from .base import Param, heads_of_kind, linear
 from .bert import _BERT_DEFAULTS, EncoderAdapter
 
 PARTS = ("discriminator", "generator")  # sub-directories of an exported pair
 
 
-@register_adapter
 class ElectraAdapter(EncoderAdapter):
     family = "electra"
     model_type = "electra"
@@ -70,7 +69,6 @@ class ElectraAdapter(EncoderAdapter):
             config["embedding_size"] = None  # ptmzoo: no projection
         if f"{self.mlm_modules[0]}.weight" in keys:
             self._check_lm_head_act(config["hidden_act"], where)
-        config["with_generator"] = False  # one HF checkpoint holds one of the two networks
         return config
 
     def config_to_hf(self, config) -> dict[str, Any]:
@@ -119,21 +117,20 @@ class ElectraAdapter(EncoderAdapter):
         """{sub-directory: Pretrained} for a model with its generator: the discriminator as it is
         and the generator as a model of its own; {} for a single network."""
         model = pretrained.model
-        generator = getattr(model, "generator", None)
-        if generator is None:
+        if "generator" not in model.helpers:
             return {}
         from ...checkpoint import Pretrained
 
+        generator = model.helpers["generator"]
         discriminator = PtmModel("electra", model.backbone, dict(model.heads))
         alone = PtmModel("electra", generator.backbone, dict(generator.heads))
         return {PARTS[0]: Pretrained(discriminator, pretrained.tokenizer, pretrained.meta, pretrained.path),
                 PARTS[1]: Pretrained(alone, pretrained.tokenizer, pretrained.meta, pretrained.path)}
 
-    def import_pair(self, parts: dict[str, PtmModel], where: str) -> PtmModel:
-        """One ptmzoo ELECTRA model (discriminator + generator sharing embeddings) from the two HF
-        networks opened on their own (``parts``: discriminator with ``rtd``, generator with ``mlm``)."""
-        from ...models.electra import ElectraBackbone
-
+    def describe_pair(self, parts: dict[str, PtmModel], where: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The config and the state dict of one ptmzoo ELECTRA model (discriminator + its generator
+        helper, sharing embeddings) from the two HF networks opened on their own (``parts``:
+        discriminator with ``rtd``, generator with ``mlm``)."""
         disc, gen = parts[PARTS[0]], parts[PARTS[1]]
         if "mlm" not in heads_of_kind(gen):
             raise UserError(f"{where}: generator/ holds no ElectraForMaskedLM head")
@@ -141,7 +138,7 @@ class ElectraAdapter(EncoderAdapter):
         if (gc.embedding_size or gc.hidden_size) != (dc.embedding_size or dc.hidden_size):
             raise UserError(f"{where}: the generator's embedding_size differs from the discriminator's; ptmzoo's "
                             "ELECTRA shares one set of embeddings")
-        config = dc.from_dict({**dc.to_dict(), "with_generator": True, "generator_size": gc.hidden_size / dc.hidden_size,
+        config = dc.from_dict({**dc.to_dict(), "generator_size": gc.hidden_size / dc.hidden_size,
                                "generator_layers": gc.num_layers if gc.num_layers != dc.num_layers else None},
                               where=f"{where}: ")
         expected = config.generator_config()
@@ -150,18 +147,14 @@ class ElectraAdapter(EncoderAdapter):
                 raise UserError(f"{where}: the generator's {field} ({getattr(gc, field)}) is not the discriminator's "
                                 f"scaled by {config.generator_size:.3g} ({getattr(expected, field)}); ptmzoo scales "
                                 "hidden size, feed-forward size and heads by one fraction")
-        model = ElectraBackbone.model_class("electra", ElectraBackbone(config))
-        for name, spec in disc.heads_spec().items():
-            model.add_head(name, spec["kind"], **spec["options"])
         state = {key: tensor for key, tensor in disc.state_dict().items()}
         for key, tensor in gen.state_dict().items():
             shared = key.startswith("backbone.embeddings.") and not key.startswith("backbone.embeddings.project")
             if shared and not torch.equal(tensor, state[key]):
                 raise UserError(f"{where}: generator and discriminator embeddings differ ({key.split('.', 1)[1]}); "
                                 "ptmzoo's ELECTRA shares them")
-            state[f"generator.{key}"] = tensor
-        self.load_state(model, state, where)
-        return model
+            state[f"helpers.generator.{key}"] = tensor
+        return config.to_dict(), state
 
 
 def pair_dir(directory: str) -> bool:

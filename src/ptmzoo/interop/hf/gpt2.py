@@ -20,7 +20,6 @@ from .base import (
     SingleLMHeadAdapter,
     heads_of_kind,
     linear,
-    register_adapter,
 )
 
 _SAME = {"vocab_size": "vocab_size", "hidden_size": "n_embd", "num_layers": "n_layer", "num_heads": "n_head",
@@ -32,7 +31,6 @@ _SAME = {"vocab_size": "vocab_size", "hidden_size": "n_embd", "num_layers": "n_l
 _REQUIRED = {"scale_attn_weights": True, "scale_attn_by_inverse_layer_idx": False, "add_cross_attention": False}
 
 
-@register_adapter
 class GPT2Adapter(SingleLMHeadAdapter):
     family = "gpt2"
     model_type = "gpt2"

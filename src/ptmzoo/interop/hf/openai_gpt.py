@@ -12,14 +12,12 @@ import re
 from typing import Any
 
 from ...errors import UserError
-from .base import register_adapter
 from .gpt2 import _SAME, GPT2Adapter
 
 _FROM_HF_ACT = {"gelu": "gelu_tanh", "gelu_new": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu"}
 _TO_HF_ACT = {"gelu_tanh": "gelu", "gelu_new": "gelu", "relu": "relu", "silu": "silu"}
 
 
-@register_adapter
 class OpenAIGPTAdapter(GPT2Adapter):
     family = "gpt1"
     model_type = display_name = "openai-gpt"

@@ -18,11 +18,10 @@ from typing import Any, ClassVar
 
 from ...errors import UserError
 from ...models.model import PtmModel
-from .base import heads_of_kind, register_adapter
+from .base import heads_of_kind
 from .bert import _BERT_DEFAULTS, EncoderAdapter
 
 
-@register_adapter
 class RobertaAdapter(EncoderAdapter):
     family = "roberta"
     model_type = "roberta"
@@ -66,7 +65,6 @@ class RobertaAdapter(EncoderAdapter):
         return super().architecture(model)
 
 
-@register_adapter
 class XLMRobertaAdapter(RobertaAdapter):
     """XLM-R is RoBERTa with a SentencePiece vocabulary of 250k; it opens as a ptmzoo roberta
     model, which is written back as ``roberta``."""

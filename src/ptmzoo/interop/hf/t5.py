@@ -19,7 +19,6 @@ from .base import (
     EncoderDecoderAdapter,
     Param,
     heads_of_kind,
-    register_adapter,
 )
 
 _SAME = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_layers": "num_layers",
@@ -41,7 +40,6 @@ def _attention(ptm: str, hf: str) -> list[Param]:
             Param(f"{ptm}.out.weight", (f"{hf}.o.weight",))]
 
 
-@register_adapter
 class T5Adapter(EncoderDecoderAdapter):
     family = "t5"
     model_type = "t5"

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from ...errors import UserError
 from ...models.model import PtmModel
-from .base import Param, heads_of_kind, linear, register_adapter
+from .base import Param, heads_of_kind, linear
 from .bert import EncoderAdapter
 
 # ptmzoo XLMConfig field <-> HF XLMConfig field (same meaning, same value)
@@ -49,7 +49,6 @@ _ALIASES = {"hidden_size": "emb_dim", "num_attention_heads": "n_heads", "num_hid
 _ACTIVATIONS = {True: "gelu", False: "relu"}  # gelu_activation -> hidden_act (HF's gelu is the exact one)
 
 
-@register_adapter
 class XLMAdapter(EncoderAdapter):
     family = "xlm"
     model_type = "xlm"

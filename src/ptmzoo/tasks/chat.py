@@ -1,4 +1,4 @@
-"""``ptmzoo chat MODEL``: talk to an instruction-tuned decoder in the terminal.
+"""``ptmzoo chat MODEL`` (the loop; the verb is in ``cli``): talk to an instruction-tuned decoder in the terminal.
 
 Each turn is formatted with the chat template stored in the checkpoint by ``ptmzoo finetune
 --task sft`` (the default template otherwise), the whole conversation so far is the prompt, and
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..errors import UserError
+from ..generation.decoding import generate, lm_head
+from .sft import ChatTemplate, encode_conversation
 
 
 def chat_template_of(pretrained):
-    from ..tasks.sft import ChatTemplate
-
     task = pretrained.meta.get("task") or {}
     return ChatTemplate(**task.get("chat_template", {}))
 
@@ -22,9 +22,6 @@ def chat_template_of(pretrained):
 def chat_loop(pretrained, read: Callable[[str], str] = input, write: Callable[[str], None] | None = None,
               system: str | None = None, **options) -> list[dict]:
     """Run the conversation until ``/exit`` or end of input; returns the messages."""
-    from ..tasks.sft import encode_conversation
-    from .decoding import generate, lm_head
-
     write = write or (lambda text: print(text, end="", flush=True))
     tokenizer = pretrained.tokenizer
     if tokenizer is None:
@@ -62,23 +59,3 @@ def chat_loop(pretrained, read: Callable[[str], str] = input, write: Callable[[s
         write("\n")
         messages.append({"role": "assistant", "content": reply.text.strip()})
     return messages
-
-
-def add_chat_parser(verbs, common) -> None:
-    chat = verbs.add_parser("chat", parents=[common], help="talk to an instruction-tuned decoder (finetune --task sft)")
-    chat.add_argument("model", help="checkpoint directory")
-    chat.add_argument("--system", help="system message at the start of the conversation")
-    chat.add_argument("--max-new-tokens", type=int, default=200)
-    chat.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
-    chat.add_argument("--top-k", type=int)
-    chat.add_argument("--top-p", type=float)
-    chat.add_argument("--repetition-penalty", type=float, default=1.0)
-    chat.add_argument("--seed", type=int)
-
-
-def cmd_chat(args) -> None:
-    from ..checkpoint import load
-
-    chat_loop(load(args.model), system=args.system, max_new_tokens=args.max_new_tokens,
-              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-              repetition_penalty=args.repetition_penalty, seed=args.seed)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 
+from ..catalog import build_model
 from ..errors import UserError
-from . import backbone_class
-from .model import PtmModel
+from ..models.model import PtmModel
 
 # teacher family -> student family
 STUDENT_FAMILY = {"bert": "distilbert", "roberta": "roberta", "albert": "albert", "distilbert": "distilbert"}
@@ -45,11 +45,8 @@ def init_student(teacher: PtmModel, layers: list[int] | None = None, num_layers:
     fold_segments = family == "distilbert" and teacher.config.type_vocab_size > 0
     if family == "distilbert":
         config.update(type_vocab_size=0, add_pooler=False)
-    cls = backbone_class(family)
-    student = PtmModel(family, cls(cls.config_class.from_dict(config, where="model.")))
-    for name, head in teacher.heads.items():
-        if head.kind == "mlm":
-            student.add_head(name, head.kind, **head.options)
+    mlm_heads = {name: spec for name, spec in teacher.heads_spec().items() if spec["kind"] == "mlm"}
+    student = build_model(family, config, heads=mlm_heads)
 
     source = teacher.state_dict()
     state = {}

@@ -1,0 +1,1 @@
+"""Compression: smaller models from larger ones (students initialised from teachers)."""
