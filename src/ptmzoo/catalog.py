@@ -47,13 +47,7 @@ from .models.transformer import TransformerSeq2SeqModel
 from .models.unilm import UnilmModel
 from .models.xlm import XLMModel
 from .objectives import OBJECTIVES
-from .objectives.clm import LMHead
-from .objectives.dea import DEAHead
-from .objectives.mlm import MLMHead
-from .objectives.nsp_sop import NSPHead, SOPHead
-from .objectives.rtd import ElectraGenerator, RTDHead
-from .objectives.sbo import SpanBoundaryHead
-from .objectives.word_order import WordOrderHead
+from .objectives.rtd import ElectraGenerator
 from .presets import PRESETS, Preset
 from .tasks.classification import ClassificationHead, MultiLabelHead, RegressionHead
 from .tasks.gpt_input import AuxiliaryLMHead
@@ -104,9 +98,10 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("unilm", UnilmModel, generate=generate_unilm, description="UniLM unified encoder"),
 )}
 
-# Heads and helper networks by the kind that ptmzoo.json records.
+# Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the
+# heads of the fine-tuning tasks and strategies.
 HEADS: dict[str, type[Head]] = {cls.kind: cls for cls in (
-    MLMHead, LMHead, NSPHead, SOPHead, SpanBoundaryHead, RTDHead, DEAHead, WordOrderHead, Seq2SeqLMHead,
+    *(objective.head for objective in OBJECTIVES.values()), Seq2SeqLMHead,
     ClassificationHead, RegressionHead, MultiLabelHead, MultipleChoiceHead, TaggingHead, SpanHead, AuxiliaryLMHead,
     LayerMixHead)}
 HELPERS: dict[str, type[torch.nn.Module]] = {cls.kind: cls for cls in (ElectraGenerator,)}

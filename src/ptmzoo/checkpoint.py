@@ -31,16 +31,26 @@ FORMAT = "ptmzoo-checkpoint"
 FORMAT_VERSION = 2  # 2: helper networks (ELECTRA's generator) under "helpers"
 META_FILE = "ptmzoo.json"
 WEIGHTS_FILE = "model.safetensors"
+SHARDED_WEIGHTS_DIR = "model"  # a sharded (FSDP) run's weights: train.sharded's format
 DELTA_FILE = "adapter.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
 def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | None,
-                      extra: dict[str, Any] | None = None) -> None:
+                      extra: dict[str, Any] | None = None, weights: bool = True,
+                      state: dict[str, torch.Tensor] | None = None) -> None:
+    """ptmzoo.json, the tokenizer and the weights: the model's, or ``state`` (e.g. gathered from
+    shards); ``weights=False``: a sharded run wrote them itself (``SHARDED_WEIGHTS_DIR``)."""
     model = unwrap(model)
     os.makedirs(directory, exist_ok=True)
-    save_model(model, os.path.join(directory, WEIGHTS_FILE))
-    atomic_write_json(os.path.join(directory, META_FILE), describe_model(model, tokenizer, extra))
+    meta = describe_model(model, tokenizer, extra)
+    if state is not None:
+        save_file(unique_tensors(state), os.path.join(directory, WEIGHTS_FILE))
+    elif weights:
+        save_model(model, os.path.join(directory, WEIGHTS_FILE))
+    else:
+        meta["weights"] = "sharded"
+    atomic_write_json(os.path.join(directory, META_FILE), meta)
     if tokenizer is not None:
         tokenizer.save(directory)
 
@@ -57,6 +67,18 @@ def write_delta_files(directory: str, model: nn.Module, tokenizer: Tokenizer | N
     atomic_write_json(os.path.join(directory, META_FILE), meta)
     if tokenizer is not None:
         tokenizer.save(directory)
+
+
+def unique_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each storage once (tied weights under their first name), contiguous."""
+    seen: set[int] = set()
+    out = {}
+    for name, tensor in state.items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        out[name] = tensor.detach().contiguous()
+    return out
 
 
 def describe_model(model: PtmModel, tokenizer: Tokenizer | None, extra: dict[str, Any] | None = None) -> dict:

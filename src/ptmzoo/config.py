@@ -229,6 +229,9 @@ class TrainConfig(Config):
     num_workers: int = 0
     device: str = "auto"
     max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this wall time
+    # none | ddp | fsdp (FSDP2: sharded weights, gradients and optimizer state); auto: ddp under torchrun
+    parallel: typing.Literal["auto", "none", "ddp", "fsdp"] = "auto"
+    activation_checkpointing: bool = False  # recompute each layer's activations in the backward pass
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -17,10 +17,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
 from .catalog import build_model
 from .checkpoint import (
     META_FILE,
+    SHARDED_WEIGHTS_DIR,
     WEIGHTS_FILE,
     Pretrained,
     check_vocab,
@@ -34,6 +36,7 @@ from .errors import UserError
 from .finetune.strategies import StrategyConfig, add_structure
 from .interop.hf.convert import import_hf
 from .models.model import PtmModel
+from .train.sharded import load_sharded
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
@@ -48,8 +51,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
     if "delta" in meta:
         return load_delta(directory, meta, device)
     model = model_from_meta(meta)
-    state = read_weights(os.path.join(directory, WEIGHTS_FILE), directory)
-    load_weights(model, upgrade_weights(meta, state), directory)
+    if meta.get("weights") == "sharded":  # a checkpoint of an FSDP run: its shards, as one model
+        state = get_model_state_dict(model)
+        load_sharded(os.path.join(directory, SHARDED_WEIGHTS_DIR), state)
+        set_model_state_dict(model, state)
+    else:
+        state = read_weights(os.path.join(directory, WEIGHTS_FILE), directory)
+        load_weights(model, upgrade_weights(meta, state), directory)
     tokenizer = read_tokenizer(directory, model)
     model.to(device).eval()
     return Pretrained(model, tokenizer, meta, directory)

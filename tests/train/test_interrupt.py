@@ -40,7 +40,7 @@ def test_sigterm_then_resume_matches_uninterrupted(shakespeare_bpe_shards, tmp_p
     assert "continue with --resume" in stderr
     stopped_at = max(_losses(out))
     assert 20 <= stopped_at < 400
-    assert os.path.exists(os.path.join(out, "checkpoints", f"step_{stopped_at:08d}", "trainer_state", "optimizer.pt"))
+    assert os.path.exists(os.path.join(out, "checkpoints", f"step_{stopped_at:08d}", "trainer_state", "optimizer", "metadata.json"))
 
     resumed = run_cli("pretrain", "--out", out, "--resume", "--no-progress")  # the recipe is read from the run
     assert resumed.returncode == 0, resumed.stderr

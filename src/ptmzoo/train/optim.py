@@ -30,11 +30,12 @@ def split_decay(params, weight_decay: float, **group_options) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device,
-                    groups: list[dict] | None = None) -> torch.optim.Optimizer:
-    """AdamW over ``groups`` (e.g. per-layer learning rates), by default all trainable parameters."""
+                    groups: list[dict] | None = None, fused: bool = True) -> torch.optim.Optimizer:
+    """AdamW over ``groups`` (e.g. per-layer learning rates), by default all trainable parameters.
+    ``fused`` (one kernel for all parameters) needs plain tensors: not with FSDP's sharded ones."""
     groups = groups or param_groups(model, config.weight_decay)
     kwargs = dict(lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
-    if device.type in ("cuda", "cpu"):
+    if fused and device.type in ("cuda", "cpu"):
         kwargs["fused"] = True  # one kernel for all parameters (CPU too since torch 2.4): 2-5x faster steps
     return torch.optim.AdamW(groups, **kwargs)
 

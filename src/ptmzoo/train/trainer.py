@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -40,6 +40,7 @@ from ..io import atomic_directory, atomic_write_json, atomic_write_text
 from ..models.model import unwrap
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
+from .parallel import Parallelism
 from .state import (
     STATE_DIR,
     latest_checkpoint,
@@ -112,6 +113,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # a resume into a new --out
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
@@ -168,13 +170,16 @@ class Trainer:
         self.model = unwrap(model).to(env.device)
         self.training_step = TrainingStep(self.model, objectives or []).to(env.device)
         self.shuffle = shuffle
-        self.optimizer = build_optimizer(self.model, config, env.device, optimizer_groups)
+        self.parallel = Parallelism(config.parallel, env, config.activation_checkpointing)
+        if self.parallel.sharded and (optimizer_groups is not None or before_step is not None):
+            raise UserError("train.parallel=fsdp trains every weight at one learning rate; discriminative learning "
+                            "rates and gradual unfreezing need train.parallel=ddp")
+        # FSDP replaces the parameters by sharded ones: wrap first, then build the optimizer over them
+        wrapped = self.parallel.wrap(self.training_step, self.model)
+        self.optimizer = build_optimizer(self.model, config, env.device, optimizer_groups,
+                                         fused=not self.parallel.sharded)
         self.scheduler = build_scheduler(self.optimizer, config)
         self.autocast = autocast_context(config.precision, env.device)
-        wrapped: nn.Module = self.training_step
-        if env.distributed:
-            ids = [env.device.index] if env.device.type == "cuda" else None
-            wrapped = nn.parallel.DistributedDataParallel(self.training_step, device_ids=ids)
         if config.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
@@ -215,11 +220,12 @@ class Trainer:
         if carried:
             save_file({k: v.detach().contiguous().cpu() for k, v in carried.items()},
                       os.path.join(tmp, STATE_DIR, f"objectives_rank{env.rank}.safetensors"))
+        self.parallel.save_weights(tmp, self.model)  # sharded runs: every process its shards
+        self.parallel.save_optimizer(os.path.join(tmp, STATE_DIR), self.model, self.optimizer, self.scheduler)
         env.barrier()
         if env.is_main:
-            write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step})
-            torch.save(self.optimizer.state_dict(), os.path.join(tmp, STATE_DIR, "optimizer.pt"))
-            torch.save(self.scheduler.state_dict(), os.path.join(tmp, STATE_DIR, "scheduler.pt"))
+            write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step},
+                              weights=not self.parallel.sharded)
             atomic_write_json(os.path.join(tmp, STATE_DIR, "state.json"), self._state())
             if os.path.exists(final):
                 shutil.rmtree(final)
@@ -241,11 +247,9 @@ class Trainer:
         if state["batch_size"] != self.config.batch_size:
             raise UserError(f"cannot resume from {checkpoint}: train.batch_size was {state['batch_size']}, "
                             f"now {self.config.batch_size}; keep the global batch size")
-        load_model(self.model, os.path.join(checkpoint, "model.safetensors"), device=str(self.env.device))
+        self.parallel.load_weights(checkpoint, self.model)
         state_dir = os.path.join(checkpoint, STATE_DIR)
-        self.optimizer.load_state_dict(torch.load(os.path.join(state_dir, "optimizer.pt"),
-                                                  map_location=self.env.device, weights_only=True))
-        self.scheduler.load_state_dict(torch.load(os.path.join(state_dir, "scheduler.pt"), weights_only=True))
+        self.parallel.load_optimizer(state_dir, self.model, self.optimizer, self.scheduler)
         rng_file = os.path.join(state_dir, f"rng_rank{self.env.rank}.pt")
         if state["world_size"] == self.env.world_size and os.path.exists(rng_file):
             set_rng_state(torch.load(rng_file, weights_only=False))
@@ -264,9 +268,15 @@ class Trainer:
         self.metrics.truncate_after(self.step)
 
     def save_model(self, directory: str, extra: dict[str, Any] | None = None) -> None:
+        """A model directory (best/, final/): whole weights, also from a sharded run (gathered)."""
+        state = self.parallel.full_weights(self.model)  # every process takes part when sharded
         if self.env.is_main:
             with atomic_directory(directory) as tmp:
-                self.write_model(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step, **(extra or {})})
+                meta = {**self.extra_meta, "step": self.step, **(extra or {})}
+                if state is None:
+                    self.write_model(tmp, self.model, self.tokenizer, meta)
+                else:
+                    write_model_files(tmp, self.model, self.tokenizer, meta, state=state)
         self.env.barrier()
 
     # ------------------------------------------------------------------ the loop
@@ -378,7 +388,7 @@ class Trainer:
         tokens = 0
         for i, mb in enumerate(micro):
             last = i == len(micro) - 1
-            sync = contextlib.nullcontext() if (last or not env.distributed) else self.wrapped.no_sync()
+            sync = self.parallel.gradient_sync(self.wrapped, last)
             with sync, self.autocast():
                 out = self.wrapped(mb)
                 parts = torch.stack([out.loss_sums[n].float() for n in names])
@@ -387,7 +397,7 @@ class Trainer:
             sums += parts.detach()
             tokens += self.model.count_tokens(mb)
         if self.config.max_grad_norm > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+            grad_norm = self.parallel.clip_grad_norm(self.model, self.config.max_grad_norm)
         else:
             grad_norm = float("nan")
         self.optimizer.step()
