@@ -20,6 +20,7 @@ import torch
 from .errors import UserError
 from .finetune.strategies import LayerMixHead
 from .generation.decoding import generate as generate_decoder
+from .generation.memory import generate_xl
 from .generation.seq2seq import generate_seq2seq
 from .generation.unilm import generate_unilm
 from .interop.hf import albert as hf_albert
@@ -32,6 +33,7 @@ from .interop.hf import openai_gpt as hf_openai_gpt
 from .interop.hf import roberta as hf_roberta
 from .interop.hf import t5 as hf_t5
 from .interop.hf import xlm as hf_xlm
+from .interop.hf import xlnet as hf_xlnet
 from .interop.hf.base import StateDictAdapter
 from .models.bart import BartModel
 from .models.base import Backbone
@@ -43,9 +45,11 @@ from .models.gpt2 import GPT2Model
 from .models.model import Head, PtmModel
 from .models.seq2seq import Seq2SeqLMHead, Seq2SeqModel
 from .models.t5 import T5Model
+from .models.transfo_xl import MemoryModel, TransfoXLModel
 from .models.transformer import TransformerSeq2SeqModel
 from .models.unilm import UnilmModel
 from .models.xlm import XLMModel
+from .models.xlnet import XLNetModel
 from .objectives import OBJECTIVES
 from .objectives.rtd import ElectraGenerator
 from .presets import PRESETS, Preset
@@ -96,6 +100,10 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("transformer", TransformerSeq2SeqModel, Seq2SeqModel, generate=generate_seq2seq,
                description="the original Transformer encoder-decoder"),
     FamilySpec("unilm", UnilmModel, generate=generate_unilm, description="UniLM unified encoder"),
+    FamilySpec("transfo_xl", TransfoXLModel, MemoryModel, generate=generate_xl,
+               description="Transformer-XL decoder with segment-level memory"),
+    FamilySpec("xlnet", XLNetModel, MemoryModel, hf_adapters=(hf_xlnet.XLNetAdapter,),
+               description="XLNet two-stream permutation LM"),
 )}
 
 # Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the

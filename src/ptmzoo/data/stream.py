@@ -4,8 +4,8 @@ segment-level recurrence).
 The split's documents, each followed by a separator, form one token stream, cut into ``rows``
 equal parts -- one per row of the global batch. Sample ``t * rows + row`` is segment ``t`` of part
 ``row``: ``input_ids`` are its ``seq_len`` tokens, ``target_ids`` the tokens one position later
-(so the last target is the first token of the next segment) and ``stream_row`` says which part it
-is. Read in order (``StepSampler(shuffle=False)`` with a global batch of ``rows``), optimizer step
+(so the last target is the first token of the next segment), ``stream_row`` says which part it
+is and ``stream_segment`` which segment of it (0: the part starts, a carried state starts afresh). Read in order (``StepSampler(shuffle=False)`` with a global batch of ``rows``), optimizer step
 ``s`` gives every row segment ``s mod segments`` of its part: each row continues exactly where it
 stopped one step before, on any number of processes, and a resumed run continues at its step.
 """
@@ -37,5 +37,5 @@ class StreamSegments:
         segment, row = divmod(index, self.rows)
         start = row * self.part_len + segment * self.seq_len
         tokens, _, _ = self.stream.span(start, start + self.seq_len + 1)
-        return {"input_ids": tokens[:-1], "target_ids": tokens[1:], "stream_row": row, "index": index,
-                "epoch": epoch}
+        return {"input_ids": tokens[:-1], "target_ids": tokens[1:], "stream_row": row, "stream_segment": segment,
+                "index": index, "epoch": epoch}

@@ -415,14 +415,29 @@ def _left_pad(prompt_ids: list[list[int]], pad_id: int, device) -> tuple[torch.T
     return ids.to(device), mask.to(device)
 
 
+def cached_stepper(model, batch: int, input_ids: torch.Tensor, options: GenerationOptions):
+    """The default stepper: ``CachedLM`` over a KV cache as long as the prompt + the new tokens
+    (None: only check that ``model`` can generate)."""
+    head = lm_head(model)
+    if input_ids is None:
+        return head
+    total, context = input_ids.shape[1] + options.max_new_tokens, model.config.max_position_embeddings
+    if total > context:
+        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
+                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    return (compiled_lm(model, batch, total) if options.compile
+            else CachedLM(model, batch, total, options.static_cache))
+
+
 @torch.inference_mode()
 def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch.Generator | None,
-         live: bool) -> Iterator[tuple[int, str]]:
+         live: bool, stepper: Callable = cached_stepper) -> Iterator[tuple[int, str]]:
     """The generation itself: yields (prompt index, new text) as it comes when ``live``, then
-    returns the ``Generation`` (as the value of StopIteration)."""
+    returns the ``Generation`` (as the value of StopIteration). ``stepper(model, batch, input_ids,
+    options)`` builds the model's stepper (called first with ``input_ids=None`` to fail early)."""
     if hasattr(model, "tokenizer") and hasattr(model, "model"):  # what ptmzoo.load returns
         model, tokenizer = model.model, tokenizer or model.tokenizer
-    lm_head(model)  # fail early on models that cannot generate
+    stepper(model, 0, None, options)  # fail early on models that cannot generate
     prompt_ids = _prompt_ids(prompts, tokenizer)
     if options.stop and tokenizer is None:
         raise UserError("stop strings need a tokenizer")
@@ -433,16 +448,10 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
         eos_id = None
     device = model.backbone.input_embeddings.weight.device
     input_ids, attention_mask = _left_pad(prompt_ids, 0, device)
-    total, context = input_ids.shape[1] + options.max_new_tokens, model.config.max_position_embeddings
-    if total > context:
-        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
-                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    lm = stepper(model, len(prompt_ids) * options.num_beams, input_ids, options)
     if generator is None and options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)
     rows = _Continuations(prompt_ids, tokenizer, eos_id, options.stop, live)
-    batch = len(prompt_ids) * options.num_beams
-    lm = (compiled_lm(model, batch, total) if options.compile
-          else CachedLM(model, batch, total, options.static_cache))
     yield from decode(model, lm, input_ids, attention_mask, options, eos_id, generator, rows)
     return Generation(prompt_ids, rows.ids, rows.texts if tokenizer is not None else None, rows.reasons)
 
@@ -474,7 +483,7 @@ def decode(model, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, opt
 
 
 def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], None] | None = None,
-             generator: torch.Generator | None = None, **options) -> Generation:
+             generator: torch.Generator | None = None, stepper: Callable = cached_stepper, **options) -> Generation:
     """Continue ``prompts`` with a decoder; returns the new token ids and texts of each prompt.
 
     ``model``: what ``ptmzoo.load`` returns, or a ``PtmModel`` (then text prompts need
@@ -482,12 +491,14 @@ def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], No
     one left-padded batch. ``options``: the fields of ``GenerationOptions`` (max_new_tokens,
     temperature, top_k, top_p, repetition_penalty, num_beams, length_penalty, early_stopping,
     stop, eos_token_id, ignore_eos, seed, static_cache). ``on_text(index, piece)`` receives the
-    new text of prompt ``index`` as it is generated (beam search: once, at the end).
+    new text of prompt ``index`` as it is generated (beam search: once, at the end). ``stepper``:
+    how the model runs step by step (``cached_stepper``: a KV cache; Transformer-XL: its memory).
 
         >>> gpt = ptmzoo.load("runs/gpt2/final")
         >>> ptmzoo.generate(gpt, "To be, or not", max_new_tokens=20, top_p=0.9, seed=0).text
     """
-    run = _run(model, prompts, tokenizer, GenerationOptions(**options), generator, live=on_text is not None)
+    run = _run(model, prompts, tokenizer, GenerationOptions(**options), generator, live=on_text is not None,
+               stepper=stepper)
     while True:
         try:
             row, piece = next(run)

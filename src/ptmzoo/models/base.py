@@ -88,6 +88,8 @@ class Backbone(nn.Module):
     * ``causal``: attends left to right (decoders); ``is_encoder_decoder``: ``encode`` + ``decode``;
     * ``supports_cache``: ``forward(..., cache=KVCache)`` continues cached tokens (generation);
     * ``max_length``: the longest input (None: no position table, e.g. T5's relative buckets);
+    * ``pools_last``: its sequence summary is the last token even though it is not causal (XLNet's
+      ``<cls>`` ends the input);
     * ``ties_output_embeddings`` / ``mlm_head_transform``: how LM heads are built on it.
     """
 
@@ -97,6 +99,7 @@ class Backbone(nn.Module):
     causal: bool = False
     is_encoder_decoder: ClassVar[bool] = False
     supports_cache: ClassVar[bool] = False
+    pools_last: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__()

@@ -10,6 +10,7 @@ broadcasts to [batch, heads, query, key]. ``banded_mask`` narrows any causal mas
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -120,6 +121,13 @@ class Attention(nn.Module):
     (T5's relative buckets: ``with_bias``), one that does is the ``score_bias`` hook (``ScoreBias``:
     Transformer-XL's relative terms, XLNet's two streams). ``cache`` (a ``generation.KVCache``, self-attention
     while decoding) stores this pass's keys/values for ``layer`` and returns all cached ones.
+
+    Relative attention needs two more terms. ``content_bias`` ([heads, head_dim]) is added to the
+    queries of the content scores only: (q + u) . k holds Transformer-XL's term (c), u . k_j, beside
+    (a), while ``score_bias`` still receives the plain queries. ``value_positions`` ([Lq, Lk,
+    head_dim], Shaw et al.'s a^V_ij, NEZHA's functional relative positions) is added to the values
+    each query reads, weighted by its attention: z_i = sum_j p_ij (v_j + a^V_ij). SDPA cannot add
+    to the values, so with it the attention is computed in full (scores, softmax, two products).
     """
 
     def __init__(self, hidden_size: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -160,15 +168,29 @@ class Attention(nn.Module):
         source = x if source is None else source
         if memory is not None:
             source = torch.cat([memory.detach(), source], dim=1)
-        q = self.qkv(x)[..., : self.num_heads * self.head_dim] if self.fused else self.q(x)
         k, v = self.project_kv(source)
-        return self._heads(q), k, v
+        return self.project_q(x), k, v
+
+    def project_q(self, x: torch.Tensor) -> torch.Tensor:
+        """Queries of ``x`` alone ([B, H, L, D]), e.g. to attend to precomputed keys/values."""
+        inner = self.num_heads * self.head_dim
+        if not self.fused:
+            return self._heads(self.q(x))
+        bias = self.qkv.bias[:inner] if self.qkv.bias is not None else None
+        return self._heads(F.linear(x, self.qkv.weight[:inner], bias))
+
+    @property
+    def score_scale(self) -> float:
+        """The factor of q . k in the scores (what a ``score_bias`` multiplies its own terms by)."""
+        return self.scale if self.scale is not None else 1.0 / math.sqrt(self.head_dim)
 
     def forward(self, x: torch.Tensor, mask: AttentionMask, source: torch.Tensor | None = None,
                 kv: tuple[torch.Tensor, torch.Tensor] | None = None, cache=None, layer: int = 0,
-                memory: torch.Tensor | None = None, score_bias: ScoreBias | None = None) -> torch.Tensor:
+                memory: torch.Tensor | None = None, score_bias: ScoreBias | None = None,
+                content_bias: torch.Tensor | None = None,
+                value_positions: torch.Tensor | None = None) -> torch.Tensor:
         if kv is not None:
-            q = self._heads(self.qkv(x)[..., : self.num_heads * self.head_dim] if self.fused else self.q(x))
+            q = self.project_q(x)
             k, v = kv
         else:
             q, k, v = self.project(x, source, memory)
@@ -179,8 +201,21 @@ class Attention(nn.Module):
             bias = score_bias(q).to(q.dtype)
             attn_mask = with_bias(bias, visible_keys(mask, q.shape[2], k.shape[2], q.device)).mask
             is_causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal,
-                                           dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+        if content_bias is not None:  # after the hook: it sees the plain queries
+            q = q + content_bias.to(q.dtype)[None, :, None, :]
+        dropout = self.dropout if self.training else 0.0
+        if value_positions is None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout,
+                                               scale=self.scale)
+        else:
+            scores = (q @ k.transpose(-1, -2)) * self.score_scale
+            if is_causal:
+                attn_mask = visible_keys(mask, q.shape[2], k.shape[2], q.device)
+            if attn_mask is not None:
+                scores = (scores + attn_mask if attn_mask.dtype != torch.bool
+                          else scores.masked_fill(~attn_mask, torch.finfo(scores.dtype).min))
+            probs = F.dropout(scores.softmax(dim=-1), dropout)
+            y = probs @ v + torch.einsum("bhij,ijd->bhid", probs, value_positions.to(probs.dtype))
         return self.out(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
 

@@ -32,14 +32,16 @@ def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 class FeedForward(nn.Module):
-    """Linear -> activation -> Linear. Dropout on the output is the caller's (residual) job."""
+    """Linear -> activation -> Linear. Dropout on the output is the caller's (residual) job;
+    ``dropout`` > 0 also drops the inner activations (Transformer-XL, XLNet)."""
 
-    def __init__(self, hidden_size: int, inner_size: int, act: str, bias: bool = True):
+    def __init__(self, hidden_size: int, inner_size: int, act: str, bias: bool = True, dropout: float = 0.0):
         super().__init__()
         self.up = nn.Linear(hidden_size, inner_size, bias=bias)
         self.act = activation(act)
+        self.inner_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.down = nn.Linear(inner_size, hidden_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(self.act(self.up(x)))
+        return self.down(self.inner_dropout(self.act(self.up(x))))
 

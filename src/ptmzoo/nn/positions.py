@@ -62,3 +62,44 @@ def sinusoidal_positions(length: int, dim: int, start: int = 0) -> torch.Tensor:
     table[:, 0::2] = torch.sin(positions * frequencies)
     table[:, 1::2] = torch.cos(positions * frequencies[: dim // 2])
     return table
+
+
+# ---- Transformer-XL / XLNet: sinusoidal encodings of relative distances -------------------------
+def relative_distances(queries: int, keys: int, clamp: int = -1, device=None) -> torch.Tensor:
+    """The distances (query position - key position) that ``relative_shift`` reads, largest first:
+    ``keys`` down to ``-queries + 1`` (``keys + queries`` of them) for queries that are the last
+    ``queries`` of the ``keys`` positions (a memory comes first). ``clamp`` > 0: distances beyond
+    it share the encoding of ``±clamp``."""
+    distances = torch.arange(keys, -queries, -1, device=device, dtype=torch.float32)
+    return distances.clamp(-clamp, clamp) if clamp > 0 else distances
+
+
+def relative_sinusoids(distances: torch.Tensor, dim: int) -> torch.Tensor:
+    """R_d of Transformer-XL (Dai et al., 2019) for each distance d, [n, dim]: [sin(d w), cos(d w)]
+    with w_k = 1 / 10000^(2k/dim), sines first then cosines (not interleaved, as in both papers'
+    code)."""
+    frequencies = 1.0 / torch.pow(10000.0, torch.arange(0, dim, 2, dtype=torch.float32, device=distances.device) / dim)
+    angles = distances.float()[:, None] * frequencies[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def relative_shift(scores: torch.Tensor, keys: int) -> torch.Tensor:
+    """Transformer-XL's relative shift: ``scores`` [..., Lq, keys + Lq] hold query i's score
+    against each distance of ``relative_distances(Lq, keys)``; the result [..., Lq, keys] holds it
+    against each key j, at distance (keys - Lq + i) - j. Done by viewing the rows with one column
+    less -- each row starts one element later than the one before -- instead of a gather."""
+    *lead, queries, width = scores.shape
+    shifted = scores.reshape(*lead, width, queries)[..., 1:, :].reshape(*lead, queries, width - 1)
+    return shifted[..., :keys]
+
+
+# ---- NEZHA: functional relative positions --------------------------------------------------------
+def nezha_relative_positions(queries: int, keys: int, dim: int, max_distance: int, device=None) -> torch.Tensor:
+    """NEZHA's fixed relative-position vectors a_ij (Wei et al., 2019), [queries, keys, dim]: the
+    distance j - i clipped to ±``max_distance``, shifted to an index m in [0, 2 max_distance], and
+    a_ij[2k] = sin(m / 10000^(2k/dim)), a_ij[2k+1] = cos(m / 10000^(2k/dim)) -- the index, not the
+    signed distance, as in the released code (and transformers' NezhaModel)."""
+    distance = torch.arange(keys, device=device)[None, :] - torch.arange(queries, device=device)[:, None]
+    index = distance.clamp(-max_distance, max_distance) + max_distance
+    table = sinusoidal_positions(2 * max_distance + 1, dim).to(device)
+    return table[index]

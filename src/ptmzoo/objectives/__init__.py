@@ -12,16 +12,19 @@ from .denoising import Denoising
 from .mass import Mass
 from .mlm import MaskedLM
 from .nsp_sop import NextSentencePrediction, SentenceOrderPrediction
+from .plm import PermutationLM
 from .rtd import ReplacedTokenDetection
 from .sbo import SpanBoundary
 from .span_corruption import SpanCorruption
 from .tlm import TranslationLM
 from .unilm import UnifiedLM
 from .word_order import WordOrder
+from .xl_lm import SegmentLM
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (
     MaskedLM, NextSentencePrediction, SentenceOrderPrediction, CausalLM, SpanBoundary, ReplacedTokenDetection,
-    TranslationLM, WordOrder, DenoisingEntityAutoEncoder, UnifiedLM, Denoising, SpanCorruption, Mass)}
+    TranslationLM, WordOrder, DenoisingEntityAutoEncoder, UnifiedLM, Denoising, SpanCorruption, Mass, SegmentLM,
+    PermutationLM)}
 
 
 def build_objectives(spec: dict[str, dict] | list[str], tokenizer: Tokenizer, seed: int) -> list[Objective]:

@@ -253,8 +253,10 @@ class Task:
 
     def default_pooling(self, backbone) -> str:
         """--pooling, else [CLS] for encoders and the last token for decoders and GPT-1 inputs
-        (the extract token, the only one that has read the whole input)."""
-        return self.options.pooling or ("last" if backbone.causal or self.options.gpt_input else "cls")
+        (the extract token, the only one that has read the whole input) and for backbones whose
+        summary token ends the input (XLNet's <cls>)."""
+        return self.options.pooling or ("last" if backbone.causal or backbone.pools_last or self.options.gpt_input
+                                        else "cls")
 
     def gpt_inputs(self) -> GPTInputs | None:
         """GPT-1's marker tokens (added to the tokenizer when missing), with --gpt-input."""

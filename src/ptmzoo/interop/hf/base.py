@@ -15,6 +15,7 @@ Two differences of layout are handled here once for all families:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -116,8 +117,8 @@ class StateDictAdapter:
 
     def params(self, model: PtmModel) -> list[Param]:
         prefix = self.base_prefix if model.heads else ""
-        backbone = [Param(f"backbone.{p.ptm}", tuple(prefix + h for h in p.hf), p.transpose)
-                    for p in self.backbone_params(model.config)]
+        backbone = [dataclasses.replace(p, ptm=f"backbone.{p.ptm}", hf=tuple(prefix + h for h in p.hf))
+                    for p in self.backbone_params(model.config)]  # replace: keeps subclasses of Param
         return backbone + self.head_params(model)
 
     # ---- the two directions -------------------------------------------------------------------
