@@ -20,7 +20,6 @@ import torch
 from .errors import UserError
 from .finetune.strategies import LayerMixHead
 from .generation.decoding import generate as generate_decoder
-from .generation.memory import generate_xl
 from .generation.seq2seq import generate_seq2seq
 from .generation.unilm import generate_unilm
 from .interop.hf import albert as hf_albert
@@ -100,7 +99,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("transformer", TransformerSeq2SeqModel, Seq2SeqModel, generate=generate_seq2seq,
                description="the original Transformer encoder-decoder"),
     FamilySpec("unilm", UnilmModel, generate=generate_unilm, description="UniLM unified encoder"),
-    FamilySpec("transfo_xl", TransfoXLModel, MemoryModel, generate=generate_xl,
+    FamilySpec("transfo_xl", TransfoXLModel, MemoryModel, generate=generate_decoder,
                description="Transformer-XL decoder with segment-level memory"),
     FamilySpec("xlnet", XLNetModel, MemoryModel, hf_adapters=(hf_xlnet.XLNetAdapter,),
                description="XLNet two-stream permutation LM"),

@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--kind", required=True, choices=["wordpiece", "bpe", "unigram", "char"])
     train.add_argument("--vocab-size", type=int, default=30000)
     train.add_argument("--min-frequency", type=int, default=2)
-    train.add_argument("--style", choices=["bert", "gpt2", "roberta", "t5"],
-                       help="special tokens (default: bert for wordpiece/char, gpt2 for bpe, t5 for unigram)")
+    train.add_argument("--style", choices=["bert", "gpt2", "roberta", "t5", "xlnet"],
+                       help="special tokens (default: bert for wordpiece/char, gpt2 for bpe, t5 for unigram; "
+                            "xlnet: A <sep> <cls>)")
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                        help="lower-case text (default: on for wordpiece only)")
     train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")

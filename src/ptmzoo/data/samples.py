@@ -39,10 +39,12 @@ class SampleSettings:
 
 def blocks(split: ShardSplit, s: SampleSettings):
     tok = s.tokenizer
-    if s.framed:
+    if s.framed:  # as the tokenizer's template frames one text: [CLS] ... [SEP] (XLNet: ... <sep> <cls>)
         if tok.cls_id is None or tok.sep_id is None:
             raise UserError("an encoder needs [CLS] and [SEP] tokens; train a wordpiece or char tokenizer")
-        return PackedBlocks(split, s.seq_len - 2, tok.sep_id, (tok.cls_id,), (tok.sep_id,), s.document_attention)
+        before, after = tok.frame()
+        return PackedBlocks(split, s.seq_len - len(before) - len(after), tok.sep_id, tuple(before), tuple(after),
+                            s.document_attention)
     return PackedBlocks(split, s.seq_len, tok.document_separator_id, document_attention=s.document_attention)
 
 

@@ -45,17 +45,21 @@ SPECIAL_STYLES: dict[str, dict[str, str]] = {
     "roberta": {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>", "mask": "<mask>",
                 "cls": "<s>", "sep": "</s>"},
     "t5": {"pad": "<pad>", "eos": "</s>", "unk": "<unk>"},
+    # XLNet's SentencePiece ids 0-6; the summary token <cls> ends the input: A <sep> B <sep> <cls>
+    "xlnet": {"unk": "<unk>", "bos": "<s>", "eos": "</s>", "cls": "<cls>", "sep": "<sep>", "pad": "<pad>",
+              "mask": "<mask>"},
 }
 DEFAULT_STYLE = {"wordpiece": "bert", "char": "bert", "bpe": "gpt2", "unigram": "t5"}
 ROLES = ("pad", "unk", "cls", "sep", "mask", "bos", "eos")
-_TEMPLATE_ROLES = {"bert": ("cls", "sep"), "roberta": ("bos", "eos"), "gpt2": ("eos",), "t5": ("eos",)}
+_TEMPLATE_ROLES = {"bert": ("cls", "sep"), "roberta": ("bos", "eos"), "gpt2": ("eos",), "t5": ("eos",),
+                   "xlnet": ("cls", "sep")}
 
 # Token names that identify roles in tokenizers that come without tokenizer_config.json.
 _KNOWN_ROLE_NAMES = {
     "pad": ["[PAD]", "<pad>"],
     "unk": ["[UNK]", "<unk>"],
-    "cls": ["[CLS]", "<s>"],
-    "sep": ["[SEP]", "</s>"],
+    "cls": ["<cls>", "[CLS]", "<s>"],
+    "sep": ["<sep>", "[SEP]", "</s>"],
     "mask": ["[MASK]", "<mask>"],
     "bos": ["<s>", "<|endoftext|>"],
     "eos": ["</s>", "<|endoftext|>"],
@@ -100,6 +104,12 @@ def _post_processor(style: str, roles: dict[str, str], backend: Backend):
         eos = roles["eos"]
         return processors.TemplateProcessing(
             single=f"$A {eos}", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[tid("eos")]
+        )
+    if style == "xlnet":  # as XLNet's tokenizer: <cls> last, in a segment (2) of its own
+        cls, sep = roles["cls"], roles["sep"]
+        return processors.TemplateProcessing(
+            single=f"$A:0 {sep}:0 {cls}:2", pair=f"$A:0 {sep}:0 $B:1 {sep}:1 {cls}:2",
+            special_tokens=[tid("cls"), tid("sep")],
         )
     raise UserError(f"unknown special-token style '{style}' (known: {', '.join(SPECIAL_STYLES)})")
 
@@ -189,6 +199,15 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def frame(self) -> tuple[list[int], list[int]]:
+        """The special ids the template puts before and after one text (BERT: [CLS], [SEP];
+        XLNet: none, <sep> <cls>)."""
+        encoding = self.backend.encode("a")
+        inside = [i for i, seq in enumerate(encoding.sequence_ids) if seq is not None]
+        if not inside:
+            return list(encoding.ids), []
+        return list(encoding.ids[: inside[0]]), list(encoding.ids[inside[-1] + 1:])
 
     @property
     def document_separator_id(self) -> int:
@@ -412,6 +431,8 @@ def _infer_roles(backend: Backend) -> dict[str, str]:
 
 
 def _infer_style(roles: dict[str, str]) -> str:
+    if roles.get("cls") == "<cls>":
+        return "xlnet"
     if roles.get("cls") == "[CLS]":
         return "bert"
     if roles.get("bos") == "<s>":

@@ -11,7 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("causal language models: perplexity and zero-/few-shot classification")
     group.add_argument("--perplexity", metavar="FILE", help="text file: perplexity with a sliding window")
     group.add_argument("--stride", type=int, help="tokens between window starts (default: half the context)")
-    group.add_argument("--context", type=int, help="window / prompt length in tokens (default: the model's)")
+    group.add_argument("--context", type=int, help="window / prompt length in tokens (default: the model's; "
+                                                   "models with a memory: the segment length, default 128)")
+    group.add_argument("--mem-len", type=int, help="models with a memory (Transformer-XL): states kept per layer "
+                                                   "while reading the text (default: the model's; 0: none)")
     group.add_argument("--fewshot", metavar="TEST", help="labelled file: accuracy of the most likely answer")
     group.add_argument("--train", dest="fewshot_train", metavar="FILE",
                        help="labelled file the k demonstrations are drawn from (needed with --shots > 0)")
@@ -40,6 +43,14 @@ def run(args, pretrained) -> dict:
 
         with open(require_file(args.perplexity, "text file"), encoding="utf-8") as fh:
             ids = pretrained.tokenizer.encode(fh.read(), add_special_tokens=False)
+        if "mems" in pretrained.model.input_names:  # read in segments, the memory carried along
+            from .perplexity import perplexity_with_memory
+
+            segment = args.context or pretrained.meta.get("seq_len") or 128
+            return perplexity_with_memory(pretrained.model, ids, segment, args.mem_len)
+        if args.mem_len is not None:
+            raise UserError(f"--mem-len is for models with a memory (Transformer-XL); a {pretrained.family} model "
+                            "has none")
         return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
 
     from ..tasks.tables import read_table

@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..errors import UserError
-from ..generation.decoding import lm_head
+from ..generation.decoding import lm_head, memory_lm_head
 
 
 def strided_windows(num_tokens: int, context: int, stride: int) -> list[tuple[int, int, int]]:
@@ -71,3 +71,51 @@ def perplexity(model, ids: list[int], context: int | None = None, stride: int | 
     mean = nll / count
     return {"tokens": len(ids), "scored_tokens": count, "windows": len(windows), "context": context,
             "nll": mean, "perplexity": math.exp(mean)}
+
+
+@torch.no_grad()
+def perplexity_with_memory(model, ids: list[int], segment: int, mem_len: int | None = None,
+                           by_position: bool = False) -> dict:
+    """Perplexity of a model with a memory (Transformer-XL) on a long text, as in its paper: the
+    text in consecutive segments of ``segment`` tokens, each read with the memory of the ones
+    before it (the last ``mem_len`` states per layer; default the model's, 0: none), every token
+    but the first scored once. ``by_position``: also the mean NLL of the tokens at each position
+    of a segment (``position_nll``; without a memory the first positions lack context)."""
+    head = memory_lm_head(model)
+    if segment < 1:
+        raise UserError(f"--context (the segment length) must be at least 1 token, got {segment}")
+    if mem_len is not None and mem_len < 0:
+        raise UserError(f"--mem-len must be 0 (no memory) or more, got {mem_len}")
+    if len(ids) < 2:
+        raise UserError("the text has fewer than 2 tokens; nothing to score")
+    keep = model.config.mem_len if mem_len is None else mem_len
+    device = model.backbone.input_embeddings.weight.device
+    tokens = torch.tensor(ids, device=device)
+    was_training = model.training
+    model.eval()
+    nll, count, mems = 0.0, 0, None
+    position_sum = torch.zeros(segment, dtype=torch.float64)
+    position_count = torch.zeros(segment, dtype=torch.float64)
+    try:
+        for start in range(0, len(ids) - 1, segment):
+            inputs = tokens[start : start + segment][None]
+            targets = tokens[start + 1 : start + 1 + segment][None]
+            out = model.backbone(inputs[:, : targets.shape[1]], mems=mems, mem_len=keep)
+            mems = out.mems
+            if by_position:
+                log_probs = head.softmax.log_probs(out.last_hidden_state)
+                losses = -log_probs.gather(-1, targets[..., None])[0, :, 0].double().cpu()
+                position_sum[: len(losses)] += losses
+                position_count[: len(losses)] += 1
+                nll += float(losses.sum())
+            else:
+                nll += float(head.loss_sum(out, {head.target_key: targets}))
+            count += targets.shape[1]
+    finally:
+        model.train(was_training)
+    mean = nll / count
+    result = {"tokens": len(ids), "scored_tokens": count, "segment": segment, "mem_len": keep, "nll": mean,
+              "perplexity": math.exp(mean)}
+    if by_position:
+        result["position_nll"] = (position_sum / position_count.clamp(min=1)).tolist()
+    return result

@@ -5,7 +5,8 @@ Layers, from the bottom up:
 * logit filters (``repetition_penalty``, ``top_k_filter``, ``top_p_filter``) on [batch, vocab];
 * a *stepper*: anything with ``prefill(input_ids, attention_mask)`` and ``step(tokens)`` returning
   next-token logits [batch, vocab], and ``reorder(index)`` for beam search. ``CachedLM`` runs a
-  ptmzoo decoder with a static ``KVCache``; tests plug in hand-made tables;
+  ptmzoo decoder with a static ``KVCache``, ``MemoryLM`` one with a memory (Transformer-XL); tests
+  plug in hand-made tables;
 * the search loops on token ids: ``sampling_steps`` (greedy and sampling, one step at a time) and
   ``beam_search``;
 * ``generate`` / ``stream``: text prompts in (left-padded into one batch), continuations out,
@@ -171,6 +172,59 @@ class CachedLM:
         out = self.backbone(input_ids, attention_mask, position_ids=positions, cache=self.cache)
         last = BackboneOutput(out.last_hidden_state[:, -1:])  # the vocabulary projection of one position only
         return self.head.logits(last, {"input_ids": input_ids, "attention_mask": attention_mask})[:, -1].float()
+
+
+def memory_lm_head(model):
+    """The ``xl_lm`` head of a model with a memory, or a clear error."""
+    heads = [head for head in model.heads.values() if head.kind == "xl_lm"]
+    if "mems" not in model.backbone.inputs or not heads:
+        raise UserError(f"this {model.family} model has no memory language-model head (xl_lm; heads: "
+                        f"{', '.join(model.heads) or 'none'}); pre-train a Transformer-XL preset (transfo-xl-tiny)")
+    return heads[0]
+
+
+class MemoryLM:
+    """A model with a memory (Transformer-XL) run incrementally: the prompts once (left-padded rows:
+    the padding is masked and, with relative positions, moves nothing), then each new token alone
+    against the memory -- the states that entered each layer for the tokens before it, the last
+    ``mem_len`` of them (the model's by default), as in the paper's evaluation. A memory as long as
+    the text gives exactly the logits of running the whole text again."""
+
+    def __init__(self, model, mem_len: int | None = None):
+        self.backbone = model.backbone
+        self.head = memory_lm_head(model)
+        self.mem_len = mem_len if mem_len is not None else model.config.mem_len
+        self.mems = None
+        self.real: torch.Tensor | None = None  # [B, memory length]: which memory slots are real tokens
+
+    def _logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask if self.real is None else torch.cat([self.real, attention_mask], dim=1)
+        out = self.backbone(input_ids, mask, mems=self.mems, mem_len=self.mem_len)
+        self.mems = out.mems
+        if out.mems is not None:
+            self.real = mask[:, mask.shape[1] - out.mems[0].shape[1]:]
+        return self.head.logits(BackboneOutput(out.last_hidden_state[:, -1:]), {})[:, -1].float()
+
+    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        self.mems, self.real = None, None
+        return self._logits(input_ids, attention_mask)
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self._logits(tokens[:, None], torch.ones_like(tokens)[:, None])
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.mems is not None:
+            self.mems = tuple(m[index] for m in self.mems)
+            self.real = self.real[index]
+
+
+def memory_stepper(model, batch: int, input_ids, options: GenerationOptions):
+    """The stepper of models with a memory (``MemoryLM``; None input ids: only the check)."""
+    if input_ids is None:
+        return memory_lm_head(model)
+    if model.config.mem_len == 0:
+        raise UserError("this model keeps no memory (model.mem_len=0); it would generate from one token only")
+    return MemoryLM(model)
 
 
 def compile_step(step: Callable, cache: KVCache) -> Callable:
@@ -415,6 +469,12 @@ def _left_pad(prompt_ids: list[list[int]], pad_id: int, device) -> tuple[torch.T
     return ids.to(device), mask.to(device)
 
 
+def default_stepper(model, batch: int, input_ids, options: GenerationOptions):
+    """``memory_stepper`` for models that read a memory (they declare ``mems``), else ``cached_stepper``."""
+    stepper = memory_stepper if "mems" in model.backbone.inputs else cached_stepper
+    return stepper(model, batch, input_ids, options)
+
+
 def cached_stepper(model, batch: int, input_ids: torch.Tensor, options: GenerationOptions):
     """The default stepper: ``CachedLM`` over a KV cache as long as the prompt + the new tokens
     (None: only check that ``model`` can generate)."""
@@ -431,7 +491,7 @@ def cached_stepper(model, batch: int, input_ids: torch.Tensor, options: Generati
 
 @torch.inference_mode()
 def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch.Generator | None,
-         live: bool, stepper: Callable = cached_stepper) -> Iterator[tuple[int, str]]:
+         live: bool, stepper: Callable = default_stepper) -> Iterator[tuple[int, str]]:
     """The generation itself: yields (prompt index, new text) as it comes when ``live``, then
     returns the ``Generation`` (as the value of StopIteration). ``stepper(model, batch, input_ids,
     options)`` builds the model's stepper (called first with ``input_ids=None`` to fail early)."""
@@ -483,7 +543,7 @@ def decode(model, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor, opt
 
 
 def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], None] | None = None,
-             generator: torch.Generator | None = None, stepper: Callable = cached_stepper, **options) -> Generation:
+             generator: torch.Generator | None = None, stepper: Callable = default_stepper, **options) -> Generation:
     """Continue ``prompts`` with a decoder; returns the new token ids and texts of each prompt.
 
     ``model``: what ``ptmzoo.load`` returns, or a ``PtmModel`` (then text prompts need
@@ -492,7 +552,8 @@ def generate(model, prompts, tokenizer=None, *, on_text: Callable[[int, str], No
     temperature, top_k, top_p, repetition_penalty, num_beams, length_penalty, early_stopping,
     stop, eos_token_id, ignore_eos, seed, static_cache). ``on_text(index, piece)`` receives the
     new text of prompt ``index`` as it is generated (beam search: once, at the end). ``stepper``:
-    how the model runs step by step (``cached_stepper``: a KV cache; Transformer-XL: its memory).
+    how the model runs step by step (``default_stepper``: a KV cache, or the memory of a model that
+    reads one, Transformer-XL).
 
         >>> gpt = ptmzoo.load("runs/gpt2/final")
         >>> ptmzoo.generate(gpt, "To be, or not", max_new_tokens=20, top_p=0.9, seed=0).text
@@ -517,6 +578,7 @@ def stream(model, prompt, tokenizer=None, *, generator: torch.Generator | None =
 
 __all__ = [
     "CachedLM",
+    "MemoryLM",
     "Generation",
     "GenerationOptions",
     "beam_search",

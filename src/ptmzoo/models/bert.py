@@ -1,16 +1,22 @@
 """BERT: a post-LayerNorm Transformer encoder (Devlin et al., 2019), and the variants that differ
-from it only in a few settings: RoBERTa, ALBERT and DistilBERT (at the end of the file).
+from it only in a few settings: RoBERTa, ALBERT and DistilBERT (at the end of the file), and
+NEZHA's functional relative positions (``relative_positions: nezha``).
 
 Embeddings are the sum of token, learned position and segment (token type) embeddings, then
 LayerNorm and dropout. Each layer is self-attention and a feed-forward network, each followed by
 dropout, a residual connection and LayerNorm ("post-LN"). The pooler maps the [CLS] state through
 a dense layer and tanh; next-sentence prediction and CLS classification read it.
+
+NEZHA (Wei et al., 2019) drops the position table: every layer's attention adds a fixed
+sinusoidal vector a_ij of the clipped relative distance j - i (``nn.positions``) to the keys and
+to the values, e_ij = q_i . (k_j + a_ij) / sqrt(d) and z_i = sum_j p_ij (v_j + a_ij) -- the key
+term through the attention's ``score_bias`` hook, the value term through its ``value_positions``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -27,6 +33,7 @@ from ..nn import (
     padding_mask,
 )
 from ..nn.ffn import ACTIVATIONS
+from ..nn.positions import nezha_relative_positions
 from .base import Backbone, BackboneOutput, TransformerConfig
 
 # ALBERT cross-layer sharing: nothing, whole layers, attention only, feed-forward only
@@ -46,9 +53,17 @@ class BertConfig(TransformerConfig):
     # RoBERTa (fairseq): position rows start after the padding index and pads use the padding row;
     # max_position_embeddings stays the longest input, the table has pad_token_id + 1 rows more
     positions_after_padding: bool = False
+    # NEZHA: no position table; sinusoidal relative positions (clipped at max_relative_position) in every layer
+    relative_positions: str | None = None
+    max_relative_position: int = 64
 
     def validate(self) -> None:
         super().validate()
+        if self.relative_positions not in (None, "nezha"):
+            raise UserError(f"model.relative_positions must be null (a position table) or 'nezha', not "
+                            f"{self.relative_positions!r}")
+        if self.max_relative_position < 1:
+            raise UserError("model.max_relative_position must be at least 1")
         if self.type_vocab_size < 0:
             raise UserError("model.type_vocab_size must be 0 (no segment embeddings) or more")
         if self.embedding_size is not None and self.embedding_size < 1:
@@ -72,8 +87,8 @@ class BertEmbeddings(nn.Module):
         self.offset = config.position_offset
         self.pad_token_id = config.pad_token_id
         self.word = nn.Embedding(config.vocab_size, size, padding_idx=config.pad_token_id)
-        self.position = nn.Embedding(config.max_position_embeddings + self.offset, size,
-                                     padding_idx=config.pad_token_id if self.offset else None)
+        self.position = None if config.relative_positions else nn.Embedding(
+            config.max_position_embeddings + self.offset, size, padding_idx=config.pad_token_id if self.offset else None)
         self.token_type = nn.Embedding(config.type_vocab_size, size) if config.type_vocab_size else None
         self.norm = nn.LayerNorm(size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
@@ -95,7 +110,9 @@ class BertEmbeddings(nn.Module):
         return self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids)
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        x = self.word(input_ids) + self.position(self.position_rows(input_ids, position_ids))
+        x = self.word(input_ids)
+        if self.position is not None:
+            x = x + self.position(self.position_rows(input_ids, position_ids))
         if self.token_type is not None:
             x = x + self.segments(token_type_ids)
         x = self.dropout(self.norm(x))
@@ -111,10 +128,18 @@ class BertLayer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout)
 
-    def forward(self, x, mask, cache=None, layer: int = 0):
-        """``cache``/``layer``: decoding with a ``generation.KVCache`` (UniLM)."""
-        x = self.attention_norm(x + self.dropout(self.attention(x, mask, cache=cache, layer=layer)))
+    def forward(self, x, mask, cache=None, layer: int = 0, relative: torch.Tensor | None = None):
+        """``cache``/``layer``: decoding with a ``generation.KVCache`` (UniLM); ``relative``: NEZHA's
+        a_ij [L, L, head_dim], added to the keys and the values."""
+        extra = {} if relative is None else {"score_bias": relative_key_terms(relative, self.attention.score_scale),
+                                             "value_positions": relative}
+        x = self.attention_norm(x + self.dropout(self.attention(x, mask, cache=cache, layer=layer, **extra)))
         return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+def relative_key_terms(relative: torch.Tensor, scale: float):
+    """The score hook of relative key vectors: q_i . a_ij, scaled as the scores."""
+    return lambda q: torch.einsum("bhid,ijd->bhij", q, relative.to(q.dtype)) * scale
 
 
 def build_layers(config: BertConfig) -> nn.ModuleList:
@@ -149,9 +174,13 @@ class BertPooler(nn.Module):
 class BertModel(Backbone):
     config_class = BertConfig
     embeddings_class = BertEmbeddings
+    relative_positions_supported: ClassVar[bool] = True  # its forward passes NEZHA's a_ij to the layers
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
+        if config.relative_positions and not self.relative_positions_supported:
+            raise UserError(f"model.relative_positions is not supported by {type(self).__name__}; use the bert "
+                            "family (preset nezha-base)")
         self.embeddings = self.embeddings_class(config)
         self.layers = build_layers(config)
         self.pooler = BertPooler(config) if config.add_pooler else None
@@ -164,6 +193,14 @@ class BertModel(Backbone):
     @property
     def has_pooler(self) -> bool:
         return self.pooler is not None
+
+    def relative_positions(self, length: int, device) -> torch.Tensor | None:
+        """NEZHA's a_ij for a sequence of ``length`` (None: absolute positions)."""
+        config = self.config
+        if not config.relative_positions:
+            return None
+        return nezha_relative_positions(length, length, config.hidden_size // config.num_heads,
+                                        config.max_relative_position, device).to(self.embeddings.word.weight.dtype)
 
     def self_attention_mask(self, input_ids, attention_mask, document_ids) -> AttentionMask:
         """Padded keys are never attended to, packed documents never see each other, and a causal
@@ -183,9 +220,10 @@ class BertModel(Backbone):
     ) -> BackboneOutput:
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = self.self_attention_mask(input_ids, attention_mask, document_ids)
+        relative = self.relative_positions(input_ids.shape[1], x.device)
         states = [x] if output_hidden_states else None
         for layer in self.layers:
-            x = layer(x, mask)
+            x = layer(x, mask, relative=relative)
             if states is not None:
                 states.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None

@@ -113,6 +113,7 @@ class Aggregator(BertLayer):
 
 
 class ErnieModel(BertModel):
+    relative_positions_supported = False
     config_class = ErnieConfig
     inputs = (*TOKEN_INPUTS, "entity_ids")
 

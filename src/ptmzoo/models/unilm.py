@@ -23,6 +23,7 @@ class UnilmConfig(BertConfig):
 
 
 class UnilmModel(BertModel):
+    relative_positions_supported = False
     config_class = UnilmConfig
 
     def attention(self, input_ids, attention_mask, cache) -> AttentionMask:

@@ -99,3 +99,16 @@ for _name, (_layers, _hidden, (_config, _objectives, _model_name, _what)) in _DE
         seq_len=512,
         description=f"{_model_name} encoder, {_layers} layers x {_hidden} hidden, {_what}",
     ))
+
+# NEZHA (Huawei; Wei et al., 2019): Chinese BERT-base without a position table -- functional
+# (sinusoidal) relative positions clipped at 64 in every layer -- pre-trained with whole-word
+# masking (a corpus prepared with --segmentation) and NSP on Chinese BERT's 21,128-token vocabulary.
+PRESETS.append(Preset(
+    name="nezha-base",
+    family="bert",
+    model={"num_layers": 12, "hidden_size": 768, "num_heads": 12, "intermediate_size": 3072, "vocab_size": 21128,
+           "relative_positions": "nezha", "max_relative_position": 64},
+    objectives={"mlm": {"masking": "whole_word"}, "nsp": {}},
+    seq_len=512,
+    description="NEZHA encoder, 12 layers x 768 hidden, functional relative positions, whole-word MLM + NSP",
+))

@@ -100,6 +100,9 @@ class EncoderAdapter(StateDictAdapter):
     def check_exportable(self, model: PtmModel) -> None:
         """Raise a ``UserError`` for settings the HF family cannot express."""
         config = model.config
+        if config.relative_positions:
+            raise UserError(f"Hugging Face {self.model_type} models have a position table; this model has NEZHA's "
+                            f"relative positions (model.relative_positions={config.relative_positions!r})")
         for name, value in self.required.items():
             if getattr(config, name) != value:
                 raise UserError(f"Hugging Face {self.model_type} models have {name}={value!r}; this model has "
