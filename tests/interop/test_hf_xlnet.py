@@ -132,7 +132,7 @@ def test_parity_with_transformers(architecture, name, case):
 def test_query_stream_output_is_one_row_per_prediction():
     hf = build_hf("even", "XLNetLMHeadModel")
     ptm = from_hf_model(hf)
-    ids, mask, types, perm, mapping = plm_inputs(hf.config.vocab_size)
+    ids, mask, _, perm, mapping = plm_inputs(hf.config.vocab_size)
     with torch.no_grad():
         out = ptm(ids, attention_mask=mask, perm_mask=perm, target_mapping=mapping)
         plain = ptm(ids, attention_mask=mask)
@@ -165,7 +165,7 @@ def test_saved_dir_loads_and_converts_back(tmp_path):
     loaded = ptmzoo.load(str(tmp_path / "hf"))
     assert loaded.family == "xlnet" and list(loaded.model.heads) == ["plm"]
     assert loaded.model.heads["plm"].decoder.weight is loaded.model.backbone.embeddings.layers[0].weight
-    ids, mask, types, perm, mapping = plm_inputs(hf.config.vocab_size)
+    ids, mask, _, perm, mapping = plm_inputs(hf.config.vocab_size)
     with torch.no_grad():
         assert max_diff(hf(input_ids=ids, attention_mask=mask, perm_mask=perm, target_mapping=mapping).logits,
                         loaded.model(ids, attention_mask=mask, perm_mask=perm, target_mapping=mapping).logits) <= TOL

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from ptmzoo.catalog import build_model
-from ptmzoo.objectives.plm import PermutationLM, PLMOptions, permutation_mask, permutation_ranks, span_targets
+from ptmzoo.objectives.plm import (
+    PermutationLM,
+    PLMOptions,
+    permutation_mask,
+    permutation_ranks,
+    span_targets,
+)
 
 
 def test_masks_of_a_four_token_order_by_hand():
@@ -60,7 +66,7 @@ class CharTokenizer:
     starts a word)."""
 
     kind = "char"
-    special_ids = [0, 1, 2]
+    special_ids = (0, 1, 2)
 
 
 def plm_batch(options: PLMOptions, rows=300, length=62, seed=0):

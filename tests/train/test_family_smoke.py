@@ -47,6 +47,9 @@ FAMILIES = {
     "bart": ("bart-tiny", "roberta_shards", [], {"denoising"}, ["bart-tiny", "bart-base", "bart-large"]),
     "mass": ("mass-base", "roberta_shards", [], {"mass"}, ["mass-base"]),
     "unilm": ("unilm-tiny", "wiki_shards", [], {"unilm", "nsp"}, ["unilm-tiny", "unilm-base"]),
+    "transfo_xl": ("transfo-xl-tiny", "shakespeare_bpe_shards", [], {"xl_lm"}, ["transfo-xl-tiny", "transfo-xl-base"]),
+    "xlnet": ("xlnet-tiny", "xlnet_shards", [], {"plm"}, ["xlnet-tiny", "xlnet-base", "xlnet-large"]),
+    "nezha": ("nezha-base", "people_daily_shards", [], {"mlm", "nsp"}, ["nezha-base"]),
     # the Transformer has no objective of its own (it trains on translation): BART's text infilling
     "transformer": ("transformer-tiny", "roberta_shards", ["--objectives", "denoising"], {"denoising"},
                     ["transformer-tiny", "transformer-base", "transformer-big"]),
@@ -77,6 +80,16 @@ def roberta_shards(tmp_path_factory, english_docs):
 
     tokenizer = train_tokenizer(iter(english_docs), "bpe", 2000, style="roberta")
     return prepare(str(tmp_path_factory.mktemp("roberta")), tokenizer,
+                   "--input", shared_path("en", "corpus", "wiki_demo.txt"), "--valid-fraction", "0.1")
+
+
+@pytest.fixture(scope="session")
+def xlnet_shards(tmp_path_factory, english_docs):
+    """WordPiece with XLNet's special tokens (A <sep> <cls>) on the Wikipedia articles."""
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    tokenizer = train_tokenizer(iter(english_docs), "wordpiece", 2000, style="xlnet")
+    return prepare(str(tmp_path_factory.mktemp("xlnet")), tokenizer,
                    "--input", shared_path("en", "corpus", "wiki_demo.txt"), "--valid-fraction", "0.1")
 
 

@@ -578,9 +578,9 @@ def stream(model, prompt, tokenizer=None, *, generator: torch.Generator | None =
 
 __all__ = [
     "CachedLM",
-    "MemoryLM",
     "Generation",
     "GenerationOptions",
+    "MemoryLM",
     "beam_search",
     "choose_tokens",
     "generate",

@@ -16,6 +16,7 @@ The losses go through ``linear_cross_entropy`` (no logits of the whole vocabular
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +28,7 @@ from .losses import linear_cross_entropy
 def cluster_bounds(vocab_size: int, cutoffs: list[int] | tuple[int, ...]) -> list[int]:
     """[0, *cutoffs, vocab_size]; raises ValueError unless the cutoffs rise strictly inside the vocabulary."""
     bounds = [0, *cutoffs, vocab_size]
-    if any(b <= a for a, b in zip(bounds, bounds[1:])):
+    if any(b <= a for a, b in pairwise(bounds)):
         raise ValueError(f"cutoffs {list(cutoffs)} must rise strictly between 0 and the vocabulary size {vocab_size}")
     return bounds
 
@@ -58,7 +59,7 @@ class AdaptiveEmbedding(nn.Module):
             return self.projections[0](self.layers[0](input_ids)) * self.scale
         flat = input_ids.reshape(-1)
         out = self.layers[0].weight.new_zeros(flat.shape[0], self.hidden_size)
-        for i, (lo, hi) in enumerate(zip(self.bounds, self.bounds[1:])):
+        for i, (lo, hi) in enumerate(pairwise(self.bounds)):
             rows = ((flat >= lo) & (flat < hi)).nonzero(as_tuple=True)[0]
             if len(rows):
                 out = out.index_copy(0, rows, self.projections[i](self.layers[i](flat[rows] - lo)).to(out.dtype))
@@ -76,7 +77,7 @@ class AdaptiveSoftmax(nn.Module):
         self.projections = nn.ParameterList(embedding.projection(i) for i in range(len(self.weights))
                                             if embedding.projection(i) is not None)
         self.projected = [embedding.projection(i) is not None for i in range(len(self.weights))]
-        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(hi - lo)) for lo, hi in zip(self.bounds, self.bounds[1:]))
+        self.biases = nn.ParameterList(nn.Parameter(torch.zeros(hi - lo)) for lo, hi in pairwise(self.bounds))
         head_size = self.weights[0].shape[1]
         self.cluster_weight = nn.Parameter(torch.zeros(tails, head_size)) if tails else None
         self.cluster_bias = nn.Parameter(torch.zeros(tails)) if tails else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.shards import ENTITY, ENTITY_START
+from ..data.shards import ENTITY, ENTITY_START, WORD_START
 
 Units = list[np.ndarray]
 
@@ -41,6 +41,16 @@ def word_start_table(tokenizer) -> np.ndarray | None:
         elif tokenizer.kind == "unigram":
             table[index] = token.startswith("▁") or not token[:1].isalnum()
     return table
+
+
+def word_starts(batch: dict[str, np.ndarray], table: np.ndarray | None) -> np.ndarray:
+    """Per position of a batch, whether a word begins there: from the corpus marks when present,
+    else from the tokenizer's word-piece markers (``word_start_table``; characters: every token)."""
+    if "token_marks" in batch:
+        return (batch["token_marks"] & WORD_START) != 0
+    if table is None:
+        return np.ones(batch["input_ids"].shape, dtype=bool)
+    return table[batch["input_ids"]]
 
 
 def runs(positions: np.ndarray, starts: np.ndarray) -> Units:

@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from ..config import Config
-from ..data.shards import WORD_START
 from ..errors import UserError
 from ..models.model import Head
 from ..nn import activation
@@ -131,11 +130,7 @@ class MaskedLM(Objective):
     def word_starts(self, batch) -> np.ndarray:
         """Per position, whether a word begins there: from the corpus marks when present, else
         from the tokenizer's word-piece markers (character tokenizers: every token)."""
-        if "token_marks" in batch:
-            return (batch["token_marks"] & WORD_START) != 0
-        if self.word_start_table is None:
-            return np.ones(batch["input_ids"].shape, dtype=bool)
-        return self.word_start_table[batch["input_ids"]]
+        return select.word_starts(batch, self.word_start_table)
 
     def choose(self, row: int, candidates: np.ndarray, budget: int, word_start: np.ndarray,
                batch, rng: np.random.Generator) -> select.Units:

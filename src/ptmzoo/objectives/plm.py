@@ -32,7 +32,6 @@ import numpy as np
 from torch import nn
 
 from ..config import Config
-from ..data.shards import WORD_START
 from ..errors import UserError
 from ..models.model import Head
 from ..nn.losses import linear_cross_entropy
@@ -151,13 +150,6 @@ class PermutationLM(Objective):
             raise UserError(f"objective 'plm' needs a two-stream model that reads permutation masks; '{preset}' "
                             "does not: use an XLNet preset (xlnet-tiny)")
 
-    def word_starts(self, batch) -> np.ndarray:
-        if "token_marks" in batch:
-            return (batch["token_marks"] & WORD_START) != 0
-        if self.word_start_table is None:
-            return np.ones(batch["input_ids"].shape, dtype=bool)
-        return self.word_start_table[batch["input_ids"]]
-
     def budget(self, candidates: int) -> int:
         if self.options.num_predict is not None:
             return min(self.options.num_predict, candidates)
@@ -167,7 +159,7 @@ class PermutationLM(Objective):
         ids = batch["input_ids"]
         rows, length = ids.shape
         functional = np.isin(ids, self.special_ids) | (batch["attention_mask"] == 0)
-        starts = self.word_starts(batch) if self.options.span else None
+        starts = select.word_starts(batch, self.word_start_table) if self.options.span else None
         perm_mask = np.ones((rows, length, length), dtype=np.float32)
         chosen = []
         for row, (epoch, index) in enumerate(keys):

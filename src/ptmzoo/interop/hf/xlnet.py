@@ -33,7 +33,14 @@ import torch
 
 from ...errors import UserError
 from ...models.model import PtmModel
-from .base import HF_ACTIVATIONS, PTM_ACTIVATIONS, Param, SingleLMHeadAdapter, heads_of_kind, linear
+from .base import (
+    HF_ACTIVATIONS,
+    PTM_ACTIVATIONS,
+    Param,
+    SingleLMHeadAdapter,
+    heads_of_kind,
+    linear,
+)
 
 # ptmzoo XLNetConfig field <-> HF XLNetConfig field (same meaning, same value)
 _SAME = {"vocab_size": "vocab_size", "hidden_size": "d_model", "num_layers": "n_layer", "num_heads": "n_head",
