@@ -65,3 +65,35 @@ def test_a_model_without_memory_head_is_refused_in_one_line():
                                "intermediate_size": 8, "max_position_embeddings": 16})
     with pytest.raises(UserError, match="no memory language-model head"):
         perplexity_with_memory(gpt, [1, 2, 3], segment=2)
+
+
+def test_evaluate_perplexity_with_mem_len_and_generate_from_the_command_line(model, tmp_path, capsys):
+    import json
+
+    from ptmzoo.checkpoint import save_pretrained
+    from ptmzoo.cli import main
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    text = "the cat sat on the mat and the dog sat on the log " * 30
+    tokenizer = train_tokenizer(iter([text]), "bpe", 300)
+    net = build_model("transfo_xl", {"vocab_size": tokenizer.vocab_size, "hidden_size": 16, "num_layers": 1,
+                                     "num_heads": 2, "intermediate_size": 32, "mem_len": 5})
+    net.add_head("xl_lm", HEADS["xl_lm"])
+    save_pretrained(str(tmp_path / "xl"), net, tokenizer)
+    (tmp_path / "text.txt").write_text(text)
+    assert main(["evaluate", str(tmp_path / "xl"), "--perplexity", str(tmp_path / "text.txt"), "--context", "8",
+                 "--mem-len", "12"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert result == pytest.approx(perplexity_with_memory(net.eval(), ids, 8, 12))
+    # generation reads the memory too (greedy: the prompt and its continuation come back)
+    assert main(["generate", str(tmp_path / "xl"), "--prompt", "the cat", "--max-new-tokens", "4"]) == 0
+    assert capsys.readouterr().out.startswith("the cat")
+    gpt = build_model("gpt2", {"vocab_size": tokenizer.vocab_size, "hidden_size": 16, "num_layers": 1,
+                               "num_heads": 2, "intermediate_size": 32, "max_position_embeddings": 16})
+    gpt.add_head("clm", HEADS["clm"])
+    save_pretrained(str(tmp_path / "gpt"), gpt, tokenizer)
+    assert main(["evaluate", str(tmp_path / "gpt"), "--perplexity", str(tmp_path / "text.txt"),
+                 "--mem-len", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--mem-len is for models with a memory" in err

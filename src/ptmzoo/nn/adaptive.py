@@ -45,14 +45,14 @@ class AdaptiveEmbedding(nn.Module):
         sizes = [max(1, embedding_size // div_val**i) for i in range(len(self.bounds) - 1)]
         self.layers = nn.ModuleList(nn.Embedding(hi - lo, size) for lo, hi, size
                                     in zip(self.bounds, self.bounds[1:], sizes))
-        # cluster i's projection to the hidden size (None: it has the hidden size already)
-        self.projections = nn.ModuleList(nn.Identity() if size == hidden_size else nn.Linear(size, hidden_size, bias=False)
-                                         for size in sizes)
+        # cluster i's projection to the hidden size (an identity when it has the hidden size already)
+        self.projected = [size != hidden_size for size in sizes]
+        self.projections = nn.ModuleList(nn.Linear(size, hidden_size, bias=False) if projected else nn.Identity()
+                                         for size, projected in zip(sizes, self.projected))
 
     def projection(self, i: int) -> torch.Tensor | None:
         """Cluster i's projection weight [hidden, size], or None."""
-        layer = self.projections[i]
-        return None if isinstance(layer, nn.Identity) else layer.weight
+        return self.projections[i].weight if self.projected[i] else None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         if len(self.layers) == 1:
@@ -74,9 +74,9 @@ class AdaptiveSoftmax(nn.Module):
         self.bounds = embedding.bounds
         tails = len(self.bounds) - 2
         self.weights = nn.ParameterList(layer.weight for layer in embedding.layers)  # tied: the same tensors
+        self.projected = list(embedding.projected)
         self.projections = nn.ParameterList(embedding.projection(i) for i in range(len(self.weights))
-                                            if embedding.projection(i) is not None)
-        self.projected = [embedding.projection(i) is not None for i in range(len(self.weights))]
+                                            if self.projected[i])
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(hi - lo)) for lo, hi in pairwise(self.bounds))
         head_size = self.weights[0].shape[1]
         self.cluster_weight = nn.Parameter(torch.zeros(tails, head_size)) if tails else None
