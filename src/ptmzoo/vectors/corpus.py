@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError, require_file
+from . import SEGMENTS
 
 MAX_SENTENCE_WORDS = 10_000  # longer lines are cut into pieces of this many words (as gensim's LineSentence)
 BATCH_WORDS = 10_000  # corpus words per training job (gensim's batch_words, word2vec.c's alpha interval)
-SEGMENTS = ("jieba", "chars")
 
 
 class LineCorpus:

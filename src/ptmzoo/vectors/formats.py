@@ -25,7 +25,7 @@ ROWS_PER_WRITE = 4096  # rows formatted at a time when writing
 
 
 @contextlib.contextmanager
-def _atomic_binary_file(path: str) -> Iterator:
+def atomic_binary_file(path: str) -> Iterator:
     """A file object beside ``path`` that replaces it in one rename when the block succeeds."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -53,7 +53,7 @@ def _checked(words: list[str], matrix: np.ndarray) -> np.ndarray:
 def write_word2vec_text(path: str, words: list[str], matrix: np.ndarray) -> None:
     """word2vec text format; 9 significant digits read back as the same float32."""
     matrix = _checked(words, matrix)
-    with _atomic_binary_file(os.fspath(path)) as fh:
+    with atomic_binary_file(os.fspath(path)) as fh:
         fh.write(f"{len(words)} {matrix.shape[1]}\n".encode())
         for start in range(0, len(words), ROWS_PER_WRITE):
             rows = matrix[start:start + ROWS_PER_WRITE].tolist()
@@ -65,7 +65,7 @@ def write_word2vec_text(path: str, words: list[str], matrix: np.ndarray) -> None
 def write_word2vec_binary(path: str, words: list[str], matrix: np.ndarray) -> None:
     """word2vec binary format, as ``word2vec -binary 1`` writes it (a newline after each vector)."""
     matrix = _checked(words, matrix).astype("<f4", copy=False)
-    with _atomic_binary_file(os.fspath(path)) as fh:
+    with atomic_binary_file(os.fspath(path)) as fh:
         fh.write(f"{len(words)} {matrix.shape[1]}\n".encode())
         for word, row in zip(words, matrix):
             fh.write(word.encode("utf-8") + b" " + row.tobytes() + b"\n")
