@@ -80,3 +80,20 @@ def test_spearman_with_ties_equals_scipys():
     y = [2, 1, 4, 3, 3, 9, 7, 1]
     assert rank([10, 20, 20, 5]).tolist() == [2, 3.5, 3.5, 1]
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+
+
+def test_chinese_ca8_analogies_are_read_and_answered():
+    path = shared_path("zh", "wordvec_eval", "semantic.txt")
+    from ptmzoo.vectors.evaluate import read_analogies
+
+    sections = read_analogies(path)
+    assert len(sections) > 1 and all(len(q) == 4 for _, questions in sections for q in questions)
+    a, b, c, d = sections[0][1][0]  # 广东 粤剧 浙江 越剧
+    words = list(dict.fromkeys([a, b, c, d, "北京", "上海", "京剧"]))
+    matrix = np.random.default_rng(2).normal(size=(len(words), 12)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    index = {w: i for i, w in enumerate(words)}
+    matrix[index[d]] = matrix[index[b]] - matrix[index[a]] + matrix[index[c]]  # the 3CosAdd optimum
+    result = evaluate_analogies(WordVectors(words, matrix), path)
+    first = result["sections"][0]
+    assert first["answered"] >= 1 and first["3cosadd"] > 0 and result["skipped"] > 0

@@ -55,16 +55,17 @@ class LineCorpus:
 
     def _sentences(self, path: str) -> Iterator[list[str]]:
         opener = gzip.open if path.endswith(".gz") else open
-        number = 0
         try:
-            with opener(path, "rt", encoding="utf-8") as fh:
-                for number, line in enumerate(fh, 1):  # noqa: B007 (number is reported on errors)
+            with opener(path, "rb") as fh:
+                for number, raw in enumerate(fh, 1):
+                    try:
+                        line = raw.decode("utf-8")  # line by line, so an error names the right line
+                    except UnicodeDecodeError:
+                        raise UserError(f"{path}:{number}: not UTF-8 text; convert the file first, e.g. "
+                                        f"iconv -f GBK -t UTF-8 {os.path.basename(path)}") from None
                     words = self._split(line.lower() if self.lowercase else line)
                     for start in range(0, len(words), MAX_SENTENCE_WORDS):
                         yield words[start:start + MAX_SENTENCE_WORDS]
-        except UnicodeDecodeError:
-            raise UserError(f"{path}:{number + 1}: not UTF-8 text; convert the file first, e.g. "
-                            f"iconv -f GBK -t UTF-8 {os.path.basename(path)}") from None
         except (OSError, EOFError) as exc:  # a corrupt .gz
             raise UserError(f"{path}: cannot be read ({exc})") from None
 

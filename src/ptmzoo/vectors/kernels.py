@@ -20,6 +20,7 @@ MASK48 = np.uint64((1 << 48) - 1)
 SHIFT = np.uint64(16)
 
 JIT = dict(nogil=True, cache=True, fastmath=True)
+MAX_EXP = 6.0  # word2vec.c's sigmoid table range
 
 
 @njit(**JIT)
@@ -124,11 +125,16 @@ def _axpy(alpha, x, y):
 @njit(**JIT)
 def _train_output(l1, word, work, alpha, syn1neg, syn1, cum_table, negative, code_starts, codes, points, hs, r):
     """One input vector ``l1`` predicts ``word``: hierarchical softmax along its Huffman code and/or
-    negative sampling; the gradient for the input is added to ``work``."""
+    negative sampling; the gradient for the input is added to ``work``. The sigmoid is exact; as in
+    word2vec.c, a tree node whose score is beyond +-6 is skipped, while a negative-sampling score
+    there still gets its (saturated) update."""
     if hs:
         for k in range(code_starts[word], code_starts[word + 1]):
             node = syn1[points[k]]
-            g = np.float32((1.0 - codes[k] - _sigmoid(_dot(l1, node))) * alpha)
+            f = _dot(l1, node)
+            if f <= -MAX_EXP or f >= MAX_EXP:
+                continue  # word2vec.c (and gensim) skip a saturated node
+            g = np.float32((1.0 - codes[k] - _sigmoid(f)) * alpha)
             _axpy(g, node, work)
             _axpy(g, l1, node)
     if negative > 0:
