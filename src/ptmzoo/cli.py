@@ -1,4 +1,4 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, zoo, demo.
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, vectors, zoo, demo.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -15,6 +15,7 @@ import traceback
 from .errors import UserError
 from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
 from .knowledge.cli import add_transe_parser, cmd_transe
+from .vectors.cli import add_vectors_parser, cmd_vectors
 
 
 def _common() -> argparse.ArgumentParser:
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score (text2text))")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
     ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
+    ft.add_argument("--init-embeddings", metavar="DIR", help="word vectors (`ptmzoo vectors train --out DIR`) "
+                    "for the token embeddings of the words both vocabularies share")
     ft.add_argument("--seed", type=int)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
     ft.add_argument("--no-progress", action="store_true")
@@ -177,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_strategy_arguments(ft)
     add_transfer_parser(verbs, common)
     add_transe_parser(verbs, common)
+    add_vectors_parser(verbs, common)
 
     # evaluate ----------------------------------------------------------------------------------
     ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
@@ -372,6 +376,7 @@ def cmd_finetune(args) -> None:
         "task": args.task, "format": args.format, "epochs": args.epochs, "metric": args.metric,
         "columns": _columns(args),
         "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
+        "init_embeddings": args.init_embeddings,
         "options": {name: getattr(args, name) for name in TaskOptions.field_types() if hasattr(args, name)},
         "train": train,
         **strategy_settings(args, train),
@@ -385,6 +390,8 @@ def cmd_finetune(args) -> None:
             return
         report = run_finetune(cfg, args.out, args.resume, progress=not args.no_progress)
         print(describe(report))
+        if "embeddings_initialised" in report:
+            print(f"token embeddings: {report['embeddings_initialised']:,} rows from {cfg.init_embeddings}")
         if "dev" in report:
             from .tasks import task_class
 
@@ -569,7 +576,8 @@ def cmd_demo(args) -> None:
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
             "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
             "init-student": cmd_init_student, "init": cmd_init,
-            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe}
+            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe,
+            "vectors": cmd_vectors}
 
 
 def main(argv: list[str] | None = None) -> int:

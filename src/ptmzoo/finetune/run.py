@@ -25,6 +25,7 @@ from ..tasks import TASKS, Task, TaskOptions, task_class
 from ..tasks.base import ListDataset
 from ..train.distributed import setup
 from ..train.trainer import Trainer, seed_everything
+from ..vectors.embeddings import init_embeddings
 from .strategies import Strategy, StrategyConfig, export_merged
 
 
@@ -51,6 +52,7 @@ class FinetuneConfig(Config):
     strategy: StrategyConfig = field(default_factory=StrategyConfig)  # full/frozen/adapters/LoRA, ULMFiT
     patience: int | None = None  # early stopping: evaluations without a better dev metric
     runs: int = 1  # --runs K: K seeds (seed, seed + 1, ...), mean and std of the dev metrics
+    init_embeddings: str | None = None  # word vectors (`ptmzoo vectors train --out DIR`) for the token embeddings
 
     def validate(self) -> None:
         for name in ("model", "train_file", "dev_file"):
@@ -106,6 +108,8 @@ class FinetuneRun:
             self.test_samples = self.task.encode(self.test_rows, cfg.test_file,
                                                  with_labels=self.task.has_labels(self.test_rows))
         self.model = prepare_model(self.source, self.task, cfg.from_scratch, cfg.train.seed)
+        self.embeddings_initialised = (init_embeddings(self.model.backbone, self.source.tokenizer, cfg.init_embeddings)
+                                       if cfg.init_embeddings else None)
         self.strategy = Strategy(self.model, cfg.strategy, self.source.path)
 
     def evaluate(self, model: nn.Module, rows: list[dict], samples: list[dict], batch_size: int, device,
@@ -184,6 +188,8 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
                               "train_examples": len(run.train_rows), "steps": result.step,
                               "best_step": result.best_step, "selected_by": cfg.selection_metric,
                               "stopped_early": result.stopped_early, **run.strategy.counts()}
+    if run.embeddings_initialised is not None:
+        report["embeddings_initialised"] = run.embeddings_initialised
     if env.is_main:
         best = load(os.path.join(out_dir, "best"), device=env.device)
         suffix = run.task.prediction_suffix
