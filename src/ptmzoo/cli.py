@@ -77,9 +77,8 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
                         help="plain text: one document per line, or documents separated by blank lines")
 
 
-
 def _data_file_options(parser: argparse.ArgumentParser) -> None:
-    """How labelled files are read: --format, --columns (finetune, evaluate, predict)."""
+    """How labelled files are read: --format, --columns (finetune's own FinetuneConfig flags)."""
     from .finetune.run import FinetuneConfig
 
     add_config_flags(parser, FinetuneConfig, ("format", "columns"))

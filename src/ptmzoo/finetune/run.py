@@ -43,7 +43,8 @@ class FinetuneConfig(Config):
                                    "for qa)")
     dev_file: str = setting("", flag="--dev", required=True, help="dev file: model selection and metrics")
     test_file: str | None = setting(None, flag="--test", help="optional test file: metrics and predictions")
-    task: str = setting("classification", choices=tuple(TASKS), help="what to learn: the files it reads, its head, loss and metrics")
+    task: str = setting("classification", choices=tuple(TASKS),
+                        help="what to learn: the files it reads, its head, loss and metrics")
     format: str = setting("auto", choices=DATA_FORMATS,
                           help="data format (auto: by extension; conll = token ... tag columns)")
     columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
@@ -83,7 +84,10 @@ class FinetuneConfig(Config):
         if self.from_scratch and self.strategy.method != "full":
             raise UserError(f"--from-scratch trains every weight; it cannot be combined with --strategy "
                             f"{self.strategy.method}")
-        metrics = task_class(self.task).metric_names
+        task = task_class(self.task)
+        if not isinstance(self.options, task.Options):
+            raise UserError(f"the {self.task} task reads {task.Options.__name__}, not {type(self.options).__name__}")
+        metrics = task.metric_names
         if self.metric is not None and self.metric not in metrics:
             raise UserError(f"the {self.task} task has no metric '{self.metric}' (choose from {', '.join(metrics)})")
 

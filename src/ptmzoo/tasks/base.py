@@ -23,6 +23,7 @@ from ..io import atomic_write_text
 from ..models.model import Head, unwrap
 from .tables import read_table
 
+
 @dataclass
 class TaskOptions(Config):
     """What every task reads. Each task names its own options class, this one extended by the

@@ -345,5 +345,5 @@ class QATask(Task):
         write_json(path, {r["id"]: o["answer"] for r, o in zip(rows, outputs)})
 
 
-__all__ = ["LANGUAGES", "LanguageOptions", "QAOptions", "QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1", "qa_metrics",
-           "read_squad", "squad_em", "squad_f1", "window_spans"]
+__all__ = ["LANGUAGES", "LanguageOptions", "QAOptions", "QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1",
+           "qa_metrics", "read_squad", "squad_em", "squad_f1", "window_spans"]

@@ -323,4 +323,5 @@ class Text2TextTask(TranslationTask):
                    label_map=meta.get("label_map") if meta.get("label_map") else None)
 
 
-__all__ = ["NO_ENTITIES", "TARGET_KINDS", "Text2TextOptions", "Text2TextTask", "entity_metrics", "label_name_map", "parse_entities", "render_entities"]
+__all__ = ["NO_ENTITIES", "TARGET_KINDS", "Text2TextOptions", "Text2TextTask", "entity_metrics", "label_name_map",
+           "parse_entities", "render_entities"]
