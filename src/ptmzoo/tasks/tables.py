@@ -13,6 +13,7 @@ import os
 import re
 
 from ..errors import UserError, require_file
+from ..textio import open_text, read_text
 
 TABLE_FORMATS = ("auto", "tsv", "csv", "jsonl")
 
@@ -31,10 +32,7 @@ def read_table(path: str, fmt: str = "auto", columns: list[str] | None = None) -
     if fmt not in TABLE_FORMATS:
         raise UserError(f"unknown data format '{fmt}' (choose from {', '.join(TABLE_FORMATS)})")
     fmt = detect_format(path) if fmt == "auto" else fmt
-    try:
-        rows = _read_json_rows(path) if fmt == "jsonl" else _read_delimited(path, fmt, columns)
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; convert it to UTF-8") from None
+    rows = _read_json_rows(path) if fmt == "jsonl" else _read_delimited(path, fmt, columns)
     if not rows:
         raise UserError(f"{path} has no data rows")
     return rows
@@ -43,7 +41,7 @@ def read_table(path: str, fmt: str = "auto", columns: list[str] | None = None) -
 def _read_delimited(path: str, fmt: str, columns: list[str] | None) -> list[dict[str, str]]:
     delimiter = "\t" if fmt == "tsv" else ","
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with open_text(path) as fh:  # lines keep their ends, as csv wants (newline="")
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         header = columns
         if header is None:
@@ -72,11 +70,7 @@ def read_json_records(path: str) -> list[dict]:
     """JSON objects from a JSON list, JSONL, or objects simply written one after another (pretty-
     printed, as CLUENER ships them); each with ``_line``, the line where it starts."""
     require_file(path, "data file")
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; convert it to UTF-8") from None
+    text = read_text(path)
     decoder, blank = json.JSONDecoder(), re.compile(r"\s*")
     position = blank.match(text).end()
     if text[position : position + 1] == "[":

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..textio import text_lines
 from .base import Task, label_vocabulary
 from .classification import classification_metrics
 from .qa import detect_language
@@ -101,8 +102,7 @@ def label_name_map(spec: str | None, values: list[str]) -> dict[str, str]:
             names[value] = name
     else:
         if os.path.isfile(spec):
-            with open(spec, encoding="utf-8-sig") as fh:
-                listed = [line.strip() for line in fh if line.strip()]
+            listed = [line.strip() for line in text_lines(spec) if line.strip()]
         else:
             listed = [name.strip() for name in spec.split(",")]
         if not all(listed):

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_write_text, read_json
+from ..textio import read_text
 
 STATE_DIR = "trainer_state"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -37,8 +38,7 @@ def list_checkpoints(directory: str) -> list[str]:
 def latest_checkpoint(directory: str) -> str | None:
     pointer = os.path.join(directory, "latest")
     if os.path.exists(pointer):
-        with open(pointer, encoding="utf-8") as fh:
-            name = fh.read().strip()
+        name = read_text(pointer).strip()
         candidate = os.path.join(directory, name)
         if os.path.exists(os.path.join(candidate, STATE_DIR, "state.json")):
             return candidate
