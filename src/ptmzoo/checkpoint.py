@@ -19,7 +19,7 @@ from torch import nn
 
 from . import __version__
 from .data.tokenizers import Tokenizer
-from .errors import UserError
+from .errors import BadInput, UserError
 from .io import atomic_directory, atomic_write_json, read_json
 from .models import backbone_class
 from .models.model import HEAD_TYPES, PtmModel
@@ -147,6 +147,8 @@ def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
 
     from .finetune.strategies import load_delta  # also registers the layer-mix head
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise BadInput(f"ptmzoo.load needs the path of a checkpoint or run directory, not {path!r}")
     directory = resolve_model_dir(os.fspath(path))
     if not os.path.exists(os.path.join(directory, META_FILE)):
         from .interop.hf import import_hf
@@ -175,8 +177,20 @@ def load(path: str, device: str | torch.device = "cpu") -> Pretrained:
     if os.path.exists(os.path.join(directory, "tokenizer.json")) or os.path.exists(os.path.join(directory, "vocab.txt")):
         tokenizer = Tokenizer.load(directory)
         check_vocab(tokenizer, model, directory)
+        check_tokenizer(tokenizer, meta, directory)
     model.to(device).eval()
     return Pretrained(model, tokenizer, meta, directory)
+
+
+def check_tokenizer(tokenizer: Tokenizer, meta: dict[str, Any], directory: str) -> None:
+    """The tokenizer files must be the ones the model was trained with: ``ptmzoo.json`` keeps their
+    fingerprint, and another tokenizer (files copied over from elsewhere) would silently give the
+    model ids that mean other tokens."""
+    expected = (meta.get("tokenizer") or {}).get("fingerprint")
+    if expected and tokenizer.fingerprint() != expected:
+        raise UserError(f"the tokenizer files in {directory} are not those the model was trained with (fingerprint "
+                        f"{tokenizer.fingerprint()}, {META_FILE} says {expected}); put the model's own tokenizer "
+                        "files back")
 
 
 def check_vocab(tokenizer: Tokenizer, model: PtmModel, where: str) -> None:

@@ -324,13 +324,13 @@ def _pretrain_recipe(args):
         overrides.append(f"preset={args.preset}")
     if args.data:
         overrides.append(f"data.shards={args.data}")
-    if args.seq_len:
+    if args.seq_len is not None:  # 0 too: validated, not ignored
         overrides.append(f"data.seq_len={args.seq_len}")
-    if args.steps:
+    if args.steps is not None:
         overrides.append(f"train.max_steps={args.steps}")
-    if args.batch_size:
+    if args.batch_size is not None:
         overrides.append(f"train.batch_size={args.batch_size}")
-    if args.lr:
+    if args.lr is not None:
         overrides.append(f"train.lr={args.lr}")
     if args.init_from:
         overrides.append(f"init_from={args.init_from}")
@@ -368,9 +368,9 @@ def cmd_finetune(args) -> None:
     from .train.distributed import teardown
 
     train = finetune_defaults().to_dict()
-    if args.lr:
+    if args.lr is not None:  # 0 too: validated, not ignored
         train["lr"] = args.lr
-    if args.batch_size:
+    if args.batch_size is not None:
         train["batch_size"] = args.batch_size
     if args.seed is not None:
         train["seed"] = args.seed
@@ -435,7 +435,7 @@ def cmd_evaluate(args) -> None:
         corpus = ShardedCorpus(args.data)
         tokenizer = pretrained.tokenizer or corpus.tokenizer()
         if corpus.meta["tokenizer"]["fingerprint"] != tokenizer.fingerprint():
-            raise UserError(f"{args.data} was tokenized with a different tokenizer than {args.model}")
+            raise UserError(f"{args.data} was tokenized with a different tokenizer than {pretrained.path}")
         names = list(pretrained.model.heads)
         objectives = build_objectives([n for n in names if n in ("mlm", "nsp", "clm")], tokenizer, 0)
         dataset = build_pretrain_dataset(corpus.split(args.split), objectives, tokenizer,
@@ -475,14 +475,12 @@ def cmd_init(args) -> None:
 
 def cmd_init_student(args) -> None:
     from .checkpoint import load, save_pretrained
+    from .errors import require_int_list
     from .models.student import init_student
     from .outputs import claim_output_dir
 
     claim_output_dir(args.output, args.overwrite)
-    try:
-        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
-    except ValueError:
-        raise UserError(f"--layers {args.layers!r} must be comma-separated layer numbers, e.g. 0,2,4") from None
+    layers = require_int_list(args.layers, "--layers", "0,2,4", minimum=0) if args.layers is not None else None
     teacher = load(args.teacher)
     student = init_student(teacher.model, layers, args.num_layers)
     save_pretrained(args.output, student, teacher.tokenizer, {"teacher": os.path.abspath(teacher.path)})
@@ -584,10 +582,13 @@ def cmd_zoo(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
+    from .errors import require_int_list
     from .outputs import claim_run_dir
 
     claim_run_dir(args.out, args.overwrite, resumable=False)
-    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    budgets = require_int_list(args.budgets, "--budgets", "200,500,1000") if args.budgets is not None else None
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, not {args.minutes:g}")
     run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
 
 

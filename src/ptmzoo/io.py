@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -94,6 +95,25 @@ def atomic_directory(path: str, overwrite: bool = True) -> Iterator[str]:
     else:
         os.rename(tmp, path)
     fsync_path(os.path.dirname(path))
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block SIGTERM (a killed or pre-empted job) raises KeyboardInterrupt as Ctrl-C does,
+    so that ``atomic_directory`` removes its temporary directory and the CLI exits with 130 --
+    instead of dying at once and leaving a partial ``.OUT.tmp-*`` behind."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def atomic_write_text(path: str, text: str) -> None:

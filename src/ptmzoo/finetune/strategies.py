@@ -271,7 +271,7 @@ def save_delta(directory: str, model: nn.Module, tokenizer, cfg: StrategyConfig,
 def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device = "cpu"):
     """Rebuild a frozen/adapter/LoRA run: the base checkpoint, the heads, the added modules, then
     the saved parameters on top."""
-    from ..checkpoint import Pretrained, load
+    from ..checkpoint import Pretrained, check_tokenizer, load
     from ..data.tokenizers import Tokenizer
 
     info = meta["delta"]
@@ -294,6 +294,8 @@ def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device 
                         f"({'unexpected' if unexpected else 'missing'}: {(unexpected or not_in_base)[0]})")
     has_tokenizer = os.path.exists(os.path.join(directory, "tokenizer.json"))
     tokenizer = Tokenizer.load(directory) if has_tokenizer else base.tokenizer
+    if tokenizer is not None:
+        check_tokenizer(tokenizer, meta, directory)
     model.to(device).eval()
     return Pretrained(model, tokenizer, meta, directory)
 

@@ -71,6 +71,11 @@ class Backbone(nn.Module):
         return self.config.hidden_size
 
     @property
+    def max_input_length(self) -> int | None:
+        """The longest input its position table covers (None: relative positions, any length)."""
+        return self.config.max_position_embeddings
+
+    @property
     def input_embeddings(self) -> nn.Embedding:
         raise NotImplementedError
 

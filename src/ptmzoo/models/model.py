@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import UserError
 from .base import Backbone, BackboneOutput, ModelOutput
+from .inputs import check_token_ids
 
 HEAD_TYPES: dict[str, type[Head]] = {}
 
@@ -115,6 +116,7 @@ class PtmModel(nn.Module):
         ``entity_ids`` ([B, L], 0 = none) are the entities aligned with the tokens; backbones that
         read entities (ERNIE) get them, others never see them.
         """
+        check_token_ids(input_ids, self.config.vocab_size, None if cache is not None else self.backbone.max_input_length)
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         heads_see = {"input_ids": input_ids, "attention_mask": attention_mask}

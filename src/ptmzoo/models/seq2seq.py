@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..nn.attention import AttentionMask, causal_mask
 from ..nn.losses import linear_cross_entropy
 from .base import Backbone, BackboneOutput, ModelOutput
+from .inputs import check_token_ids
 from .model import Head, PtmModel, register_head
 
 
@@ -106,6 +107,7 @@ class Seq2SeqModel(PtmModel):
                 output_hidden_states=False, targets=None, document_ids=None, cache=None,
                 decoder_input_ids=None, decoder_attention_mask=None) -> Seq2SeqModelOutput:
         """As ``PtmModel.forward``; the decoder inputs come from ``targets`` when training."""
+        check_token_ids(input_ids, self.config.vocab_size, self.backbone.max_input_length)
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
         if targets is not None:

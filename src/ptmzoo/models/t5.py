@@ -133,6 +133,7 @@ class T5Stack(nn.Module):
 
 class T5Model(EncoderDecoder):
     config_class = T5Config
+    max_input_length = None  # relative position buckets: no position table, no length limit
 
     def __init__(self, config: T5Config):
         super().__init__(config)
