@@ -91,3 +91,16 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ptmzoo", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, pattern: str) -> str:
+    """A user mistake as the CLI must report it: exit code 2 and one line ``error: ...`` on stderr
+    matching ``pattern``, no traceback. Returns the line."""
+    import re
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]

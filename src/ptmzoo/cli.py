@@ -620,6 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:  # the verb's --out: record what it wrote, unlock it (ptmzoo.outputs)
+        from .outputs import release_outputs
+
+        release_outputs()
     return 0
 
 
