@@ -39,13 +39,17 @@ def fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: str) -> None:
-    """fsync every file and directory below ``root`` (and ``root`` itself), deepest first."""
+def settle_tree(root: str) -> None:
+    """Give every file and directory below ``root`` (and ``root``) the umask's mode -- mkdtemp,
+    mkstemp and safetensors create 0700/0600 -- and fsync them, deepest first."""
+    dir_mode, file_mode = umask_mode(True), umask_mode(False)
     for directory, _, files in os.walk(root, topdown=False):
         for name in files:
             path = os.path.join(directory, name)
             if not os.path.islink(path):
+                os.chmod(path, file_mode)
                 fsync_path(path)
+        os.chmod(directory, dir_mode)
         fsync_path(directory)
 
 
@@ -53,7 +57,7 @@ def durable_rename(tmp: str, path: str) -> None:
     """Rename a finished temporary file or directory into place so that neither an empty file nor a
     missing rename can come out of a power loss: contents first, then the rename, then the parent."""
     if os.path.isdir(tmp):
-        fsync_tree(tmp)
+        settle_tree(tmp)
     else:
         fsync_path(tmp)
     os.replace(tmp, path)
@@ -64,9 +68,7 @@ def make_temp_dir(path: str, label: str = "tmp") -> str:
     """A new temporary directory beside ``path`` (same file system, so the rename is atomic)."""
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{label}-", dir=parent)
-    os.chmod(tmp, umask_mode(True))  # what it becomes keeps this mode; mkdtemp gives 0700
-    return tmp
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{label}-", dir=parent)
 
 
 @contextlib.contextmanager
@@ -80,7 +82,7 @@ def atomic_directory(path: str, overwrite: bool = True) -> Iterator[str]:
     tmp = make_temp_dir(path)
     try:
         yield tmp
-        fsync_tree(tmp)
+        settle_tree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

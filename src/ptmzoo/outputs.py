@@ -27,7 +27,7 @@ import sys
 from collections.abc import Iterable
 
 from .errors import UserError
-from .io import atomic_write_json, umask_mode
+from .io import atomic_write_json
 
 MANIFEST = ".ptmzoo-outputs.json"
 LOCK = ".ptmzoo-lock"  # inside a run directory
@@ -96,7 +96,7 @@ class _Claim:
 def _lock(lock_path: str, what: str) -> int:
     """An exclusive lock on ``lock_path``, or a UserError naming the process that holds it."""
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, umask_mode(False))
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -153,9 +153,9 @@ def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None, linker:
     _worker_linker = linker
 
 
-def piece_starts(text: str, size: int = PIECE_CHARS) -> list[int]:
+def piece_starts(text: str) -> list[int]:
     """Where the pieces of ``text`` that are tokenized separately start (``[0]`` for a short text)."""
-    starts = [0]
+    size, starts = PIECE_CHARS, [0]
     while len(text) - starts[-1] > size:
         low, high = starts[-1] + size // 2, starts[-1] + size
         cuts = [m.start() for m in _PIECE_CUT.finditer(text, low, high)]

@@ -117,6 +117,8 @@ def checkpoint_write_error(checkpoint: str, exc: BaseException) -> UserError:
     """The line for a checkpoint that could not be written (a full disk, a quota, a file-size
     limit): what torch or safetensors said, and that nothing earlier was touched."""
     reason = os.strerror(exc.errno) if isinstance(exc, OSError) and exc.errno else _first_line(exc)
+    if "unexpected pos" in reason:  # torch.save's zip writer, when a write came up short
+        reason = f"torch.save could not write every byte: {reason.split('. ', 1)[-1]}"
     directory = os.path.dirname(checkpoint)
     return UserError(f"cannot write checkpoint {checkpoint} ({reason}); is the disk full? The earlier checkpoints "
                      f"in {directory} are intact: free some space and continue with --resume")
