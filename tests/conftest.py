@@ -104,3 +104,33 @@ def assert_user_error(result: subprocess.CompletedProcess, pattern: str) -> str:
     assert "Traceback" not in result.stderr
     assert re.search(pattern, lines[0]), lines[0]
     return lines[0]
+
+
+def tiny_checkpoint(directory: str, family: str, tokenizer, heads: tuple[str, ...]) -> str:
+    """A randomly initialised 1-layer x 32 model of ``family`` with ``heads``, saved with ``tokenizer``."""
+    import torch
+
+    import ptmzoo.objectives  # noqa: F401  (registers the pre-training heads)
+    from ptmzoo.checkpoint import save_pretrained
+    from ptmzoo.models import build_backbone
+    from ptmzoo.models.seq2seq import model_for
+
+    torch.manual_seed(0)
+    model = model_for(family, build_backbone(family, {"vocab_size": tokenizer.vocab_size, "hidden_size": 32,
+                                                      "num_layers": 1, "num_heads": 2, "intermediate_size": 64}))
+    for head in heads:
+        model.add_head(head, head)
+    save_pretrained(directory, model, tokenizer)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, wordpiece_tokenizer) -> str:
+    """A tiny BERT checkpoint with an MLM head (random weights): for checks that need a model."""
+    return tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "bert"), "bert", wordpiece_tokenizer, ("mlm",))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, bpe_tokenizer) -> str:
+    """A tiny GPT-2 checkpoint with a causal LM head (random weights)."""
+    return tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "gpt2"), "gpt2", bpe_tokenizer, ("clm",))

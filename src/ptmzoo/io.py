@@ -99,16 +99,27 @@ def atomic_directory(path: str, overwrite: bool = True) -> Iterator[str]:
     fsync_path(os.path.dirname(path))
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _default_sigterm_in_child() -> None:
+    # A process forked inside ``sigterm_interrupts`` (a worker pool) must die on SIGTERM at once, as
+    # Pool.terminate expects: a Python-level handler never runs in a worker blocked in C code.
+    if signal.getsignal(signal.SIGTERM) is _interrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_default_sigterm_in_child)
+
+
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
     """Within the block SIGTERM (a killed or pre-empted job) raises KeyboardInterrupt as Ctrl-C does,
     so that ``atomic_directory`` removes its temporary directory and the CLI exits with 130 --
     instead of dying at once and leaving a partial ``.OUT.tmp-*`` behind."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return

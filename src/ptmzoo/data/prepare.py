@@ -144,9 +144,7 @@ def token_marks(offsets: np.ndarray, words: list[tuple[int, int]], entities: lis
 
 def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None, linker: EntityLinker | None = None) -> None:
     global _worker_tokenizer, _worker_segmenter, _worker_linker
-    # the parent handles Ctrl-C and SIGTERM (and ends the pool); a worker just stops
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the pool
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = Tokenizer.load(tokenizer_dir)
     _worker_segmenter = segmenter
