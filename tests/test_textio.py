@@ -112,18 +112,20 @@ def _prepare(tokenizer_dir, corpus, out) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["text", "jsonl"])
-def test_prepare_drops_a_bom(tmp_path, tiny_bert, kind):
-    """`prepare` used to keep the BOM as a token of the first document, and refused a JSONL file
-    that starts with one."""
-    lines = open(shared_path("en", "corpus", "wiki_demo.txt"), encoding="utf-8").read().splitlines()[:3]
+def test_prepare_drops_a_bom(tmp_path, char_tokenizer, kind):
+    """`prepare` used to keep the BOM as a token of the first document (a character tokenizer
+    makes it one), and refused a JSONL file that starts with one."""
+    tok = str(tmp_path / "tok")
+    char_tokenizer.save(tok)
+    lines = open(shared_path("zh", "corpus", "clue_small_sampled.txt"), encoding="utf-8").read().splitlines()[:3]
     if kind == "jsonl":
-        lines = [json.dumps({"text": line}) for line in lines]
+        lines = [json.dumps({"text": line}, ensure_ascii=False) for line in lines]
     text = "\n".join(lines) + "\n"
     suffix = ".jsonl" if kind == "jsonl" else ".txt"
     (tmp_path / f"plain{suffix}").write_text(text, encoding="utf-8")
     (tmp_path / f"bom{suffix}").write_text(BOM + text, encoding="utf-8")
-    plain = _prepare(tiny_bert, tmp_path / f"plain{suffix}", tmp_path / "plain")
-    with_bom = _prepare(tiny_bert, tmp_path / f"bom{suffix}", tmp_path / "bom")
+    plain = _prepare(tok, tmp_path / f"plain{suffix}", tmp_path / "plain")
+    with_bom = _prepare(tok, tmp_path / f"bom{suffix}", tmp_path / "bom")
     np.testing.assert_array_equal(plain, with_bom)
 
 
