@@ -9,6 +9,10 @@ import sys
 
 import pytest
 
+# `ptmzoo pretrain` flags of a bert-tiny shrunk to 1 layer x 32 that checkpoints every 2 steps
+TINY_PRETRAIN = ["--preset", "bert-tiny", "--seq-len", "32", "--batch-size", "4", "--no-progress",
+                 "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
+                 "train.log_every=1", "train.save_every=2", "train.eval_every=1000"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
@@ -134,3 +138,24 @@ def tiny_bert(tmp_path_factory, wordpiece_tokenizer) -> str:
 def tiny_gpt2(tmp_path_factory, bpe_tokenizer) -> str:
     """A tiny GPT-2 checkpoint with a causal LM head (random weights)."""
     return tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "gpt2"), "gpt2", bpe_tokenizer, ("clm",))
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``ptmzoo ARGS`` in this process (``ptmzoo.cli.main``, sparing an import of torch), with its
+    exit code and output in the shape ``run_cli`` returns."""
+    from ptmzoo.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["ptmzoo", *args], code, captured.out, captured.err)
+
+
+class RunsCode:
+    """Unpickling this runs ``touch MARKER``: what a crafted checkpoint file would do."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

@@ -11,21 +11,15 @@ import shutil
 
 import pytest
 import torch
-from conftest import read_lines, shared_path
+from conftest import RunsCode, assert_user_error, read_lines, run_main, shared_path
 
 import ptmzoo
-from ptmzoo.cli import main
 from ptmzoo.data.tokenizers import train_tokenizer
 from ptmzoo.errors import UserError
 
 
 def one_line_error(capsys, args: list[str], pattern: str) -> str:
-    capsys.readouterr()
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("error: ") and "Traceback" not in err, err
-    assert re.search(pattern, err), err
-    return err
+    return assert_user_error(run_main(capsys, *args), pattern)
 
 
 # ---- 8: zero is a value, not "not given" ---------------------------------------------------------
@@ -66,7 +60,7 @@ def test_a_broken_jsonl_record_is_reported_at_its_own_line(capsys, tmp_path, tin
     data = tmp_path / "train.jsonl"
     data.write_text("\n".join(lines) + "\n")
     one_line_error(capsys, ["finetune", "--model", tiny_bert, "--train", str(data), "--dev", str(data),
-                            "--out", str(tmp_path / "run")], rf"train.jsonl:151: not valid JSON \(Expecting ','")
+                            "--out", str(tmp_path / "run")], r"train.jsonl:151: not valid JSON \(Expecting ','")
 
 
 def test_a_pretty_printed_record_is_reported_where_the_error_is(tmp_path):
@@ -146,14 +140,6 @@ def test_a_checkpoint_with_swapped_tokenizer_files_is_refused(capsys, tmp_path, 
 
 
 # ---- 1: Hugging Face weights that would run code -------------------------------------------------
-class _RunsCode:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(capsys, tmp_path):
     transformers = pytest.importorskip("transformers")
     directory = tmp_path / "hf"
@@ -161,7 +147,7 @@ def test_a_pickled_pytorch_model_bin_is_refused_in_one_line(capsys, tmp_path):
     transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                             intermediate_size=64, architectures=["BertModel"]).to_json_file(directory / "config.json")
     marker = str(tmp_path / "code_ran")
-    torch.save({"embeddings.word_embeddings.weight": _RunsCode(marker)}, directory / "pytorch_model.bin")
+    torch.save({"embeddings.word_embeddings.weight": RunsCode(marker)}, directory / "pytorch_model.bin")
     one_line_error(capsys, ["convert", str(directory), str(tmp_path / "out"), "--to", "ptmzoo"],
                    "pytorch_model.bin holds more than tensors .* ptmzoo does not load it")
     assert not os.path.exists(marker)

@@ -9,35 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import assert_user_error, run_cli, shared_path
-
-from ptmzoo.cli import main
-
-TINY = ["--preset", "bert-tiny", "--seq-len", "32", "--batch-size", "4", "--no-progress", "model.num_layers=1",
-        "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64", "train.log_every=1",
-        "train.save_every=2", "train.eval_every=1000"]
-
-
-def cli(capsys, *args: str) -> tuple[int, str]:
-    """Exit code and standard error of ``ptmzoo ARGS`` run in this process."""
-    capsys.readouterr()
-    code = main(list(args))
-    return code, capsys.readouterr().err
-
-
-def one_line_error(code: int, err: str, pattern: str) -> str:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    assert re.search(pattern, lines[0]), lines[0]
-    return lines[0]
+from conftest import TINY_PRETRAIN as TINY
+from conftest import assert_user_error, run_cli, run_main, shared_path
 
 
 def snapshot(directory) -> dict[str, bytes]:
@@ -47,7 +27,7 @@ def snapshot(directory) -> dict[str, bytes]:
         for name in names:
             path = os.path.join(root, name)
             if not name.endswith("ptmzoo-lock"):
-                files[os.path.relpath(path, directory)] = open(path, "rb").read()
+                files[os.path.relpath(path, directory)] = Path(path).read_bytes()
     return files
 
 
@@ -56,7 +36,7 @@ def corpus_dir(tmp_path):
     """A working directory holding the user's corpus (and nothing else)."""
     work = tmp_path / "work"
     work.mkdir()
-    lines = open(shared_path("en", "corpus", "tinyshakespeare.txt"), encoding="utf-8").read().splitlines()[:300]
+    lines = Path(shared_path("en", "corpus", "tinyshakespeare.txt")).read_text(encoding="utf-8").splitlines()[:300]
     (work / "corpus.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return work
 
@@ -66,8 +46,8 @@ def test_tokenizer_train_into_the_working_directory_is_refused_even_with_overwri
     monkeypatch.chdir(corpus_dir)
     before = snapshot(corpus_dir)
     train = ["tokenizer", "train", "--input", "corpus.txt", "--kind", "char", "--vocab-size", "100", "--out", "."]
-    one_line_error(*cli(capsys, *train), r"exists and is not empty; replace ptmzoo's earlier output with --overwrite")
-    one_line_error(*cli(capsys, *train, "--overwrite"), r"holds files ptmzoo did not write \(corpus.txt\)")
+    assert_user_error(run_main(capsys, *train), r"exists and is not empty; replace ptmzoo's earlier output with --overwrite")
+    assert_user_error(run_main(capsys, *train, "--overwrite"), r"holds files ptmzoo did not write \(corpus.txt\)")
     assert snapshot(corpus_dir) == before
 
 
@@ -76,23 +56,23 @@ def test_overwrite_replaces_ptmzoo_output_but_never_a_users_file(capsys, corpus_
     wordpiece_tokenizer.save(tok)
     init = ["init", "--preset", "bert-tiny", "--tokenizer", tok, "--out", out, "num_layers=1", "hidden_size=32",
             "num_heads=2", "intermediate_size=64"]
-    assert cli(capsys, *init)[0] == 0
+    assert run_main(capsys, *init).returncode == 0
     first = snapshot(out)
     assert set(json.loads(first[".ptmzoo-outputs.json"])["written"]) >= {"model.safetensors", "ptmzoo.json"}
-    one_line_error(*cli(capsys, *init, "--seed", "1"), "exists and is not empty.*--overwrite")
+    assert_user_error(run_main(capsys, *init, "--seed", "1"), "exists and is not empty.*--overwrite")
     assert snapshot(out) == first
-    assert cli(capsys, *init, "--seed", "1", "--overwrite")[0] == 0
+    assert run_main(capsys, *init, "--seed", "1", "--overwrite").returncode == 0
     assert snapshot(out)["model.safetensors"] != first["model.safetensors"]  # replaced: another seed
     (corpus_dir / "init" / "notes.txt").write_text("my notes")
     replaced = snapshot(out)
-    one_line_error(*cli(capsys, *init, "--overwrite"), r"holds files ptmzoo did not write \(notes.txt\)")
+    assert_user_error(run_main(capsys, *init, "--overwrite"), r"holds files ptmzoo did not write \(notes.txt\)")
     assert snapshot(out) == replaced
 
 
 def test_out_onto_a_directory_of_other_files_is_refused(capsys, corpus_dir, wiki_shards):
     before = snapshot(corpus_dir)
     for extra in ([], ["--overwrite"]):
-        one_line_error(*cli(capsys, "pretrain", "--data", wiki_shards, "--out", str(corpus_dir), "--steps", "2",
+        assert_user_error(run_main(capsys, "pretrain", "--data", wiki_shards, "--out", str(corpus_dir), "--steps", "2",
                             *TINY, *extra), "not empty; continue it with --resume|did not write")
     assert snapshot(corpus_dir) == before
 
@@ -101,18 +81,18 @@ def test_a_second_run_onto_a_previous_one_is_refused_and_overwrite_starts_afresh
     """Without --resume, a run used to overwrite the old metrics and final/, prune its checkpoints
     and leave `latest` dangling, so that a later --resume continued the wrong run."""
     out = str(tmp_path / "run")
-    assert cli(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "6", *TINY)[0] == 0
+    assert run_main(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "6", *TINY).returncode == 0
     previous = snapshot(out)
     assert "checkpoints/step_00000006/model.safetensors" in previous
-    one_line_error(*cli(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "2", *TINY),
+    assert_user_error(run_main(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "2", *TINY),
                    "exists and is not empty; continue it with --resume, replace it with --overwrite")
     assert snapshot(out) == previous
-    one_line_error(*cli(capsys, "pretrain", "--out", out, "--resume", "--overwrite"), "give one of them")
-    assert cli(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "2", *TINY, "--overwrite")[0] == 0
+    assert_user_error(run_main(capsys, "pretrain", "--out", out, "--resume", "--overwrite"), "give one of them")
+    assert run_main(capsys, "pretrain", "--data", wiki_shards, "--out", out, "--steps", "2", *TINY, "--overwrite").returncode == 0
     assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["latest", "step_00000002"]
-    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    records = [json.loads(line) for line in Path(os.path.join(out, "metrics.jsonl")).read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2]  # nothing of the old run's six steps
-    manifest = json.load(open(os.path.join(out, ".ptmzoo-outputs.json")))["written"]
+    manifest = json.loads(Path(os.path.join(out, ".ptmzoo-outputs.json")).read_text())["written"]
     assert {"checkpoints", "final", "metrics.jsonl", "recipe.yaml"} <= set(manifest)
 
 
@@ -121,29 +101,29 @@ def test_predict_never_writes_over_its_input_or_an_existing_file(capsys, tmp_pat
     data.write_text("text\nsome text\n")
     before = data.read_bytes()
     # refused before the model is even opened
-    one_line_error(*cli(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(data),
+    assert_user_error(run_main(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(data),
                         "--overwrite"), "is also an input file")
     assert data.read_bytes() == before
     existing = tmp_path / "old_predictions.tsv"
     existing.write_text("keep me\n")
-    one_line_error(*cli(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(existing)),
+    assert_user_error(run_main(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(existing)),
                    "exists; replace it with --overwrite")
     assert existing.read_text() == "keep me\n"
-    one_line_error(*cli(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(tmp_path)),
+    assert_user_error(run_main(capsys, "predict", str(tmp_path / "no-model"), "--file", str(data), "--out", str(tmp_path)),
                    "is a directory; give the name of the file")
 
 
 def test_an_out_that_is_a_file_is_one_line(capsys, tmp_path, wiki_shards):
     path = tmp_path / "a_file"
     path.write_text("x")
-    one_line_error(*cli(capsys, "pretrain", "--data", wiki_shards, "--out", str(path), *TINY),
+    assert_user_error(run_main(capsys, "pretrain", "--data", wiki_shards, "--out", str(path), *TINY),
                    "is a file; give a directory")
     assert path.read_text() == "x"
 
 
 def test_a_failed_first_run_leaves_no_empty_out(capsys, tmp_path, wiki_shards):
     out = tmp_path / "never"
-    one_line_error(*cli(capsys, "pretrain", "--data", str(tmp_path), "--out", str(out), *TINY), "not a shard directory")
+    assert_user_error(run_main(capsys, "pretrain", "--data", str(tmp_path), "--out", str(out), *TINY), "not a shard directory")
     assert not out.exists()
 
 
@@ -175,7 +155,7 @@ def test_a_second_process_on_the_same_run_is_refused_at_once(tmp_path, wiki_shar
         assert first.wait(timeout=120) == 130
     finally:
         first.kill()
-    steps = [record["step"] for record in map(json.loads, open(metrics)) if "loss" in record]
+    steps = [record["step"] for record in map(json.loads, Path(metrics).read_text().splitlines()) if "loss" in record]
     assert steps == list(range(1, len(steps) + 1))  # one writer: no duplicated or interleaved lines
 
 
@@ -194,5 +174,5 @@ def test_a_second_prepare_into_the_same_out_is_refused_at_once(tmp_path, wordpie
         assert first.wait(timeout=300) == 0, first.stderr.read()
     finally:
         first.kill()
-    assert json.load(open(os.path.join(out, "meta.json")))["splits"]["train"]["docs"] > 0
+    assert json.loads(Path(os.path.join(out, "meta.json")).read_text())["splits"]["train"]["docs"] > 0
     assert not os.path.exists(os.path.join(tmp_path, ".shards.ptmzoo-lock"))  # removed by its holder

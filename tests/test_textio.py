@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_path
+from conftest import assert_user_error, run_main, shared_path
 
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
@@ -34,11 +35,7 @@ def gbk_file(path, lines: list[str], bad_line: int) -> tuple[str, int]:
 
 
 def expect_not_utf8(capsys, args, path, line, byte):
-    capsys.readouterr()
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    assert re.search("error: " + NOT_UTF8.format(path=re.escape(path), line=line, byte=byte), err), err
+    assert_user_error(run_main(capsys, *args), NOT_UTF8.format(path=re.escape(path), line=line, byte=byte))
 
 
 # reader: (its lines with the GBK one, which line is GBK, the command line given the file)
@@ -95,7 +92,7 @@ def test_label_names_file_in_gbk_is_one_clear_line(tmp_path):
 def test_a_gzip_corpus_names_the_line_and_byte_of_the_decompressed_text(tmp_path, capsys, tiny_bert):
     import gzip
 
-    raw = "first line\nsecond\n".encode() + CHINESE.encode("gbk") + b"\n"
+    raw = b"first line\nsecond\n" + CHINESE.encode("gbk") + b"\n"
     path = str(tmp_path / "corpus.txt.gz")
     with gzip.open(path, "wb") as fh:
         fh.write(raw)
@@ -117,7 +114,7 @@ def test_prepare_drops_a_bom(tmp_path, char_tokenizer, kind):
     makes it one), and refused a JSONL file that starts with one."""
     tok = str(tmp_path / "tok")
     char_tokenizer.save(tok)
-    lines = open(shared_path("zh", "corpus", "clue_small_sampled.txt"), encoding="utf-8").read().splitlines()[:3]
+    lines = Path(shared_path("zh", "corpus", "clue_small_sampled.txt")).read_text(encoding="utf-8").splitlines()[:3]
     if kind == "jsonl":
         lines = [json.dumps({"text": line}, ensure_ascii=False) for line in lines]
     text = "\n".join(lines) + "\n"

@@ -11,16 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import TINY_PRETRAIN as TINY
+from conftest import RunsCode, assert_user_error, run_cli, run_main
 
 from ptmzoo.cli import main
 
-TINY = ["--preset", "bert-tiny", "--seq-len", "32", "--batch-size", "4", "--no-progress", "model.num_layers=1",
-        "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64", "train.log_every=1",
-        "train.save_every=2", "train.eval_every=1000"]
 MODEL = {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64}
 
 
@@ -43,16 +42,6 @@ def _state_dir(run: str, step: int = 4) -> str:
     return os.path.join(run, "checkpoints", f"step_{step:08d}", "trainer_state")
 
 
-class _RunsCode:
-    """Unpickling this runs ``touch MARKER`` (what a crafted checkpoint would do)."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
-
-
 @pytest.mark.parametrize("name", ["rng_rank0.pt", "optimizer.pt", "scheduler.pt"])
 def test_a_crafted_pickle_in_trainer_state_is_refused_and_never_run(run_copy, tmp_path, name):
     """`--resume` used to torch.load the RNG states with weights_only=False: a crafted file ran code."""
@@ -60,7 +49,7 @@ def test_a_crafted_pickle_in_trainer_state_is_refused_and_never_run(run_copy, tm
     state = _state_dir(run_copy)
     if name == "rng_rank0.pt":  # a checkpoint of an earlier version: its RNG state is a pickle
         os.remove(os.path.join(state, "rng_rank0.safetensors"))
-    torch.save({"torch": _RunsCode(marker), "state": _RunsCode(marker)}, os.path.join(state, name))
+    torch.save({"torch": RunsCode(marker), "state": RunsCode(marker)}, os.path.join(state, name))
     result = run_cli("pretrain", "--out", run_copy, "--resume", "--no-progress")
     assert_user_error(result, f"{name} holds more than tensors and numbers .*ptmzoo does not load it")
     assert not os.path.exists(marker)
@@ -89,25 +78,23 @@ def test_a_missing_or_corrupt_trainer_state_file_is_one_line_and_keeps_the_recip
         os.remove(os.path.join(state, "optimizer.pt"))
     elif damage == "truncated scheduler":
         path = os.path.join(state, "scheduler.pt")
-        data = open(path, "rb").read()
-        open(path, "wb").write(data[: len(data) // 2])
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
     elif damage == "state without samples_seen":
         path = os.path.join(state, "state.json")
-        values = json.load(open(path))
+        values = json.loads(Path(path).read_text())
         del values["samples_seen"]
-        json.dump(values, open(path, "w"))
+        Path(path).write_text(json.dumps(values))
     else:
-        open(os.path.join(os.path.dirname(state), "model.safetensors"), "wb").write(b"\0" * 100)
-    recipe = open(os.path.join(run_copy, "recipe.yaml"), "rb").read()
-    capsys.readouterr()
-    assert main(["pretrain", "--out", run_copy, "--resume", "--steps", "9", "--no-progress"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("error: ") and "resume" in err, err
+        Path(os.path.dirname(state), "model.safetensors").write_bytes(b"\0" * 100)
+    recipe = Path(os.path.join(run_copy, "recipe.yaml")).read_bytes()
+    err = assert_user_error(run_main(capsys, "pretrain", "--out", run_copy, "--resume", "--steps", "9", "--no-progress"),
+                            "resume")
     expected = {"no rng": "rng_rank0.safetensors is missing", "no optimizer": "optimizer.pt is missing",
                 "truncated scheduler": "scheduler.pt is corrupt", "state without samples_seen": "lacks samples_seen",
                 "garbage weights": "model.safetensors is corrupt"}[damage]
     assert expected in err, err
-    assert open(os.path.join(run_copy, "recipe.yaml"), "rb").read() == recipe  # --steps 9 not written
+    assert Path(os.path.join(run_copy, "recipe.yaml")).read_bytes() == recipe  # --steps 9 not written
 
 
 def test_a_torn_last_metrics_line_does_not_stop_resume(run_copy, capsys):
@@ -117,15 +104,14 @@ def test_a_torn_last_metrics_line_does_not_stop_resume(run_copy, capsys):
     with open(metrics, "a") as fh:
         fh.write('{"loss": 7.1, "grad_norm": 1.')
     assert main(["pretrain", "--out", run_copy, "--resume", "--steps", "6", "--no-progress"]) == 0
-    records = [json.loads(line) for line in open(metrics)]  # every line parses
+    records = [json.loads(line) for line in Path(metrics).read_text().splitlines()]  # every line parses
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
     # a damaged line inside the log is not silently dropped
-    lines = open(metrics).read().splitlines()
+    lines = Path(metrics).read_text().splitlines()
     lines[2] = lines[2][:10]
-    open(metrics, "w").write("\n".join(lines) + "\n")
-    capsys.readouterr()
-    assert main(["pretrain", "--out", run_copy, "--resume", "--steps", "8", "--no-progress"]) == 2
-    assert "metrics.jsonl:3: not a JSON record" in capsys.readouterr().err
+    Path(metrics).write_text("\n".join(lines) + "\n")
+    assert_user_error(run_main(capsys, "pretrain", "--out", run_copy, "--resume", "--steps", "8", "--no-progress"),
+                      "metrics.jsonl:3: not a JSON record")
 
 
 _FULL_DISK = """
@@ -141,13 +127,13 @@ def disk_fills(step, record):
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 
 recipe = PretrainRecipe.from_dict({"preset": "bert-tiny", "data": {"shards": shards, "seq_len": 32},
-    "model": %r, "train": {"batch_size": 4, "max_steps": 6, "log_every": 1, "save_every": 2, "eval_every": 1000}})
+    "model": MODEL, "train": {"batch_size": 4, "max_steps": 6, "log_every": 1, "save_every": 2, "eval_every": 1000}})
 try:
     run_pretrain(recipe, out, progress=False, callbacks=[disk_fills])
 except UserError as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
-""" % MODEL
+""".replace("MODEL", repr(MODEL))
 
 
 @pytest.mark.parametrize("limit, failing", [(600_000, "torch.save could not write every byte"),
@@ -159,13 +145,14 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_earlier_ones(wiki_shards, tmp
     out = str(tmp_path / "run")
     script = tmp_path / "full_disk.py"
     script.write_text(_FULL_DISK)
-    result = subprocess.run([sys.executable, str(script), wiki_shards, out, str(limit)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, str(script), wiki_shards, out, str(limit)], capture_output=True, text=True,
+                            check=False)
     line = assert_user_error(result, r"cannot write checkpoint .*step_00000004 \(.*\); is the disk full\? The "
                                      r"earlier checkpoints .* are intact")
     assert failing in line
     checkpoints = os.path.join(out, "checkpoints")
     assert sorted(os.listdir(checkpoints)) == ["latest", "step_00000002"]  # no .step_00000004.tmp
-    assert open(os.path.join(checkpoints, "latest")).read().strip() == "step_00000002"
+    assert Path(os.path.join(checkpoints, "latest")).read_text().strip() == "step_00000002"
     assert main(["pretrain", "--out", out, "--resume", "--no-progress"]) == 0  # space again: it goes on
     assert os.path.exists(os.path.join(checkpoints, "step_00000006", "trainer_state", "optimizer.pt"))
 

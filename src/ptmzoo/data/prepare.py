@@ -32,7 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..io import atomic_directory, atomic_write_json, atomic_write_text, sigterm_interrupts
+from ..io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    sigterm_interrupts,
+)
 from ..knowledge.linking import EntityLinker, token_entities
 from ..knowledge.vectors import read_vectors
 from .corpus import CorpusReader, sentence_starts

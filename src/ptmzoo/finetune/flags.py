@@ -88,10 +88,9 @@ def add_transfer_parser(verbs, common) -> None:
 
 def cmd_transfer(args) -> None:
     from ..config import apply_overrides, load_yaml
+    from ..outputs import claim_run_dir
     from ..train.distributed import teardown
     from .experiments import TransferRecipe, run_transfer
-
-    from ..outputs import claim_run_dir
 
     data = apply_overrides(load_yaml(args.recipe), list(args.overrides))
     claim_run_dir(args.out, args.overwrite, resumable=False)

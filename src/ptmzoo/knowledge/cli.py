@@ -35,6 +35,7 @@ def add_transe_parser(verbs, common) -> None:
 def cmd_transe(args: argparse.Namespace) -> None:
     import torch
 
+    from ..outputs import claim_output_file
     from .transe import (
         Triples,
         link_prediction,
@@ -43,7 +44,6 @@ def cmd_transe(args: argparse.Namespace) -> None:
         split_held_out,
         train_transe,
     )
-    from ..outputs import claim_output_file
     from .vectors import write_vectors
 
     if not 0 <= args.eval_fraction < 1:
