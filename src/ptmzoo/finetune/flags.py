@@ -75,13 +75,14 @@ def summary_line(summary: dict[str, Any], split: str = "dev") -> str:
 
 # ------------------------------------------------------------------------------ ptmzoo transfer
 def add_transfer_parser(verbs, common) -> None:
+    from ..outputs import OVERWRITE_HELP
+
     tr = verbs.add_parser("transfer", parents=[common],
                           help="transfer recipes: two stages (continued pre-training or an intermediate task, "
                                "then the target task) or multi-task learning (MT-DNN)")
     tr.add_argument("--recipe", required=True, help="YAML with model: and stages: (two-stage) or tasks: (multi-task)")
     tr.add_argument("--out", required=True, help="run directory; stage N goes to OUT/N_NAME")
-    tr.add_argument("--overwrite", action="store_true",
-                    help="replace ptmzoo's earlier output in --out (never files ptmzoo did not write)")
+    tr.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, e.g. model=runs/bert")
 
