@@ -56,8 +56,8 @@ from .tokenizers import Tokenizer
 
 CHUNK_CHARS = 1 << 20  # characters of text sent to a worker at a time
 # A longer document is tokenized in pieces of at most this many characters, so that the tokenizer's
-# per-token objects stay small (one 50 MB line tokenized whole held 10 GB); cut before a space when
-# the last half of the piece has one, else after punctuation, else anywhere.
+# per-token objects stay small (one 50 MB line tokenized whole held 8-18 GB); cut at the last space
+# or after the last punctuation mark in the second half of the piece, anywhere when it has neither.
 PIECE_CHARS = 1 << 18
 _PIECE_CUT = re.compile(r"(?<=\S) (?=\S)|(?<=[。！？；，、.!?;,:])(?=\S)")
 SEGMENTATIONS = ("none", "spaces", "tagged", "jieba")
