@@ -17,7 +17,7 @@ from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.data.tokenizers import train_tokenizer
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
 from ptmzoo.loading import load
-from ptmzoo.tasks import TaskOptions, task_class
+from ptmzoo.tasks import task_class
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def tiny_xlnet(tmp_path_factory, xlnet_tokenizer):
 
 def test_inputs_end_with_cls_in_a_segment_of_its_own(xlnet_tokenizer):
     tok = xlnet_tokenizer
-    task = task_class("classification")(TaskOptions(text_pair_column="b"), tok, ["x", "y"], 64)
+    classification = task_class("classification")
+    task = classification(classification.Options(text_pair_column="b"), tok, ["x", "y"], 64)
     sample = task.encode([{"text": "the first text", "b": "a second one", "label": "x"}], "rows")[0]
     assert sample["input_ids"][-1] == tok.cls_id and sample["input_ids"].count(tok.sep_id) == 2
     assert sample["token_type_ids"][-1] == 2 and set(sample["token_type_ids"][:-1]) == {0, 1}
