@@ -54,6 +54,7 @@ class Objective:
     salt: ClassVar[int] = 0  # separates this objective's random stream from the others'
     has_step: ClassVar[bool] = False  # ``step`` replaces the model's forward in training
     extra_losses: ClassVar[tuple[str, ...]] = ()  # losses ``step`` reports beyond the model's heads
+    perplexity_losses: ClassVar[tuple[str, ...]] = ()  # those of them that are a language model's (eval_ppl)
     shardable: ClassVar[bool] = True  # the step runs the model only through its forward (FSDP can shard it)
 
     def __init__(self, options: Config, tokenizer: Tokenizer, seed: int = 0):

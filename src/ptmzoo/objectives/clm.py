@@ -18,6 +18,7 @@ from .base import Objective
 class LMHead(Head):
     kind = "clm"
     target_key = "lm_labels"
+    perplexity = True
 
     def __init__(self, backbone, **options):
         super().__init__(backbone, **options)

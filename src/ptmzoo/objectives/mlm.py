@@ -63,6 +63,7 @@ class MLMOptions(Config):
 class MLMHead(Head):
     kind = "mlm"
     target_key = "mlm_labels"
+    perplexity = True
 
     def __init__(self, backbone, **options):
         super().__init__(backbone, **options)

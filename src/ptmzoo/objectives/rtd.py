@@ -99,6 +99,7 @@ class ReplacedTokenDetection(MaskedLM):
     helpers = {"generator": ElectraGenerator}
     has_step = True
     extra_losses = ("mlm",)  # the generator's
+    perplexity_losses = ("mlm",)
     shardable = False  # the generator shares the discriminator's embeddings and runs outside its forward
 
     def check_backbone(self, backbone, preset: str) -> None:

@@ -44,6 +44,7 @@ class WordOrderHead(MLMHead):
 
     kind = "word_order"
     target_key = "word_order_labels"
+    perplexity = False  # the tokens of shuffled positions: not a language model's perplexity
 
     def attach(self, model) -> None:
         mlm = next((h for h in model.heads.values() if type(h) is MLMHead), None)

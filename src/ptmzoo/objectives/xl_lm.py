@@ -28,6 +28,7 @@ from .base import Objective
 class MemoryLMHead(Head):
     kind = "xl_lm"
     target_key = "xl_targets"  # the next token of every position (no shift inside the row)
+    perplexity = True
 
     def __init__(self, backbone, **options):
         super().__init__(backbone, **options)

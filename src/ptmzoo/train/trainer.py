@@ -492,9 +492,11 @@ def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: 
     names = [names[i] for i in present]
     means = [float(sums[i] / counts[i]) for i in present]
     metrics = {"eval_loss": float(sum(means))}
+    language_models = ({name for name, head in unwrap(step.model).heads.items() if head.perplexity}
+                       | {name for objective in step.objectives for name in objective.perplexity_losses})
     for name, value in zip(names, means):
         if len(names) > 1:
             metrics[f"eval_loss_{name}"] = value
-        if name in ("mlm", "clm", "xl_lm"):
+        if name in language_models:
             metrics["eval_ppl"] = float(math.exp(min(value, 50.0)))
     return metrics
