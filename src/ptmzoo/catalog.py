@@ -33,10 +33,13 @@ from .interop.hf import roberta as hf_roberta
 from .interop.hf import t5 as hf_t5
 from .interop.hf import xlm as hf_xlm
 from .interop.hf.base import StateDictAdapter
+from .models.awd_lstm import AwdLstmModel
 from .models.bart import BartModel
 from .models.base import Backbone
 from .models.bert import AlbertModel, BertModel, DistilBertModel, RobertaModel
+from .models.cove import CoveModel
 from .models.electra import ElectraBackbone
+from .models.elmo import ElmoModel
 from .models.ernie import ErnieModel
 from .models.gpt1 import GPT1Model
 from .models.gpt2 import GPT2Model
@@ -96,6 +99,10 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("transformer", TransformerSeq2SeqModel, Seq2SeqModel, generate=generate_seq2seq,
                description="the original Transformer encoder-decoder"),
     FamilySpec("unilm", UnilmModel, generate=generate_unilm, description="UniLM unified encoder"),
+    FamilySpec("elmo", ElmoModel, description="ELMo: character CNN + biLSTM language model"),
+    FamilySpec("awd_lstm", AwdLstmModel, generate=generate_decoder, description="AWD-LSTM language model (ULMFiT)"),
+    FamilySpec("cove", CoveModel, Seq2SeqModel, generate=generate_seq2seq,
+               description="CoVe: attentional LSTM translation model (its encoder gives the vectors)"),
 )}
 
 # Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the

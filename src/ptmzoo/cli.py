@@ -133,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float)
     ft.add_argument("--batch-size", type=int)
     ft.add_argument("--max-length", type=int, default=128)
-    ft.add_argument("--pooling", choices=["cls", "last", "mean"],
-                    help="sentence representation (default: cls for encoders, last token for decoders)")
+    ft.add_argument("--pooling", choices=["cls", "last", "mean", "max", "concat"],
+                    help="sentence representation (default: cls for encoders, last token for decoders; "
+                         "concat: ULMFiT's [last; max; mean])")
     ft.add_argument("--label-separator", default=",", help="multilabel: separator of labels in a TSV/CSV cell")
     ft.add_argument("--scheme", default="auto", choices=["auto", "bio", "iob1", "bioes"],
                     help="tagging: tag scheme of the files (iob1 is trained as bio)")
@@ -167,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sentence pairs (similarity): encode both orders and sum the representations")
     gpt.add_argument("--aux-lm-weight", type=float, default=0.0, metavar="LAMBDA",
                      help="add LAMBDA x the LM loss on the same inputs to the task loss (0.5 in the paper)")
+    gpt.add_argument("--aux-lm-decay", type=float, default=1.0, metavar="R",
+                     help="SiATL: multiply LAMBDA by R every epoch (exponential decay; default 1: constant)")
     ft.add_argument("--metric", help="dev metric that selects the best checkpoint (default: the task's main one: "
                                      "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score (text2text))")
     ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")

@@ -40,7 +40,7 @@ def run(args, pretrained) -> dict:
 
         with open(require_file(args.perplexity, "text file"), encoding="utf-8") as fh:
             ids = pretrained.tokenizer.encode(fh.read(), add_special_tokens=False)
-        return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
+        return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size, pretrained.tokenizer)
 
     from ..tasks.tables import read_table
     from .fewshot import FewShotTask, fewshot_classify

@@ -25,6 +25,9 @@ def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
                        help="ULMFiT: each lower layer learns DECAY times slower (2.6 in the paper)")
     group.add_argument("--gradual-unfreezing", action="store_true",
                        help="ULMFiT: train the top layer group first, unfreeze one more per epoch")
+    group.add_argument("--sequential-unfreezing", metavar="N,K",
+                       help="SiATL: only the head learns before epoch N, the layers from epoch N, the embeddings "
+                            "from epoch K")
     group.add_argument("--slanted-triangular", action="store_true",
                        help="ULMFiT's learning-rate schedule (train.stlr_cut_frac, train.stlr_ratio)")
     group.add_argument("--adapter-size", type=int, help="adapter bottleneck width (default 64)")
@@ -47,6 +50,8 @@ def strategy_settings(args: argparse.Namespace, train: dict[str, Any]) -> dict[s
         strategy["lora_targets"] = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
     if args.gradual_unfreezing:
         strategy["gradual_unfreezing"] = True
+    if args.sequential_unfreezing:
+        strategy["sequential_unfreezing"] = [part.strip() for part in args.sequential_unfreezing.split(",")]
     if args.merge_lora:
         strategy["merge_lora"] = True
     if args.slanted_triangular:

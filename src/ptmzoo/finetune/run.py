@@ -100,7 +100,7 @@ class FinetuneRun:
         self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
         self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         labels = cls.infer_labels(self.train_rows, opts, cfg.train_file)
-        self.task = cls(opts, self.source.tokenizer, labels, self.source.model.config.max_position_embeddings)
+        self.task = cls(opts, self.source.tokenizer, labels, self.source.model.backbone.max_length)
         self.train_samples = self.task.encode(self.train_rows, cfg.train_file)
         self.dev_samples = self.task.encode(self.dev_rows, cfg.dev_file)
         self.test_samples = None
@@ -135,7 +135,7 @@ def task_of(pretrained: Pretrained) -> Task:
                         "fine-tune it with `ptmzoo finetune` first")
     if pretrained.tokenizer is None:
         raise UserError(f"{pretrained.path} has no tokenizer files")
-    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.config.max_position_embeddings)
+    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.backbone.max_length)
 
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
@@ -179,10 +179,14 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     def evaluate(model):
         return run.evaluate(model, run.dev_rows, run.dev_samples, micro, env.device)
 
+    kwargs = run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch)
+    hooks = [hook for hook in (kwargs.get("before_step"), run.task.schedule(run.model, steps_per_epoch)) if hook]
+    if hooks:  # the strategy's unfreezing and the task's own schedule (SiATL's auxiliary LM weight)
+        kwargs["before_step"] = lambda step: [hook(step) for hook in hooks]
     trainer = Trainer(run.model, ListDataset(run.train_samples), run.task.collate, train, out_dir, env,
                       tokenizer=run.source.tokenizer, extra_meta={"task": run.task_meta()}, evaluate=evaluate,
                       select_metric=cfg.selection_metric, select_mode="max", progress=progress,
-                      patience=cfg.patience, **run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch))
+                      patience=cfg.patience, **kwargs)
     result = trainer.train(resume)
     report: dict[str, Any] = {"task": cfg.task, "labels": run.task.labels,
                               "train_examples": len(run.train_rows), "steps": result.step,

@@ -8,6 +8,8 @@
 * ULMFiT: ``discriminative_decay`` gives layer group g the rate ``lr / decay ** (top - g)``;
   ``gradual_unfreezing`` trains only the top group in the first epoch and opens one more group
   per epoch; the slanted triangular schedule is ``train.schedule=slanted_triangular``.
+* SiATL: ``sequential_unfreezing: [n, k]`` trains only the top group (the new head) before epoch n,
+  opens the layers at epoch n and the embeddings at epoch k (Chronopoulou et al., 2019, sec. 3.3).
 
 Layer groups, bottom up: the embeddings (everything before the layer list), one group per layer,
 and the top (what follows the layers -- pooler, final norm -- plus the heads).
@@ -42,6 +44,7 @@ class StrategyConfig(Config):
     top_k: int = 4  # layers summed or concatenated (sum, concat)
     discriminative_decay: float = 1.0  # ULMFiT uses 2.6; 1 = one learning rate for all layers
     gradual_unfreezing: bool = False
+    sequential_unfreezing: list[int] | None = None  # SiATL: [n, k], epochs (from 1) opening the layers, the embeddings
     adapter_size: int = 64  # bottleneck width
     lora_rank: int = 8
     lora_alpha: float = 16.0
@@ -56,6 +59,13 @@ class StrategyConfig(Config):
             raise UserError("strategy.discriminative_decay must be positive (ULMFiT: 2.6)")
         if self.merge_lora and self.method != "lora":
             raise UserError("--merge-lora needs --strategy lora")
+        if self.sequential_unfreezing is not None:
+            n_k = self.sequential_unfreezing
+            if len(n_k) != 2 or not 1 <= n_k[0] <= n_k[1]:
+                raise UserError(f"--sequential-unfreezing takes two epochs N,K with 1 <= N <= K (layers open at "
+                                f"epoch N, embeddings at K), got {n_k}")
+            if self.gradual_unfreezing:
+                raise UserError("--sequential-unfreezing and --gradual-unfreezing are two schedules; choose one")
 
     @property
     def saves_delta(self) -> bool:
@@ -208,6 +218,25 @@ def gradual_unfreezing(model: PtmModel, steps_per_epoch: int) -> Callable[[int],
     return before_step
 
 
+def sequential_unfreezing(model: PtmModel, steps_per_epoch: int, layers_from: int,
+                          embeddings_from: int) -> Callable[[int], None]:
+    """SiATL's schedule as a before-step hook: in epoch e (from 1) the top group always learns, the
+    layer groups from epoch ``layers_from`` on, the embeddings from epoch ``embeddings_from`` on."""
+    groups = [[p for p in group if p.requires_grad] for group in layer_groups(model)]
+
+    def before_step(step: int) -> None:
+        epoch = step // max(1, steps_per_epoch) + 1
+        for index, group in enumerate(groups):
+            if index == len(groups) - 1:
+                learns = True
+            else:
+                learns = epoch >= (embeddings_from if index == 0 else layers_from)
+            for param in group:
+                param.requires_grad_(learns)
+
+    return before_step
+
+
 def keep_in_eval_mode(module: nn.Module) -> None:
     """Feature extraction: the frozen backbone gives the same features every epoch, so its dropout
     stays off even while the head trains (``model.train()`` no longer reaches it)."""
@@ -240,12 +269,15 @@ class Strategy:
 
     def trainer_kwargs(self, lr: float, weight_decay: float, steps_per_epoch: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        if self.cfg.discriminative_decay != 1.0 or self.cfg.gradual_unfreezing:
+        unfreezing = self.cfg.gradual_unfreezing or self.cfg.sequential_unfreezing is not None
+        if self.cfg.discriminative_decay != 1.0 or unfreezing:
             # explicit groups: also keeps parameters that gradual unfreezing has not opened yet
             kwargs["optimizer_groups"] = discriminative_groups(self.model, lr, self.cfg.discriminative_decay,
                                                                weight_decay)
         if self.cfg.gradual_unfreezing:
             kwargs["before_step"] = gradual_unfreezing(self.model, steps_per_epoch)
+        if self.cfg.sequential_unfreezing is not None:
+            kwargs["before_step"] = sequential_unfreezing(self.model, steps_per_epoch, *self.cfg.sequential_unfreezing)
         if self.cfg.saves_delta and self.base_path:
             kwargs["write_model"] = self.write_delta
         return kwargs

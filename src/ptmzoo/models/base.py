@@ -87,6 +87,10 @@ class Backbone(nn.Module):
       (its first dimension is the batch, its second the sequence);
     * ``causal``: attends left to right (decoders); ``is_encoder_decoder``: ``encode`` + ``decode``;
     * ``supports_cache``: ``forward(..., cache=KVCache)`` continues cached tokens (generation);
+    * ``recurrent``: the cache is a state carried from call to call (an LSTM's hidden state, from
+      ``initial_state``), not keys and values; generation keeps it instead of a ``KVCache``;
+    * ``derived_inputs``: inputs the data pipeline computes from the token ids (ELMo's ``char_ids``,
+      ``data.derived``), so collators add them and no caller needs to know;
     * ``max_length``: the longest input (None: no position table, e.g. T5's relative buckets);
     * ``ties_output_embeddings`` / ``mlm_head_transform``: how LM heads are built on it.
     """
@@ -97,6 +101,8 @@ class Backbone(nn.Module):
     causal: bool = False
     is_encoder_decoder: ClassVar[bool] = False
     supports_cache: ClassVar[bool] = False
+    recurrent: ClassVar[bool] = False
+    derived_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         super().__init__()
@@ -109,6 +115,10 @@ class Backbone(nn.Module):
     @property
     def input_embeddings(self) -> nn.Embedding:
         raise NotImplementedError
+
+    def initial_state(self, batch: int):
+        """The state a ``recurrent`` backbone starts ``batch`` rows from (``forward(..., cache=state)``)."""
+        raise NotImplementedError(f"{type(self).__name__} is not recurrent")
 
     @property
     def has_pooler(self) -> bool:

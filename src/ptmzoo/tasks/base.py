@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..config import Config
+from ..data.derived import add_derived_inputs
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..models.model import Head, unwrap
@@ -30,7 +31,7 @@ from .gpt_input import (
 )
 from .tables import read_table
 
-POOLINGS = ("cls", "last", "mean")
+POOLINGS = ("cls", "last", "mean", "max", "concat")  # concat: ULMFiT's [last; max; mean]
 SCHEMES = ("auto", "bio", "iob1", "bioes")
 LANGUAGES = ("auto", "en", "zh")
 TARGET_KINDS = ("label", "text", "entities")
@@ -64,6 +65,7 @@ class TaskOptions(Config):
     gpt_input: bool = False  # <start> a <delim> b <extract> inputs; the extract token's state is pooled
     both_orders: bool = False  # sentence pairs (similarity): encode a+b and b+a, sum the two representations
     aux_lm_weight: float = 0.0  # lambda: the LM loss on the same inputs, weighted, added to the task loss
+    aux_lm_decay: float = 1.0  # SiATL: lambda is multiplied by this every epoch (exponential decay; 1: constant)
     # translation (text-to-text generation)
     source_column: str = "source"
     target_column: str = "target"
@@ -94,6 +96,8 @@ class TaskOptions(Config):
             raise UserError("--doc-stride must be at least 1")
         if self.aux_lm_weight < 0:
             raise UserError("--aux-lm-weight must not be negative")
+        if not 0 < self.aux_lm_decay <= 1:
+            raise UserError("--aux-lm-decay must be in (0, 1] (1: a constant weight)")
         if self.both_orders and not self.text_pair_column:
             raise UserError("--both-orders encodes sentence pairs; give --text-pair-column")
         if self.target_kind not in TARGET_KINDS:
@@ -204,12 +208,15 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
 
-    def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int):
+    derived_inputs: tuple[str, ...] = ()  # inputs the model derives from the token ids (set by add_head)
+
+    def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int | None):
         self.options = options
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.label_ids = {name: i for i, name in enumerate(self.labels)}
-        self.max_length = min(options.max_length, max_positions)
+        # max_positions: the model's longest input (None: any length, e.g. an LSTM)
+        self.max_length = options.max_length if max_positions is None else min(options.max_length, max_positions)
         if tokenizer.pad_id is None and tokenizer.document_separator_id is None:
             raise UserError("the tokenizer has no padding token")
         self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.document_separator_id
@@ -245,7 +252,7 @@ class Task:
                  "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
         if self.options.aux_lm_weight > 0:
             batch["lm_labels"] = lm_labels(batch["input_ids"], batch["attention_mask"])
-        return batch
+        return add_derived_inputs(batch, self.derived_inputs, self.tokenizer, as_tensors=True)
 
     # ---- model ------------------------------------------------------------------------------------
     def head_options(self, backbone) -> dict[str, Any]:
@@ -265,6 +272,7 @@ class Task:
         return self._gpt_inputs
 
     def add_head(self, model) -> None:
+        self.derived_inputs = model.backbone.derived_inputs  # ELMo's characters: added by collate
         if self.options.gpt_input:  # room in the embedding matrix for the marker tokens
             self.gpt_inputs()
             resize_token_embeddings(model.backbone, self.tokenizer.vocab_size)
@@ -277,6 +285,7 @@ class Task:
         """(samples, batch, head logits on the CPU as float32) for consecutive batches, in eval mode."""
         was_training = model.training
         model.eval()
+        self.derived_inputs = unwrap(model).backbone.derived_inputs
         try:
             for start in range(0, len(samples), batch_size):
                 chunk = samples[start : start + batch_size]
@@ -286,6 +295,18 @@ class Task:
                 yield chunk, batch, logits.float().cpu()
         finally:
             model.train(was_training)
+
+    def schedule(self, model, steps_per_epoch: int):
+        """A before-step hook of the task's own schedule, or None: SiATL's auxiliary LM weight,
+        ``aux_lm_weight * aux_lm_decay ** (step / steps_per_epoch)`` (an exponential decay per epoch)."""
+        if self.options.aux_lm_weight <= 0 or self.options.aux_lm_decay == 1:
+            return None
+        head, start, decay = model.heads[AUX_LM_HEAD], self.options.aux_lm_weight, self.options.aux_lm_decay
+
+        def before_step(step: int) -> None:
+            head.weight = start * decay ** (step / max(1, steps_per_epoch))
+
+        return before_step
 
     def predict(self, model, samples: list[dict], batch_size: int, device) -> Any:
         """Model outputs for ``samples``, in the form ``evaluate`` and ``write_predictions`` take."""

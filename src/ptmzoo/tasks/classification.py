@@ -97,6 +97,22 @@ def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, flo
 
 
 # ---- tasks --------------------------------------------------------------------------------------
+def pool_states(hidden: torch.Tensor, mask: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """One vector per sequence from states [B, L, H]: the ``last`` real token's (right or left
+    padding alike), or the ``max`` or ``mean`` over the real tokens."""
+    if mask is None:
+        return {"last": lambda: hidden[:, -1], "max": lambda: hidden.max(dim=1).values,
+                "mean": lambda: hidden.mean(dim=1)}[kind]()
+    if kind == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+    if kind == "max":
+        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (positions * mask.bool()).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
 class ClassificationHead(SequenceHead):
     kind = "classification"
     target_key = "labels"
@@ -108,7 +124,8 @@ class ClassificationHead(SequenceHead):
         self.pooling = pooling
         self.use_pooler = pooling == "cls" and backbone.has_pooler
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
+        width = backbone.config.hidden_size * (3 if pooling == "concat" else 1)
+        self.classifier = nn.Linear(width, num_labels)
         nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
 
@@ -117,15 +134,9 @@ class ClassificationHead(SequenceHead):
         mask = batch.get("attention_mask")
         if self.pooling == "cls":
             return out.pooler_output if self.use_pooler else hidden[:, 0]
-        if mask is None:
-            return hidden[:, -1] if self.pooling == "last" else hidden.mean(dim=1)
-        if self.pooling == "mean":
-            weights = mask.to(hidden.dtype).unsqueeze(-1)
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        # last real token; works for right and left padding alike
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (positions * mask.bool()).argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.pooling == "concat":  # ULMFiT's concat pooling: [h_T; maxpool(H); meanpool(H)]
+            return torch.cat([pool_states(hidden, mask, kind) for kind in ("last", "max", "mean")], dim=-1)
+        return pool_states(hidden, mask, self.pooling)
 
     def pool_groups(self, out, batch) -> torch.Tensor:
         """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the

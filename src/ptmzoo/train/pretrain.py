@@ -124,7 +124,7 @@ class PretrainJob:
             if self.valid_data is not None and len(self.valid_data) == 0:
                 self.valid_data = None
         pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id
-        self.collate = PretrainCollator(self.objectives, pad_id)
+        self.collate = PretrainCollator(self.objectives, pad_id, backbone.derived_inputs, self.tokenizer)
 
     def _init_from(self, path: str) -> None:
         source = load_checkpoint(path)

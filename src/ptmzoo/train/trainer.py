@@ -468,6 +468,6 @@ def evaluate_loss(model: nn.Module, dataset, collate, env: DistEnv, batch_size: 
     for name, value in zip(names, means):
         if len(names) > 1:
             metrics[f"eval_loss_{name}"] = value
-        if name in ("mlm", "clm"):
+        if name in ("mlm", "clm", "awd_lm", "bilm"):  # language models: their perplexity too
             metrics["eval_ppl"] = float(math.exp(min(value, 50.0)))
     return metrics
