@@ -40,16 +40,22 @@ class BiLMHead(Head):
         forward, backward = self.directions(out)
         return torch.stack([self.softmax(forward), self.softmax(backward)], dim=2)
 
-    def count_targets(self, batch):
+    def targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward targets (token t + 1 at position t) and backward ones (token t - 1 at position t),
+        each where both the predicting and the predicted position hold a token."""
         labels = batch[self.target_key]
-        return (labels[:, 1:] != -100).sum() + (labels[:, :-1] != -100).sum()
+        both = (labels[:, 1:] != -100) & (labels[:, :-1] != -100)
+        return labels[:, 1:].masked_fill(~both, -100), labels[:, :-1].masked_fill(~both, -100)
+
+    def count_targets(self, batch):
+        return 2 * (self.targets(batch)[0] != -100).sum()
 
     def loss_sum(self, out, batch):
         forward, backward = self.directions(out)
-        labels = batch[self.target_key]
+        next_tokens, previous_tokens = self.targets(batch)
         weight, bias = self.softmax.weight, self.softmax.bias
-        return (linear_cross_entropy(forward[:, :-1], weight, bias, labels[:, 1:])
-                + linear_cross_entropy(backward[:, 1:], weight, bias, labels[:, :-1]))
+        return (linear_cross_entropy(forward[:, :-1], weight, bias, next_tokens)
+                + linear_cross_entropy(backward[:, 1:], weight, bias, previous_tokens))
 
 
 class BidirectionalLM(Objective):

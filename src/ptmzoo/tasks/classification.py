@@ -142,7 +142,7 @@ class ClassificationHead(SequenceHead):
         """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the
         model ran as one sequence per row)."""
         ids, mask = batch["input_ids"], batch.get("attention_mask")
-        if ids.dim() < 3:
+        if ids is None or ids.dim() < 3:  # (None: a model that reads no token ids, called without them)
             return self.pool(out, batch)
         flat = {"input_ids": ids.reshape(-1, ids.shape[-1]),
                 "attention_mask": None if mask is None else mask.reshape(-1, mask.shape[-1])}
