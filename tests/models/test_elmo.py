@@ -10,7 +10,7 @@ from ptmzoo.catalog import build_model
 from ptmzoo.data.derived import BOW, EOW, SPECIAL, char_ids, character_table
 from ptmzoo.finetune.strategies import LayerMixHead
 from ptmzoo.models.elmo import CharacterEncoder, ElmoConfig, Highway
-from ptmzoo.objectives.bilm import BiLMHead, BidirectionalLM
+from ptmzoo.objectives.bilm import BidirectionalLM, BiLMHead
 from ptmzoo.tasks.classification import ClassificationHead
 
 TINY = {"vocab_size": 60, "hidden_size": 16, "lstm_size": 24, "num_layers": 2, "filters": [[1, 4], [2, 6], [3, 8]],
@@ -152,7 +152,7 @@ def test_bilm_labels_and_characters_come_from_the_collator(wordpiece_tokenizer):
     from ptmzoo.objectives import PretrainCollator
 
     objective = BidirectionalLM(None, wordpiece_tokenizer)
-    collate = PretrainCollator([objective], 0, ("char_ids",), wordpiece_tokenizer)
+    collate = PretrainCollator([objective], 0, {"char_ids": {"max_chars": 50}}, wordpiece_tokenizer)
     batch = collate([{"input_ids": np.array([5, 6, 7]), "index": 0, "epoch": 0},
                      {"input_ids": np.array([8, 9]), "index": 1, "epoch": 0}])
     assert batch["char_ids"].shape == (2, 3, 50)
@@ -167,4 +167,4 @@ def test_elmo_refuses_a_token_embedding_in_one_line():
     from ptmzoo.errors import UserError
 
     with pytest.raises(UserError, match="reads characters"):
-        elmo().backbone.input_embeddings
+        _ = elmo().backbone.input_embeddings

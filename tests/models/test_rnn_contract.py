@@ -18,7 +18,7 @@ from ptmzoo.tasks import ClassificationTask, TaggingTask, TaskOptions
 # family: (tiny config, its pre-training or task head)
 RNN_FAMILIES = {
     "elmo": ({"hidden_size": 16, "lstm_size": 20, "num_layers": 2, "filters": [[1, 4], [2, 4], [3, 8]],
-              "num_highway": 1, "dropout": 0.1}, "bilm"),
+              "num_highway": 1, "dropout": 0.1, "max_chars": 12}, "bilm"),
     "awd_lstm": ({"hidden_size": 12, "lstm_size": 20, "num_layers": 2}, "awd_lm"),
     "cove": ({"embedding_size": 8, "lstm_size": 6, "num_layers": 2}, None),
 }

@@ -3,7 +3,13 @@
 import torch
 from torch import nn
 
-from ptmzoo.nn.rnn import BidirectionalLSTM, LockedDropout, LSTMLayer, RecurrentState, embedding_dropout
+from ptmzoo.nn.rnn import (
+    BidirectionalLSTM,
+    LockedDropout,
+    LSTMLayer,
+    RecurrentState,
+    embedding_dropout,
+)
 
 
 def test_weight_drop_really_drops_hidden_to_hidden_weights_in_training_only():

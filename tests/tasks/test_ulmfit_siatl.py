@@ -87,7 +87,8 @@ def test_ulmfit_classifier_fine_tuning_runs_end_to_end(tmp_path, wordpiece_token
     and SiATL's auxiliary loss together; the checkpoint reloads and predicts."""
     model = build_model("awd_lstm", {**TINY, "vocab_size": wordpiece_tokenizer.vocab_size, "bptt_chunk": 8})
     save_pretrained(str(tmp_path / "lm"), model, wordpiece_tokenizer)
-    lines = open(shared_path("en", "sst2", "train.tsv"), encoding="utf-8").read().splitlines()[:81]
+    with open(shared_path("en", "sst2", "train.tsv"), encoding="utf-8") as fh:
+        lines = fh.read().splitlines()[:81]
     (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
     cfg = FinetuneConfig.from_dict({
         "model": str(tmp_path / "lm"), "train_file": str(tmp_path / "train.tsv"), "dev_file": str(tmp_path / "train.tsv"),

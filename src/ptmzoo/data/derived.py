@@ -1,8 +1,8 @@
 """Model inputs that the data pipeline derives from token ids: ELMo's characters.
 
-A backbone that reads more than token ids declares the entries it derives
+A backbone that reads more than token ids declares the entries it derives and their settings
 (``Backbone.derived_inputs``); the collators of pre-training and fine-tuning call
-``add_derived_inputs`` with those names, so the family needs no case anywhere else.
+``add_derived_inputs`` with them, so the family needs no case anywhere else.
 
 ``char_ids`` (ELMo, Peters et al., 2018): each token as the UTF-8 bytes of its surface form, framed
 by begin- and end-of-word characters and padded to ``max_chars`` -- the encoding of AllenNLP's
@@ -92,11 +92,11 @@ def char_ids(batch: dict, tokenizer, max_chars: int = MAX_CHARS) -> np.ndarray:
 DERIVERS = {"char_ids": char_ids}
 
 
-def add_derived_inputs(batch: dict, names: tuple[str, ...], tokenizer, as_tensors: bool = False) -> dict:
-    """Add the inputs ``names`` (those a backbone derives) to ``batch`` in place (NumPy arrays, or
-    torch tensors with ``as_tensors``); returns the batch."""
-    for name in names:
-        value = DERIVERS[name](batch, tokenizer)
+def add_derived_inputs(batch: dict, derived: dict[str, dict], tokenizer, as_tensors: bool = False) -> dict:
+    """Add the inputs a backbone derives (``{name: settings}``) to ``batch`` in place (NumPy arrays,
+    or torch tensors with ``as_tensors``); returns the batch."""
+    for name, settings in derived.items():
+        value = DERIVERS[name](batch, tokenizer, **settings)
         if as_tensors:
             value = torch.from_numpy(value)
         batch[name] = value

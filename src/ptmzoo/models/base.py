@@ -89,8 +89,8 @@ class Backbone(nn.Module):
     * ``supports_cache``: ``forward(..., cache=KVCache)`` continues cached tokens (generation);
     * ``recurrent``: the cache is a state carried from call to call (an LSTM's hidden state, from
       ``initial_state``), not keys and values; generation keeps it instead of a ``KVCache``;
-    * ``derived_inputs``: inputs the data pipeline computes from the token ids (ELMo's ``char_ids``,
-      ``data.derived``), so collators add them and no caller needs to know;
+    * ``derived_inputs``: inputs the data pipeline computes from the token ids, with their settings
+      (ELMo: ``{"char_ids": {"max_chars": 50}}``, ``data.derived``): the collators add them;
     * ``max_length``: the longest input (None: no position table, e.g. T5's relative buckets);
     * ``ties_output_embeddings`` / ``mlm_head_transform``: how LM heads are built on it.
     """
@@ -102,7 +102,6 @@ class Backbone(nn.Module):
     is_encoder_decoder: ClassVar[bool] = False
     supports_cache: ClassVar[bool] = False
     recurrent: ClassVar[bool] = False
-    derived_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config):
         super().__init__()
@@ -115,6 +114,12 @@ class Backbone(nn.Module):
     @property
     def input_embeddings(self) -> nn.Embedding:
         raise NotImplementedError
+
+    @property
+    def derived_inputs(self) -> dict[str, dict[str, Any]]:
+        """Inputs that the collators derive from the token ids (``data.derived.DERIVERS``), by name,
+        with the settings they take; none for token-id backbones."""
+        return {}
 
     def initial_state(self, batch: int):
         """The state a ``recurrent`` backbone starts ``batch`` rows from (``forward(..., cache=state)``)."""

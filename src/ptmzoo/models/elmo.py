@@ -122,7 +122,6 @@ class ElmoModel(Backbone):
     # input_ids are not read by the network: the heads see the token layout (and grouped inputs) through them
     inputs = ("char_ids", "attention_mask", "input_ids")
     input_rank = 3  # char_ids [batch, length, characters]
-    derived_inputs = ("char_ids",)
 
     def __init__(self, config: ElmoConfig):
         super().__init__(config)
@@ -134,6 +133,10 @@ class ElmoModel(Backbone):
     def input_embeddings(self) -> nn.Embedding:
         raise UserError("ELMo reads characters: it has no token embedding matrix (no --init-embeddings, no "
                         "added tokens)")
+
+    @property
+    def derived_inputs(self) -> dict:
+        return {"char_ids": {"max_chars": self.config.max_chars}}  # data.derived builds them from the ids
 
     @property
     def max_length(self) -> int | None:

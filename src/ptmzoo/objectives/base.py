@@ -138,14 +138,14 @@ class PretrainCollator:
     Every per-token entry of the samples (arrays as long as ``input_ids``: segments, packed
     documents and positions, word marks, ERNIE's entity ids, ...) is padded into a [B, L, ...]
     array; per-sample integers (NSP/SOP labels) become a [B] array. The model reads the entries
-    it declares (``Backbone.inputs``); objectives read the rest. ``derived`` names the inputs the
+    it declares (``Backbone.inputs``); objectives read the rest. ``derived``: the inputs the
     backbone derives from the token ids (``Backbone.derived_inputs``: ELMo's characters), added
     after the objectives' corruption with the ``tokenizer``."""
 
-    def __init__(self, objectives: list[Objective], pad_id: int, derived: tuple[str, ...] = (), tokenizer=None):
+    def __init__(self, objectives: list[Objective], pad_id: int, derived: dict | None = None, tokenizer=None):
         self.objectives = objectives
         self.pad_id = pad_id
-        self.derived, self.tokenizer = derived, tokenizer
+        self.derived, self.tokenizer = derived or {}, tokenizer
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(s["input_ids"]) for s in samples)

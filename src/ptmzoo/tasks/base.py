@@ -208,10 +208,9 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
 
-    derived_inputs: tuple[str, ...] = ()  # inputs the model derives from the token ids (set by add_head)
-
     def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int | None):
         self.options = options
+        self.derived_inputs: dict[str, dict] = {}  # what the backbone derives from the ids (set by add_head)
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.label_ids = {name: i for i, name in enumerate(self.labels)}
