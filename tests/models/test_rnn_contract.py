@@ -13,7 +13,7 @@ from ptmzoo.finetune.strategies import Strategy, StrategyConfig
 from ptmzoo.loading import load
 from ptmzoo.objectives import OBJECTIVES
 from ptmzoo.presets import PRESETS
-from ptmzoo.tasks import ClassificationTask, TaggingTask, TaskOptions
+from ptmzoo.tasks import ClassificationTask, TaggingTask
 
 # family: (tiny config, its pre-training or task head)
 RNN_FAMILIES = {
@@ -49,7 +49,7 @@ def family(request):
 
 def test_shapes_padding_and_the_derived_inputs(family, wordpiece_tokenizer):
     model = model_of(family, wordpiece_tokenizer).eval()
-    task = ClassificationTask(TaskOptions(pooling="mean"), wordpiece_tokenizer, ["0", "1"], model.backbone.max_length)
+    task = ClassificationTask(ClassificationTask.Options(pooling="mean"), wordpiece_tokenizer, ["0", "1"], model.backbone.max_length)
     task.add_head(model)
     batch = task_batch(task, ["a long sentence about the history of the city", "short one"])
     assert set(model.backbone.derived_inputs) <= set(batch)  # ELMo's char_ids, from the collate
@@ -85,7 +85,7 @@ def test_save_and_load_round_trip(family, wordpiece_tokenizer, tmp_path):
     save_pretrained(str(tmp_path / family), model, wordpiece_tokenizer)
     loaded = load(str(tmp_path / family))
     assert loaded.family == family and set(loaded.model.heads) == set(model.heads)
-    task = ClassificationTask(TaskOptions(), wordpiece_tokenizer, ["0", "1"], model.backbone.max_length)
+    task = ClassificationTask(ClassificationTask.Options(), wordpiece_tokenizer, ["0", "1"], model.backbone.max_length)
     task.derived_inputs = model.backbone.derived_inputs
     inputs = model.select_inputs(task_batch(task, ["the city of london"]))
     torch.testing.assert_close(loaded.model.backbone(**inputs).last_hidden_state,
@@ -95,7 +95,7 @@ def test_save_and_load_round_trip(family, wordpiece_tokenizer, tmp_path):
 @pytest.mark.parametrize("method", ["full", "frozen", "adapters", "lora"])
 def test_strategies(family, method, wordpiece_tokenizer):
     model = model_of(family, wordpiece_tokenizer)
-    task = TaggingTask(TaskOptions(), wordpiece_tokenizer, ["O", "B-PER", "I-PER"], model.backbone.max_length)
+    task = TaggingTask(TaggingTask.Options(), wordpiece_tokenizer, ["O", "B-PER", "I-PER"], model.backbone.max_length)
     task.add_head(model)
     layers = "scalar_mix" if family == "elmo" else "last"
     if method in ("adapters", "lora"):  # they adapt Transformer projections, which an LSTM has not

@@ -12,7 +12,7 @@ from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
 from ptmzoo.finetune.strategies import Strategy, StrategyConfig, layer_groups
 from ptmzoo.objectives.clm import LMHead
-from ptmzoo.tasks import ClassificationTask, TaskOptions
+from ptmzoo.tasks import ClassificationTask
 from ptmzoo.tasks.classification import ClassificationHead
 from ptmzoo.tasks.gpt_input import AUX_LM_HEAD
 from tests.conftest import shared_path
@@ -65,7 +65,7 @@ def test_siatl_sequential_unfreezing_opens_the_layers_then_the_embeddings():
 
 
 def test_siatl_auxiliary_lm_weight_decays_exponentially_per_epoch(wordpiece_tokenizer):
-    options = TaskOptions(aux_lm_weight=0.8, aux_lm_decay=0.5)
+    options = ClassificationTask.Options(aux_lm_weight=0.8, aux_lm_decay=0.5)
     task = ClassificationTask(options, wordpiece_tokenizer, ["0", "1"], None)
     model = build_model("awd_lstm", {**TINY, "vocab_size": wordpiece_tokenizer.vocab_size})
     task.add_head(model)
@@ -78,7 +78,7 @@ def test_siatl_auxiliary_lm_weight_decays_exponentially_per_epoch(wordpiece_toke
     out = model.backbone(batch["input_ids"])
     loss = head.loss_sum(out, batch)
     assert float(loss) == pytest.approx(0.2 * float(LMHead.loss_sum(head, out, batch)), rel=1e-5)
-    assert ClassificationTask(TaskOptions(aux_lm_weight=0.8), wordpiece_tokenizer, ["0", "1"], None).schedule(
+    assert ClassificationTask(ClassificationTask.Options(aux_lm_weight=0.8), wordpiece_tokenizer, ["0", "1"], None).schedule(
         model, 4) is None  # a constant weight needs no schedule
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import shared_path
 
-from ptmzoo.checkpoint import load
+from ptmzoo.loading import load
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
 from ptmzoo.finetune.run import FinetuneConfig, FinetuneRun

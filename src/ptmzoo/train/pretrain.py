@@ -30,6 +30,10 @@ class DataConfig(Config):
     seq_len: int | None = None  # default: the preset's
     document_attention: bool = False  # packed documents attend only within themselves
 
+    def validate(self) -> None:
+        if self.seq_len is not None and self.seq_len < 4:  # room for [CLS], [SEP] and a token or two
+            raise UserError(f"data.seq_len (--seq-len) must be at least 4, not {self.seq_len}")
+
 
 @dataclass
 class PretrainRecipe(Config):
