@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from ptmzoo.generation.decoding import lm_head
 from ptmzoo.loading import load
 from ptmzoo.models.base import BackboneOutput
+from ptmzoo.textio import read_text
 
 
 @torch.no_grad()
@@ -58,8 +59,7 @@ def main() -> None:
     models = [load(path) for path in args.model]
     labels = args.label or [m.family for m in models]
     tokenizer = models[0].tokenizer
-    with open(args.text, encoding="utf-8") as fh:
-        ids = tokenizer.encode(fh.read(), add_special_tokens=False)
+    ids = tokenizer.encode(read_text(args.text), add_special_tokens=False)
     count = min(args.windows, len(ids) // args.window)
     windows = torch.tensor(ids[: count * args.window]).view(count, args.window)
     curves = {label: position_nll(model, windows, args.batch_size) for label, model in zip(labels, models)}

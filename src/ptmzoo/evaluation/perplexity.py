@@ -50,8 +50,9 @@ DEFAULT_CONTEXT = 256  # models without a position table (LSTMs)
 def language_model_head(model):
     heads = [head for head in model.heads.values() if head.kind in LM_HEADS]
     if not heads:
-        raise UserError(f"this {model.family} model has no language-model head (clm or bilm) to score a text "
-                        f"(heads: {', '.join(model.heads) or 'none'}); use a pre-trained LM checkpoint")
+        raise UserError(f"this {model.family} model cannot score perplexity: it needs a decoder with a causal LM "
+                        f"head (clm) or a bidirectional LM head (bilm), it has heads: "
+                        f"{', '.join(model.heads) or 'none'}; pre-train e.g. --preset gpt2-tiny")
     return heads[0]
 
 
