@@ -130,6 +130,21 @@ def test_scalar_mix_weights_every_layer_with_gamma():
     assert mixed.mix_logits.grad.abs().sum() > 0 and mixed.gamma.grad is not None
 
 
+def test_scalar_mix_with_layer_norm_mixes_normalised_layers_of_any_scale():
+    model = elmo()
+    head = LayerMixHead(model.backbone, ClassificationHead, {"num_labels": 2, "pooling": "mean", "dropout": 0.0},
+                        layer_norm=True)
+    out = model.backbone(chars(), output_hidden_states=True)
+    scaled = type(out)(out.last_hidden_state, None, (out.hidden_states[0] * 1000, *out.hidden_states[1:]))
+    def normalised(h):
+        return (h - h.mean(-1, keepdim=True)) / (h.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+
+    expected = sum(normalised(h) for h in out.hidden_states) / 3  # equal weights, gamma 1 at first
+    torch.testing.assert_close(head.features(out), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(head.features(scaled), expected, atol=1e-3, rtol=1e-3)  # the scale is gone
+    assert head.options["layer_norm"] is True  # saved with the head, rebuilt on load
+
+
 def test_character_ids_of_wordpiece_and_byte_level_tokens(wordpiece_tokenizer, bpe_tokenizer):
     table = character_table(wordpiece_tokenizer, 12)
     word = wordpiece_tokenizer.backend.token_to_id("the")

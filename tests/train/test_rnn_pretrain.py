@@ -71,3 +71,10 @@ def test_the_rnn_presets_and_their_parameter_counts():
         softmax = (preset.model.get("hidden_size") // 2 + 1) * 30522
         assert count_parameters(preset) == allennlp + second_biases + softmax
     assert count_parameters(get_preset("awd-lstm")) == 33_522_800  # the paper's 33M on WikiText-2's vocabulary
+
+
+def test_zoo_lists_the_rnn_presets_with_their_counts():
+    listed = {line.split()[0]: line.split()[2] for line in cli("zoo").splitlines()[1:] if line.strip()}
+    assert listed["elmo-small"] == "17,547,034" and listed["elmo-medium"] == "35,904,666"
+    assert listed["elmo-original"] == "109,324,186" and listed["awd-lstm"] == "33,522,800"
+    assert listed["cove"] == "29,300,100"

@@ -4,7 +4,9 @@
   ``adapters`` (Houlsby: adapters + LayerNorms + head); ``lora`` (low-rank updates + head).
 * ``layers``: the hidden states the head reads -- the ``last`` layer, the ``sum`` or ``concat`` of
   the top ``top_k`` layers, or ELMo's ``scalar_mix`` of all layers (embeddings included):
-  ``gamma * sum_j softmax(w)_j h_j`` with learned ``w`` and ``gamma``.
+  ``gamma * sum_j softmax(w)_j h_j`` with learned ``w`` and ``gamma``; ``mix_layer_norm``
+  normalises each layer's state of every token (zero mean, unit variance over the hidden size, no
+  parameters) before mixing, for layers of very different scales (ELMo's token layer and LSTMs).
 * ULMFiT: ``discriminative_decay`` gives layer group g the rate ``lr / decay ** (top - g)``;
   ``gradual_unfreezing`` trains only the top group in the first epoch and opens one more group
   per epoch; the slanted triangular schedule is ``train.schedule=slanted_triangular``.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import save_pretrained, write_delta_files
@@ -46,6 +49,8 @@ class StrategyConfig(Config):
         "last", help="hidden states the head reads: the last layer, sum or concat of the top --top-k layers, or "
                      "ELMo's learned scalar_mix of all layers")
     top_k: int = setting(4, help="layers summed or concatenated (sum, concat)")
+    mix_layer_norm: bool = setting(False, help="normalise each layer's token states (zero mean, unit variance) "
+                                               "before --layers sum/concat/scalar_mix combines them")
     discriminative_decay: float = setting(1.0, flag="--discriminative-lr", metavar="DECAY",
                                           help="ULMFiT: each lower layer learns DECAY times slower (2.6 in the "
                                                "paper; 1: one learning rate for all layers)")
@@ -69,6 +74,8 @@ class StrategyConfig(Config):
             raise UserError("strategy.discriminative_decay must be positive (ULMFiT: 2.6)")
         if self.merge_lora and self.method != "lora":
             raise UserError("--merge-lora needs --strategy lora")
+        if self.mix_layer_norm and self.layers == "last":
+            raise UserError("--mix-layer-norm normalises the layers that --layers sum, concat or scalar_mix combines")
         if self.sequential_unfreezing is not None:
             n_k = self.sequential_unfreezing
             if len(n_k) != 2 or not 1 <= n_k[0] <= n_k[1]:
@@ -101,9 +108,10 @@ class LayerMixHead(Head):
     needs_hidden_states = True  # PtmModel then asks the backbone for every layer's output
 
     def __init__(self, backbone, inner_class: type[Head], inner_options: dict[str, Any], layers: str = "scalar_mix",
-                 top_k: int = 4):
+                 top_k: int = 4, layer_norm: bool = False):
         inner = {"kind": inner_class.kind, "options": inner_options}
-        super().__init__(backbone, inner=inner, layers=layers, top_k=top_k)
+        super().__init__(backbone, inner=inner, layers=layers, top_k=top_k, layer_norm=layer_norm)
+        self.layer_norm = layer_norm
         states = backbone.config.num_layers + 1  # embeddings + every layer
         self.layers = layers
         self.count = states if layers == "scalar_mix" else top_k
@@ -121,7 +129,7 @@ class LayerMixHead(Head):
     def from_spec(cls, backbone, options, head_class):
         inner = options["inner"]
         return cls(backbone, head_class(inner["kind"]), inner.get("options") or {}, options.get("layers", "scalar_mix"),
-                   options.get("top_k", 4))
+                   options.get("top_k", 4), options.get("layer_norm", False))
 
     def __getattr__(self, name: str):
         try:
@@ -134,6 +142,8 @@ class LayerMixHead(Head):
 
     def features(self, out: BackboneOutput) -> torch.Tensor:
         states = out.hidden_states[-self.count:]
+        if self.layer_norm:
+            states = tuple(F.layer_norm(state, state.shape[-1:]) for state in states)
         if self.layers == "concat":
             return torch.cat(states, dim=-1)
         if self.layers == "sum":
@@ -154,10 +164,10 @@ class LayerMixHead(Head):
         return self.inner.count_targets(batch)
 
 
-def mix_layers(model: PtmModel, layers: str, top_k: int) -> None:
+def mix_layers(model: PtmModel, layers: str, top_k: int, layer_norm: bool = False) -> None:
     """Make every head read ``layers`` (sum/concat of the top k, or scalar mix) instead of the last."""
     for name, head in list(model.heads.items()):
-        model.heads[name] = LayerMixHead(model.backbone, type(head), head.options, layers, top_k)
+        model.heads[name] = LayerMixHead(model.backbone, type(head), head.options, layers, top_k, layer_norm)
 
 
 # ---------------------------------------------------------------------------------- trainable sets
@@ -261,7 +271,7 @@ class Strategy:
 
     def __init__(self, model: PtmModel, cfg: StrategyConfig, base_path: str | None = None):
         if cfg.layers != "last":
-            mix_layers(model, cfg.layers, cfg.top_k)
+            mix_layers(model, cfg.layers, cfg.top_k, cfg.mix_layer_norm)
         add_structure(model, cfg)
         self.model, self.cfg, self.base_path = model, cfg, base_path
         self.trainable = trainable_names(model, cfg.method)
