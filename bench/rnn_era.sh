@@ -3,7 +3,7 @@
 # every command as it ran, at the scale measured on one shared CPU core (about 25 CPU-minutes).
 # From the repository root:
 #
-#     bash bench/rnn_era.sh                  # stages 0-5 and 4b, the measured ones
+#     bash bench/rnn_era.sh                  # stages 0-5, 4b, 4c: the measured ones
 #     STAGES="6" bash bench/rnn_era.sh       # CoVe (translation pre-training; not measured yet)
 #
 # OUT (default bench/results/rnn) receives one log per command and the runs under OUT/runs;
@@ -12,7 +12,7 @@ set -euo pipefail
 DATA=${DATA:-../shared/data}
 OUT=${OUT:-bench/results/rnn}
 R=$OUT/runs
-STAGES=${STAGES:-"0 1 2 3 4 4b 5"}
+STAGES=${STAGES:-"0 1 2 3 4 4b 4c 5"}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PTMZOO=${PTMZOO:-python -m ptmzoo}
 C=$DATA/en/corpus
@@ -114,6 +114,11 @@ if has 4b; then
       --dev "$R/conll_dev700.txt" --test "$R/conll_test700.txt" --max-train-examples 2000 --out "$R/conll_ln_$name" \
       --epochs 3 --batch-size 32 --lr 3e-3 --strategy frozen --layers scalar_mix --mix-layer-norm --no-progress
   done
+fi
+
+# 4c. Diagnostic: the same SST-2 features fitted by L-BFGS logistic regression (bench/elmo_probe.py).
+if has 4c; then
+  run 45_probe_logreg env SST="$SST" python bench/elmo_probe.py "$R/elmo/final" "$R/elmo_random"
 fi
 
 # 5. ULMFiT on 500 SST-2 labels: (1) the general-domain LM of stage 1, (2) LM fine-tuning on SST-2's
