@@ -36,6 +36,7 @@ from .interop.hf.base import StateDictAdapter
 from .models.bart import BartModel
 from .models.base import Backbone
 from .models.bert import AlbertModel, BertModel, DistilBertModel, RobertaModel
+from .models.bilstm import BiLSTMModel
 from .models.electra import ElectraBackbone
 from .models.ernie import ErnieModel
 from .models.gpt1 import GPT1Model
@@ -96,6 +97,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("transformer", TransformerSeq2SeqModel, Seq2SeqModel, generate=generate_seq2seq,
                description="the original Transformer encoder-decoder"),
     FamilySpec("unilm", UnilmModel, generate=generate_unilm, description="UniLM unified encoder"),
+    FamilySpec("bilstm", BiLSTMModel, description="BiLSTM sentence encoder (Distilled BiLSTM student)"),
 )}
 
 # Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the

@@ -1,4 +1,5 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, zoo, demo.
+"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, zoo, demo,
+distill, quantize, prune.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -12,6 +13,7 @@ import os
 import sys
 import traceback
 
+from .compress.cli import add_distill_parser, add_prune_parser, add_quantize_parser, cmd_distill, cmd_prune, cmd_quantize
 from .errors import UserError
 from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
 from .knowledge.cli import add_transe_parser, cmd_transe
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_strategy_arguments(ft)
     add_transfer_parser(verbs, common)
     add_transe_parser(verbs, common)
+    for add in (add_distill_parser, add_quantize_parser, add_prune_parser):  # after finetune: they reuse its flags
+        add(verbs, common)
 
     # evaluate ----------------------------------------------------------------------------------
     ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
@@ -189,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", default="auto", choices=DATA_FORMATS)
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    ev.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     from .evaluation.cli import add_arguments as lm_evaluation_arguments
 
     lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
@@ -355,28 +361,11 @@ def cmd_finetune(args) -> None:
     from .config import apply_overrides
     from .finetune import FinetuneConfig
     from .finetune.experiments import run_seeds
-    from .finetune.flags import describe, strategy_settings, summary_line
-    from .finetune.run import finetune_defaults, run_finetune
-    from .tasks import TaskOptions
+    from .finetune.flags import describe, finetune_settings, summary_line
+    from .finetune.run import run_finetune
     from .train.distributed import teardown
 
-    train = finetune_defaults().to_dict()
-    if args.lr:
-        train["lr"] = args.lr
-    if args.batch_size:
-        train["batch_size"] = args.batch_size
-    if args.seed is not None:
-        train["seed"] = args.seed
-    data = {
-        "model": args.model, "train_file": args.train_file, "dev_file": args.dev_file, "test_file": args.test_file,
-        "task": args.task, "format": args.format, "epochs": args.epochs, "metric": args.metric,
-        "columns": _columns(args),
-        "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
-        "options": {name: getattr(args, name) for name in TaskOptions.field_types() if hasattr(args, name)},
-        "train": train,
-        **strategy_settings(args, train),
-    }
-    cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
+    cfg = FinetuneConfig.from_dict(apply_overrides(finetune_settings(args), list(args.overrides)))
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
             summary = run_seeds(cfg, args.out, progress=not args.no_progress)
@@ -406,6 +395,8 @@ def cmd_evaluate(args) -> None:
 
     if not (args.model or args.model_path):
         raise UserError("name the checkpoint: ptmzoo evaluate MODEL ...")
+    if args.json and os.path.exists(args.json) and not args.overwrite:
+        raise UserError(f"{args.json} exists; choose another --json file or pass --overwrite")
     pretrained = load(args.model or args.model_path)
     if lm_evaluation.wants_lm_evaluation(args):
         metrics = lm_evaluation.run(args, pretrained)
@@ -423,6 +414,10 @@ def cmd_evaluate(args) -> None:
         raise UserError("say what to evaluate on: --data SHARDS (language model), --file FILE (task model), "
                         "--perplexity TEXT or --fewshot FILE (causal LM)")
     print(json.dumps(metrics, indent=2))
+    if args.json:
+        from .io import atomic_write_json
+
+        atomic_write_json(args.json, metrics)
 
 
 def _columns(args) -> list[str] | None:
@@ -569,7 +564,8 @@ def cmd_demo(args) -> None:
 COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
             "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
             "init-student": cmd_init_student, "init": cmd_init,
-            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe}
+            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe,
+            "distill": cmd_distill, "quantize": cmd_quantize, "prune": cmd_prune}
 
 
 def main(argv: list[str] | None = None) -> int:

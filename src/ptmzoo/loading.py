@@ -4,7 +4,8 @@
   final model, else its latest checkpoint);
 * a delta run (frozen / adapters / LoRA): the base checkpoint, the run's heads and added modules,
   then its own parameters on top, in the family's wrapper (an encoder-decoder stays one);
-* a Hugging Face directory (``interop.hf``).
+* a Hugging Face directory (``interop.hf``);
+* a quantized checkpoint: its ``quantization`` entry names the int8 layers (``compress.quantize``).
 
 The model is assembled by ``catalog.build_model`` from the description in ``ptmzoo.json``.
 """
@@ -17,7 +18,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    set_model_state_dict,
+)
 
 from .catalog import build_model
 from .checkpoint import (
@@ -31,6 +35,7 @@ from .checkpoint import (
     resolve_model_dir,
     upgrade_weights,
 )
+from .compress.quantize import apply_quantization
 from .data.tokenizers import Tokenizer
 from .errors import UserError
 from .finetune.strategies import StrategyConfig, add_structure
@@ -64,8 +69,11 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
 
 
 def model_from_meta(meta: dict[str, Any]) -> PtmModel:
-    return build_model(meta.get("family"), meta.get("config", {}), heads=meta.get("heads"),
-                       helpers=meta.get("helpers"))
+    model = build_model(meta.get("family"), meta.get("config", {}), heads=meta.get("heads"),
+                        helpers=meta.get("helpers"))
+    if meta.get("quantization"):  # int8 layers (compress.quantize), rebuilt before the weights load
+        apply_quantization(model, meta["quantization"])
+    return model
 
 
 def read_weights(path: str, directory: str) -> dict[str, torch.Tensor]:

@@ -59,6 +59,30 @@ def strategy_settings(args: argparse.Namespace, train: dict[str, Any]) -> dict[s
     return settings
 
 
+def finetune_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The FinetuneConfig fields that ``ptmzoo finetune``'s flags give (overrides not applied)."""
+    from ..tasks import TaskOptions
+    from .run import finetune_defaults
+
+    train = finetune_defaults().to_dict()
+    if args.lr:
+        train["lr"] = args.lr
+    if args.batch_size:
+        train["batch_size"] = args.batch_size
+    if args.seed is not None:
+        train["seed"] = args.seed
+    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
+    return {
+        "model": getattr(args, "model", None), "train_file": args.train_file, "dev_file": args.dev_file,
+        "test_file": args.test_file, "task": args.task, "format": args.format, "epochs": args.epochs,
+        "metric": args.metric, "columns": columns,
+        "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
+        "options": {name: getattr(args, name) for name in TaskOptions.field_types() if hasattr(args, name)},
+        "train": train,
+        **strategy_settings(args, train),
+    }
+
+
 def describe(report: dict[str, Any]) -> str:
     """One line on what a run trained."""
     if "trainable_parameters" not in report:
