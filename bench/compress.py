@@ -68,6 +68,7 @@ class Pipeline:
         self.out = os.path.join(args.out, args.task)
         os.makedirs(self.out, exist_ok=True)
         train, dev, test = (os.path.join(DATA, f) for f in self.task["files"])
+        self.args.out = os.path.abspath(args.out)
         self.train_file, self.test_file = train, test
         self.dev_file = os.path.join(self.out, "dev500.tsv")  # model selection on 500 dev examples
         if not os.path.exists(self.dev_file):
@@ -349,6 +350,7 @@ def main() -> None:
     parser.add_argument("--task", choices=list(TASKS), default="sst2")
     parser.add_argument("--stage", choices=["train", "measure", "decode"], required=True)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "compress"))
+    parser.add_argument("--data", default=DATA, help="the shared data folder (../shared/data)")
     parser.add_argument("--threads", type=int, default=1, help="OMP/torch threads of every run and timing")
     parser.add_argument("--examples", type=int, default=4000, help="training examples of the compression runs")
     parser.add_argument("--epochs", type=float, default=1.0, help="epochs of each compression run (and stage)")
@@ -358,6 +360,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    global DATA
+    DATA = args.data
     if args.stage == "train":
         Pipeline(args).run()
     elif args.stage == "measure":
