@@ -67,7 +67,7 @@ class Pipeline:
         self.task = TASKS[args.task]
         self.out = os.path.join(args.out, args.task)
         os.makedirs(self.out, exist_ok=True)
-        train, dev, test = (os.path.join(DATA, f) for f in self.task["files"])
+        train, dev, test = (os.path.join(args.data, f) for f in self.task["files"])
         self.args.out = os.path.abspath(args.out)
         self.train_file, self.test_file = train, test
         self.dev_file = os.path.join(self.out, "dev500.tsv")  # model selection on 500 dev examples
@@ -105,7 +105,7 @@ class Pipeline:
 
     def run(self) -> None:
         a, t = self.args, self.task
-        corpus = [os.path.join(DATA, c) for c in t["corpus"]]
+        corpus = [os.path.join(a.data, c) for c in t["corpus"]]
         texts = self.path("train_text.txt")  # the unlabelled text of the task's training split
         if not os.path.exists(texts):
             column = 1 if t["label_first"] else 0
@@ -200,7 +200,7 @@ def measure(args) -> None:
     device = torch.device(args.device)
     teacher = ptmzoo.load(os.path.join(out, "teacher/best"))
     task = task_of(teacher)
-    rows_test = task.read(TASK_FILE(args.task, 2), task.options)
+    rows_test = task.read(test_file(args), task.options)
     rows_dev = task.read(os.path.join(out, "dev500.tsv"), task.options)
     test, dev = task.encode(rows_test, "test"), task.encode(rows_dev, "dev")
     models = {}
@@ -266,7 +266,7 @@ def measure(args) -> None:
             results[name][f"{key}_ms"] = statistics.median(timings[name][key])
     load_after = load_average()
     base = results["teacher"]
-    header = (f"{args.task}: test = {os.path.relpath(TASK_FILE(args.task, 2), DATA)} ({len(test)} examples), dev = "
+    header = (f"{args.task}: test = {os.path.relpath(test_file(args), args.data)} ({len(test)} examples), dev = "
               f"500 examples; {device.type} latency, {args.threads} thread(s), median of {args.rounds} rounds "
               f"(batch 1: {len(one[0]['input_ids'])} tokens; batch 32: padded to {batches['b32']['input_ids'].shape[1]}); "
               f"load average before {load_before}, after {load_after}")
@@ -288,8 +288,8 @@ def measure(args) -> None:
         json.dump({"header": header, "results": results}, fh, indent=1)
 
 
-def TASK_FILE(task: str, index: int) -> str:  # noqa: N802
-    return os.path.join(DATA, TASKS[task]["files"][index])
+def test_file(args) -> str:
+    return os.path.join(args.data, TASKS[args.task]["files"][2])
 
 
 # ---------------------------------------------------------------------------------- decode
@@ -360,8 +360,6 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    global DATA
-    DATA = args.data
     if args.stage == "train":
         Pipeline(args).run()
     elif args.stage == "measure":

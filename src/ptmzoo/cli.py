@@ -470,7 +470,8 @@ def cmd_convert(args) -> None:
     if args.to == "hf":
         what = export_hf(source, args.output)
     else:
-        extra = {"task": source.task} if source.task else None
+        kept = ("task", "quantization", "pruning", "structure", "distillation")  # what the weights need or came from
+        extra = {key: source.meta[key] for key in kept if source.meta.get(key)}
         save_pretrained(args.output, source.model, source.tokenizer, extra)
         what = f"ptmzoo {source.family} checkpoint"
     heads = ", ".join(source.model.heads) or "no heads"

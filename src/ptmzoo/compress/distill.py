@@ -375,6 +375,15 @@ def components_of(method: str, stage: str) -> tuple[str, ...]:
     return {"distilbert": ("kd", "cos"), "pkd": ("kd", "pt"), "bilstm": ("mse",)}.get(method, ("kd",))
 
 
+def check_heads(student: PtmModel, teacher: PtmModel) -> None:
+    """TinyBERT compares attention heads one to one: the student needs the teacher's head count."""
+    heads = [getattr(m.config, "num_heads", None) for m in (student, teacher)]
+    if heads[0] != heads[1]:
+        raise UserError(f"TinyBERT's attention loss compares heads one to one, but the student has {heads[0]} heads "
+                        f"and the teacher {heads[1]}; give the student as many heads (student.num_heads=...), or use "
+                        "--method minilm (relation heads)")
+
+
 def add_projection(model: PtmModel, teacher: PtmModel) -> None:
     """TinyBERT's projection when the student is narrower (or wider) than the teacher."""
     if model.config.hidden_size != teacher.config.hidden_size and PROJECTION not in model.helpers:
@@ -404,6 +413,8 @@ def run_distill(cfg: DistillConfig, out_dir: str, progress: bool = True) -> dict
 
         return run_theseus(cfg, teachers[0], out_dir, progress)
     student = student_model(cfg, teachers[0])
+    if options.method == "tinybert":
+        check_heads(student, teachers[0].model)
     if options.method == "bilstm" and student.family != "bilstm":
         raise UserError(f"--method bilstm trains a BiLSTM student (--student bilstm), not a {student.family} model")
     augment = None
@@ -472,6 +483,8 @@ def run_general_distill(cfg: DistillConfig, teachers: list[Pretrained], out_dir:
             mlm.attach(student)
         objectives.append(mlm)
     else:
+        if options.method == "tinybert":
+            check_heads(student, teacher.model)
         add_projection(student, teacher.model)
     distiller = GeneralDistiller(options, [teacher.model], components_of(options.method, "general"))
     objectives.append(distiller)
