@@ -71,12 +71,16 @@ def test_kd_writes_a_normal_checkpoint_and_metrics(setup):
     ("minilm", ["--student", "bert-tiny", "--relation-heads", "2"]),
     ("tinybert", ["--student", "bert-mini", "student.num_layers=2", "student.hidden_size=16", "student.num_heads=4",
                   "student.intermediate_size=32"]),
+    ("mobilebert", ["--student", "bert-mini", "student.num_layers=2", "student.hidden_size=16",
+                    "student.num_heads=2", "student.intermediate_size=32"]),
 ])
 def test_every_distillation_method_runs(setup, method, extra):
     report, student = distill(setup, method, "--method", method, *extra)
     assert report["distillation"]["method"] == method and "accuracy" in report["test"]
     if method in ("tinybert", "minilm", "theseus"):
         assert "stages" in report  # intermediate layers / replacing first
+    if method == "mobilebert":
+        assert list(report["stages"]) == ["layer1", "layer2"]  # one stage per student layer
     if method == "tinybert":  # the projection (16 -> 32 wide) trained, then left out of the student
         assert not student.model.helpers and student.model.config.hidden_size == 16
     if method == "bilstm":

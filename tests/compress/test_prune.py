@@ -195,6 +195,16 @@ def test_trainer_applies_layerdrop_and_refuses_backbones_without_it(tmp_path):
         Trainer(t5, [batch(0)], lambda s: s[0], config, str(tmp_path / "t5"), DistEnv(), progress=False)
 
 
+def test_mobilebert_stages_fix_the_layers_below():
+    from ptmzoo.compress.distill import frozen_below, intermediate_stages
+
+    assert intermediate_stages("mobilebert", 3) == [("layer1", 1), ("layer2", 2), ("layer3", 3)]
+    assert intermediate_stages("tinybert", 3) == [("intermediate", None)] and intermediate_stages("kd", 3) == []
+    assert not frozen_below("backbone.embeddings.word.weight", 1) and frozen_below("backbone.embeddings.norm.bias", 2)
+    assert frozen_below("backbone.layers.0.ffn.up.weight", 2) and not frozen_below("backbone.layers.1.ffn.up.weight", 2)
+    assert not frozen_below("heads.classification.classifier.weight", 3)
+
+
 def test_theseus_replacement_rate_schedule():
     assert replacement_rate(0, 100, 0.5) == replacement_rate(99, 100, 0.5) == 0.5
     assert replacement_rate(0, 100, 0.3, "linear") == pytest.approx(0.3)

@@ -24,6 +24,10 @@ Methods (``--method``), on a fine-tuning task unless said otherwise:
   intermediate layers, mapped ``skip`` (PKD-Skip) or ``last`` (PKD-Last).
 * ``minilm`` (Wang et al., 2020): KL of the last layer's self-attention distributions and value
   relations (relation heads: any student width), then fine-tuning on the labels (alpha 0).
+* ``mobilebert`` (Sun et al., 2020), progressive layer-wise transfer: one stage per student layer l
+  (``intermediate_epochs`` each), in which layer l learns the mapped teacher layer's feature map
+  (MSE, through the projection when the widths differ) and attention distributions (KL), the
+  embeddings and the layers below fixed; then prediction-layer distillation (alpha 0.5, T 1).
 * ``bilstm`` (Tang et al., 2019): a BiLSTM student (``models.bilstm``), MSE between logits;
   ``--augment N``: masking, POS-guided replacement and n-gram sampling (``augment.tang_augment``).
 * ``theseus`` (BERT-of-Theseus, ``compress.theseus``): progressive module replacing.
@@ -62,9 +66,9 @@ from .teachers import (
     parameters,
 )
 
-METHODS = ("kd", "distilbert", "tinybert", "pkd", "minilm", "bilstm", "theseus")
+METHODS = ("kd", "distilbert", "tinybert", "pkd", "minilm", "mobilebert", "bilstm", "theseus")
 GENERAL_METHODS = ("distilbert", "tinybert", "minilm")  # also on shards (--data)
-TWO_STAGES = ("tinybert", "minilm")  # intermediate layers first, then the prediction layer
+TWO_STAGES = ("tinybert", "minilm", "mobilebert")  # intermediate layers first, then the prediction layer
 PROJECTION = "distill_projection"  # the helper network holding TinyBERT's projection while training
 
 
@@ -81,7 +85,7 @@ class DistillOptions(Config):
     mlm_weight: float = 2.0  # distilbert on shards: L_mlm
     layer_map: str | None = None  # uniform (tinybert) | skip | last (pkd)
     relation_heads: int | None = None  # minilm: relation heads (default: the teacher's heads)
-    intermediate_epochs: float | None = None  # tinybert/minilm: epochs of stage 1 (default: --epochs)
+    intermediate_epochs: float | None = None  # tinybert/minilm: epochs of stage 1, mobilebert: of each layer's
     replace_rate: float = 0.5  # theseus: probability of a successor module (linear: the start)
     replace_schedule: str = "constant"  # theseus: constant | linear (reaches 1 at the end of replacing)
     successor_epochs: float | None = None  # theseus: epochs of the successor alone (default: --epochs)
@@ -110,7 +114,7 @@ class DistillOptions(Config):
     def defaults(self) -> dict[str, Any]:
         """alpha, temperature and layer map after the method's defaults."""
         alpha, temperature = {"tinybert": (1.0, 1.0), "minilm": (0.0, 1.0), "bilstm": (1.0, 1.0),
-                              "pkd": (0.5, 5.0)}.get(self.method, (0.5, 2.0))
+                              "pkd": (0.5, 5.0), "mobilebert": (0.5, 1.0)}.get(self.method, (0.5, 2.0))
         layer_map = "skip" if self.method == "pkd" else "uniform"
         return {"alpha": alpha if self.alpha is None else self.alpha,
                 "temperature": temperature if self.temperature is None else self.temperature,
@@ -269,6 +273,16 @@ class Distiller(Objective):
             losses["attention"] = sum(L.attention_score_mse(s_scores[m], t_attention[g - 1].scores(),
                                                             t_attention[g - 1].visible(), mask)
                                       for m, g in enumerate(mapping))
+        if "feature" in self.extra_losses:  # MobileBERT: one layer's feature map and attention
+            project = model.helpers[PROJECTION] if PROJECTION in model.helpers else nn.Identity()
+            s_states, t_states = student.hidden_states, teacher.hidden_states
+            m = self.layer
+            g = L.layer_map(len(s_states) - 1, len(t_states) - 1, self.layer_map_kind)[m - 1]
+            losses["feature"] = L.hidden_mse(project(s_states[m]), t_states[g], mask)
+            s_att, t_att = s_attention[m - 1], t_attention[g - 1]
+            heads, visible = t_att.q.shape[1], t_att.visible()
+            losses["attention_transfer"] = L.relation_kl(L.relation(s_att.q, s_att.k, heads, visible),
+                                                         L.relation(t_att.q, t_att.k, heads, visible), mask)
         if "attention_kl" in self.extra_losses:
             s_last, t_last = s_attention[-1], t_attention[-1]
             heads = self.options.relation_heads or t_last.q.shape[1]
@@ -285,12 +299,12 @@ class TaskDistiller(Distiller):
     (patient), embedding/hidden/attention (TinyBERT stage 1), attention_kl/value_kl (MiniLM);
     the task head's own loss on the gold labels weighs 1 - alpha (0 in an intermediate stage)."""
 
-    def __init__(self, options, teachers, components, head_name: str, task_name: str):
+    def __init__(self, options, teachers, components, head_name: str, task_name: str, layer: int | None = None):
         super().__init__(options, teachers, components)
-        self.head_name, self.task_name = head_name, task_name
-        self.intermediate_stage = any(c in components for c in ("embedding", "attention_kl"))
-        self.needs_states = any(c in components for c in ("cos", "pt", "embedding"))
-        self.needs_attention = any(c in components for c in ("embedding", "attention_kl"))
+        self.head_name, self.task_name, self.layer = head_name, task_name, layer
+        self.intermediate_stage = any(c in components for c in ("embedding", "attention_kl", "feature"))
+        self.needs_states = any(c in components for c in ("cos", "pt", "embedding", "feature"))
+        self.needs_attention = any(c in components for c in ("embedding", "attention_kl", "feature"))
 
     def soft_loss(self, student_logits: torch.Tensor, teacher_logits: list[torch.Tensor]) -> torch.Tensor:
         if "mse" in self.extra_losses or self.task_name == "regression":
@@ -371,8 +385,27 @@ def components_of(method: str, stage: str) -> tuple[str, ...]:
         return {"distilbert": ("ce", "cos"), "tinybert": ("embedding", "hidden", "attention"),
                 "minilm": ("attention_kl", "value_kl")}[method]
     if stage == "intermediate":
-        return {"tinybert": ("embedding", "hidden", "attention"), "minilm": ("attention_kl", "value_kl")}[method]
+        return {"tinybert": ("embedding", "hidden", "attention"), "minilm": ("attention_kl", "value_kl"),
+                "mobilebert": ("feature", "attention_transfer")}[method]
     return {"distilbert": ("kd", "cos"), "pkd": ("kd", "pt"), "bilstm": ("mse",)}.get(method, ("kd",))
+
+
+def intermediate_stages(method: str, student_layers: int) -> list[tuple[str, int | None]]:
+    """(name, layer) of the runs before the prediction-layer stage: one for TinyBERT and MiniLM
+    (every layer at once), one per student layer for MobileBERT's progressive transfer."""
+    if method == "mobilebert":
+        return [(f"layer{layer}", layer) for layer in range(1, student_layers + 1)]
+    return [("intermediate", None)] if method in TWO_STAGES else []
+
+
+def frozen_below(name: str, layer: int) -> bool:
+    """Whether parameter ``name`` is fixed while MobileBERT trains student layer ``layer`` (1-based):
+    the embeddings after the first stage, and every layer below."""
+    if name.startswith("backbone.embeddings."):
+        return layer > 1
+    if name.startswith("backbone.layers."):
+        return int(name.split(".")[2]) < layer - 1
+    return False
 
 
 def check_heads(student: PtmModel, teacher: PtmModel) -> None:
@@ -429,17 +462,24 @@ def run_distill(cfg: DistillConfig, out_dir: str, progress: bool = True) -> dict
                              "teacher_parameters": parameters(teachers[0].model), **options.defaults()}}
     stages = {}
     source = as_source(student, teachers[0], cfg.student or "init-student")
-    if options.method in TWO_STAGES:  # stage 1: intermediate layers on the task data
+    projection = None
+    for stage, layer in intermediate_stages(options.method, student.config.num_layers):
         run = FinetuneRun(stage_config(ft, options.intermediate_epochs), source, augment)
+        if projection is not None:  # the projection learnt in the previous stage goes on
+            run.model.add_helper(PROJECTION, projection)
         add_projection(run.model, networks[0])
+        if layer is not None:  # MobileBERT: the layers below (and the embeddings) are fixed already
+            for name, param in run.model.named_parameters():
+                param.requires_grad_(not frozen_below(name, layer))
         distiller = TaskDistiller(options, networks[:1], components_of(options.method, "intermediate"),
-                                  run.task.head_name, ft.task)
-        stage_dir = os.path.join(out_dir, "intermediate")
-        stages["intermediate"] = run_finetune(run.cfg, stage_dir, progress=progress, run=run, objectives=[distiller],
-                                              trainer_options={"write_model": without_helpers((PROJECTION,))},
-                                              meta=meta)
+                                  run.task.head_name, ft.task, layer=layer)
+        stage_dir = os.path.join(out_dir, stage)
+        stages[stage] = run_finetune(run.cfg, stage_dir, progress=progress, run=run, objectives=[distiller],
+                                     trainer_options={"write_model": without_helpers((PROJECTION,))}, meta=meta)
         intermediate = run.model
-        if PROJECTION in intermediate.helpers:
+        intermediate.requires_grad_(True)
+        projection = intermediate.helpers[PROJECTION] if PROJECTION in intermediate.helpers else None
+        if projection is not None:
             del intermediate.helpers[PROJECTION]
         source = as_source(intermediate, teachers[0], stage_dir)
     run = FinetuneRun(ft, source, augment)
