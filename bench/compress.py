@@ -4,7 +4,7 @@
 its output is already there): a tokenizer, shards and a ``bert-mini`` pre-trained briefly on
 unlabelled text, the teacher fine-tuned on the task, then the students and compressed models --
 a 2-layer student fine-tuned alone (no teacher), ``kd``, ``distilbert``, ``tinybert``, ``pkd``,
-``minilm``, ``bilstm``, ``theseus``, an ensemble of two teachers; ``dynamic-int8``, ``weight-int8``
+``minilm``, ``bilstm``, ``theseus``, an ensemble of two teachers, ``mobilebert``'s progressive transfer; ``dynamic-int8``, ``weight-int8``
 and ``qat``; magnitude pruning (one-shot and gradual), head pruning, every other layer removed from
 the teacher and from a teacher trained with LayerDrop(0.2).
 
@@ -161,6 +161,8 @@ class Pipeline:
                     "teacher_layerdrop_half")
         self.ptmzoo("kd_ensemble", self.path("kd_ensemble", "metrics.json"), "distill", "--teacher", teacher,
                     "--teacher", "teacher_layerdrop/best", "--method", "kd", *flags, "--out", "kd_ensemble")
+        self.ptmzoo("mobilebert", self.path("mobilebert", "metrics.json"), "distill", "--teacher", teacher,
+                    "--method", "mobilebert", *flags, "--out", "mobilebert")
 
 
 # ---------------------------------------------------------------------------------- measure
@@ -173,6 +175,7 @@ ROWS = [  # (name, directory, what)
     ("pkd (skip)", "pkd/best", "2 layers, kd + patient loss, beta 100"),
     ("tinybert", "tinybert/best", "2 layers, intermediate then prediction layer"),
     ("minilm", "minilm/best", "2 layers, relations then fine-tuning"),
+    ("mobilebert (progressive)", "mobilebert/best", "2 layers, one stage per layer, then kd"),
     ("theseus", "theseus/best", "2 modules, linear rate from 0.3, then successor"),
     ("bilstm", "bilstm/best", "BiLSTM 300/150x2/200, logit MSE"),
     ("dynamic-int8", "dynamic-int8", "ptmzoo int8 Linear, per-row weight scales"),

@@ -165,8 +165,6 @@ def student_model(cfg: DistillConfig, teacher: Pretrained) -> PtmModel:
         config_class = family(preset.family).config_class
         config = {**preset.model, "vocab_size": teacher.tokenizer.vocab_size,
                   **special_token_ids(config_class, teacher.tokenizer), **cfg.student_config}
-        if "pad_token_id" in config_class.field_types() and teacher.tokenizer.pad_id is not None:
-            config["pad_token_id"] = teacher.tokenizer.pad_id
         torch.manual_seed(cfg.train.seed if cfg.finetune is None else cfg.finetune.train.seed)
         return build_model(preset.family, config)
     source = load(spec)
