@@ -231,3 +231,25 @@ def test_theseus_replacement_rate_schedule():
     assert linear.current_rate() == pytest.approx(0.6)
     with pytest.raises(UserError, match="equal modules"):
         ModuleReplacing(predecessor, 3, 10, 0.5, "constant")
+
+
+def test_pre_training_a_pruned_model_keeps_its_zeros(wiki_shards, tmp_path):
+    """Gordon et al.'s setting: prune the pre-trained model, then go on pre-training (and fine-tuning)."""
+    import ptmzoo
+    from ptmzoo.compress.jobs import prune_checkpoint
+    from ptmzoo.train.pretrain import PretrainRecipe, run_pretrain
+
+    def recipe(out_steps, init_from=None):
+        return PretrainRecipe.from_dict({
+            "preset": "bert-tiny", "data": {"shards": wiki_shards, "seq_len": 32}, "init_from": init_from,
+            "model": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
+            "objectives": {"mlm": {}},
+            "train": {"batch_size": 4, "max_steps": out_steps, "lr": 1e-2, "log_every": 1, "eval_every": 100,
+                      "save_every": 100}})
+
+    run_pretrain(recipe(1), str(tmp_path / "base"), progress=False)
+    entry = prune_checkpoint(str(tmp_path / "base" / "final"), str(tmp_path / "pruned"), "magnitude", sparsity=0.4)
+    run_pretrain(recipe(3, str(tmp_path / "pruned")), str(tmp_path / "more"), progress=False)
+    more = ptmzoo.load(str(tmp_path / "more" / "final"))
+    assert more.meta["pruning"]["parameters"] == entry["parameters"]
+    assert P.sparsity_of(more.model, entry["parameters"]) == pytest.approx(0.4, abs=1e-3)

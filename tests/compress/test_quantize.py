@@ -143,3 +143,26 @@ def test_qat_export_needs_fake_quantized_layers_and_damaged_entries_are_clear(tm
     save_pretrained(str(tmp_path / "q"), model, None, {"quantization": {**entry, "modules": ["backbone.nothing"]}})
     with pytest.raises(UserError, match="does not have"):
         ptmzoo.load(str(tmp_path / "q"))
+
+
+@pytest.mark.parametrize("method", ["dynamic-int8", "weight-int8"])
+def test_quantized_decoder_generates(tmp_path, bpe_tokenizer, method):
+    from ptmzoo.compress.jobs import quantize_checkpoint
+    from ptmzoo.objectives.clm import LMHead
+
+    torch.manual_seed(0)
+    model = build_model("gpt2", {"vocab_size": bpe_tokenizer.vocab_size, "hidden_size": 32, "num_layers": 2,
+                                 "num_heads": 2, "max_position_embeddings": 64})
+    model.add_head("clm", LMHead)
+    save_pretrained(str(tmp_path / "gpt"), model, bpe_tokenizer)
+    entry = quantize_checkpoint(str(tmp_path / "gpt"), str(tmp_path / "int8"), method)
+    assert "heads.clm.decoder" not in entry["modules"]  # tied to the input embeddings: stays float
+    float_model, int8 = ptmzoo.load(str(tmp_path / "gpt")), ptmzoo.load(str(tmp_path / "int8"))
+    options = {"max_new_tokens": 6, "ignore_eos": True}
+    reference = ptmzoo.generate(float_model, "the king", **options)
+    result = ptmzoo.generate(int8, "the king", **options)
+    assert len(result.token_ids[0]) == 6
+    ids = torch.tensor([float_model.tokenizer.encode("the king and the queen")])
+    a, b = float_model.model(ids).logits, int8.model(ids).logits
+    assert float((a - b).norm() / a.norm()) < 0.05  # the same distribution, near enough
+    assert reference.token_ids[0][:1] == result.token_ids[0][:1]
