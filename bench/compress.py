@@ -222,7 +222,7 @@ def measure(args) -> None:
     results = {}
     for name, (model, path, what) in models.items():
         # weights: parameters, and the int8 weight buffers of quantized layers
-        tensors = list(model.parameters()) + [b for n, b in model.named_buffers() if n.endswith(".weight")]
+        tensors = list(model.parameters()) + [b for n, b in model.named_buffers() if n.endswith((".weight", ".qweight"))]
         total = sum(t.numel() for t in tensors)
         nonzero = sum(int((t != 0).sum()) for t in tensors)
         if path is None:  # torch.ao keeps its int8 weights in packed objects: the teacher's architecture

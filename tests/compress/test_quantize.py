@@ -128,8 +128,21 @@ def test_quantized_checkpoint_loads_through_ptmzoo_load(tmp_path, wordpiece_toke
     assert loaded.model.backbone.layers[0].ffn.up.weight.dtype == torch.int8
     torch.testing.assert_close(loaded.model(ids).logits, quantized)
     assert float((quantized - reference).norm() / reference.norm()) < 0.05
-    # the quantized Linear weights take a quarter of the bytes (the embeddings stay float)
+    # int8 weights: the Linear layers and the untied tables (positions, segments; the token table is
+    # tied to the MLM head and stays float)
+    assert entry["embeddings"] == ["backbone.embeddings.position", "backbone.embeddings.token_type"]
+    assert loaded.model.backbone.embeddings.position.qweight.dtype == torch.int8
     assert os.path.getsize(f"{int8_dir}/model.safetensors") < os.path.getsize(f"{float_dir}/model.safetensors")
+
+
+def test_int8_embedding_round_trip():
+    from ptmzoo.compress.quantize import Int8Embedding
+
+    table = nn.Embedding(50, 16, padding_idx=0)
+    int8 = Int8Embedding.from_embedding(table)
+    ids = torch.randint(0, 50, (3, 7))
+    error = (int8(ids) - table(ids)).abs()
+    assert bool((error <= int8.weight_scale[ids][..., None] / 2 + 1e-7).all())
 
 
 def test_qat_export_needs_fake_quantized_layers_and_damaged_entries_are_clear(tmp_path):

@@ -21,7 +21,9 @@ forward pass by ``mode``:
   learned input scale is stored and inference computes exactly the trained function: inputs
   rounded with that scale, an int8 x int8 product, rescaled.
 
-The tied output embeddings (MLM and LM heads) stay in float: quantizing them would untie them.
+In encoders the embedding tables become int8 too (``Int8Embedding``: one scale per row, rows
+dequantized when looked up) -- in a small model they are most of the bytes. A table tied to an output layer
+(MLM and LM heads) stays in float with that layer: quantizing them would untie them.
 """
 
 from __future__ import annotations
@@ -162,6 +164,36 @@ class Int8Linear(nn.Module):
         return y + self.bias if self.bias is not None else y
 
 
+class Int8Embedding(nn.Module):
+    """An embedding table in int8 with one scale per row (symmetric, like the weights above): rows
+    are looked up and dequantized, so the table takes a quarter of the bytes. ``weight`` is the
+    dequantized table, for code that reads a table directly (BERT's segment-0 row)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.register_buffer("qweight", torch.zeros(num_embeddings, embedding_dim, dtype=torch.int8))
+        self.register_buffer("weight_scale", torch.ones(num_embeddings))
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding) -> Int8Embedding:
+        module = cls(embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx)
+        q, scale = quantize_weight(embedding.weight)
+        module.qweight.copy_(q)
+        module.weight_scale.copy_(scale)
+        return module.to(embedding.weight.device)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return dequantize(self.qweight, self.weight_scale)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.qweight).float() * self.weight_scale[ids][..., None]
+
+
 class FakeQuantLinear(nn.Linear):
     """Q8BERT's training-time Linear: 8-bit fake quantization of the weight (per tensor) and of the
     input (scale from an EMA of max |x|, updated in training), straight-through gradients."""
@@ -204,6 +236,20 @@ def quantizable(model: nn.Module) -> list[str]:
             if type(module) in (nn.Linear, FakeQuantLinear) and owners.get(id(module.weight), 0) == 1]
 
 
+def quantizable_embeddings(model: nn.Module) -> list[str]:
+    """Names of the embedding tables to quantize: in encoders, those whose weight is not shared (a
+    table tied to an LM head stays float, as the head does). Decoders and encoder-decoders keep
+    theirs in float: generation sizes its caches by the token table's dtype."""
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or backbone.causal or backbone.is_encoder_decoder:
+        return []
+    owners: dict[int, int] = {}
+    for _, param in model.named_parameters(remove_duplicate=False):
+        owners[id(param)] = owners.get(id(param), 0) + 1
+    return [name for name, module in model.named_modules()
+            if type(module) is nn.Embedding and owners.get(id(module.weight), 0) == 1]
+
+
 def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
@@ -228,7 +274,10 @@ def quantize_model(model: nn.Module, method: str) -> dict[str, Any]:
         else:
             quantized = Int8Linear.from_linear(linear, mode)
         _replace(model, name, quantized)
-    return describe(method, names)
+    embeddings = quantizable_embeddings(model)
+    for name in embeddings:
+        _replace(model, name, Int8Embedding.from_embedding(model.get_submodule(name)))
+    return {**describe(method, names), "embeddings": embeddings}
 
 
 def describe(method: str, names: list[str]) -> dict[str, Any]:
@@ -251,6 +300,14 @@ def apply_quantization(model: nn.Module, entry: dict[str, Any]) -> None:
         if not isinstance(linear, nn.Linear):
             raise UserError(f"ptmzoo.json quantizes {name}, which is not a Linear layer")
         _replace(model, name, Int8Linear(linear.in_features, linear.out_features, linear.bias is not None, mode))
+    for name in entry.get("embeddings", []):
+        try:
+            table = model.get_submodule(name)
+        except AttributeError:
+            raise UserError(f"ptmzoo.json quantizes {name}, which the model does not have; the checkpoint is damaged") from None
+        if not isinstance(table, nn.Embedding):
+            raise UserError(f"ptmzoo.json quantizes {name}, which is not an embedding table")
+        _replace(model, name, Int8Embedding(table.num_embeddings, table.embedding_dim, table.padding_idx))
 
 
 def prepare_qat(model: nn.Module) -> list[str]:
