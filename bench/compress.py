@@ -84,6 +84,9 @@ class Pipeline:
         if os.path.exists(done):
             print(f"[skip] {name}: {done} exists", flush=True)
             return
+        if self.args.only and name not in self.args.only:
+            print(f"[not run] {name}: not in --only", flush=True)
+            return
         command = [sys.executable, "-m", "ptmzoo", *argv]
         shown = "ptmzoo " + " ".join(shlex.quote(a) for a in argv)
         print(f"[run] {name}: {shown}", flush=True)
@@ -122,6 +125,10 @@ class Pipeline:
                     f"train.max_minutes={a.pretrain_minutes:g}", "train.eval_every=200", "train.save_every=400",
                     "train.log_every=20")
         teacher_flags = self.task_flags(t["teacher_examples"], 2, 2e-4)
+        # the LayerDrop comparison: a teacher and a LayerDrop(0.2) teacher on the same budget
+        # (--layerdrop-examples/--layerdrop-epochs; by default the teacher's own budget, so the teacher is the control)
+        reduced = a.layerdrop_examples is not None or a.layerdrop_epochs is not None
+        ld_flags = self.task_flags(a.layerdrop_examples or t["teacher_examples"], a.layerdrop_epochs or 2, 2e-4)
         self.ptmzoo("teacher", self.path("teacher", "metrics.json"), "finetune", "--model", "pretrained/final",
                     *teacher_flags, "--out", "teacher")
         teacher = "teacher/best"
@@ -154,8 +161,14 @@ class Pipeline:
         self.ptmzoo("magnitude50_gradual", self.path("magnitude50_gradual", "metrics.json"), "prune", teacher,
                     "--method", "magnitude", "--sparsity", "0.5", *flags, "--out", "magnitude50_gradual")
         # LayerDrop: the teacher's run with train.layerdrop=0.2, then every other layer removed
+        if reduced:  # the control: no LayerDrop, the same reduced budget
+            self.ptmzoo("teacher_small", self.path("teacher_small", "metrics.json"), "finetune", "--model",
+                        "pretrained/final", *ld_flags, "--out", "teacher_small")
+            self.ptmzoo("teacher_small_half", self.path("teacher_small_half", "ptmzoo.json"), "prune",
+                        "teacher_small/best", "--method", "layers", "--keep-layers", "every-other", "--out",
+                        "teacher_small_half")
         self.ptmzoo("teacher_layerdrop", self.path("teacher_layerdrop", "metrics.json"), "finetune", "--model",
-                    "pretrained/final", *teacher_flags, "--out", "teacher_layerdrop", "train.layerdrop=0.2")
+                    "pretrained/final", *ld_flags, "--out", "teacher_layerdrop", "train.layerdrop=0.2")
         self.ptmzoo("teacher_layerdrop_half", self.path("teacher_layerdrop_half", "ptmzoo.json"), "prune",
                     "teacher_layerdrop/best", "--method", "layers", "--keep-layers", "every-other", "--out",
                     "teacher_layerdrop_half")
@@ -186,6 +199,8 @@ ROWS = [  # (name, directory, what)
     ("magnitude 50%, gradual", "magnitude50_gradual/best", "cubic schedule over 1 epoch from the teacher"),
     ("heads -50%", "heads50", "Michel et al. importance, no fine-tuning"),
     ("teacher, every other layer", "teacher_half", "layers 0, 2 of the teacher, no fine-tuning"),
+    ("teacher, reduced budget", "teacher_small/best", "as the teacher on --layerdrop-examples/-epochs"),
+    ("reduced teacher, every other layer", "teacher_small_half", "layers 0, 2, no fine-tuning"),
     ("LayerDrop(0.2) teacher", "teacher_layerdrop/best", "trained with train.layerdrop=0.2"),
     ("LayerDrop teacher, every other layer", "teacher_layerdrop_half", "layers 0, 2, no fine-tuning"),
 ]
@@ -316,6 +331,10 @@ def decode(args) -> None:
         model = copy.deepcopy(base)
         quantize_model(model, method)
         variants[method] = model.eval()
+    # torch.ao's dynamic int8 of the same Linear layers (the tied LM head stays fp32 here too)
+    linears = {n for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("heads")}
+    variants["torch.ao dynamic"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(base), linears,
+                                                                         dtype=torch.qint8).eval()
     prompt = [list(range(10, 26))]
     tokens = args.new_tokens
     times = {name: [] for name in variants}
@@ -325,7 +344,7 @@ def decode(args) -> None:
     outputs = {}
     for r in range(args.rounds):
         names = list(variants)
-        for name in names[r % 3:] + names[: r % 3]:
+        for name in names[r % len(names):] + names[: r % len(names)]:
             start = time.perf_counter()
             result = generate(variants[name], prompt, max_new_tokens=tokens, ignore_eos=True, eos_token_id=0)
             times[name].append(time.perf_counter() - start)
@@ -335,17 +354,20 @@ def decode(args) -> None:
              f"({params / 1e6:.1f}M parameters; the tied LM head stays fp32), {tokens} new tokens after 16, "
              f"{args.threads} thread(s), median of {args.rounds} rounds; load average before {load_before}, "
              f"after {load_average()}", "",
-             "| weights | tokens/s | speed-up | same tokens as fp32 |", "|---|---|---|---|"]
+             "| weights | tokens/s | speed-up vs fp32 | vs torch.ao dynamic | same tokens as fp32 |", "|---|---|---|---|---|"]
     for name in variants:
         median = statistics.median(times[name])
         fp32 = statistics.median(times["fp32"])
         same = sum(a == b for a, b in zip(outputs[name], outputs["fp32"])) / len(outputs["fp32"])
-        lines.append(f"| {name} | {tokens / median:.1f} | {fp32 / median:.2f}x | {same:.0%} |")
+        reference = statistics.median(times["torch.ao dynamic"])
+        lines.append(f"| {name} | {tokens / median:.1f} | {fp32 / median:.2f}x | {reference / median:.2f}x | {same:.0%} |")
     text = "\n".join(lines)
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "decode.md"), "w") as fh:
         fh.write(text + "\n")
+    with open(os.path.join(args.out, "decode.json"), "w") as fh:
+        json.dump({"header": lines[0], "seconds": times}, fh, indent=1)
 
 
 def main() -> None:
@@ -362,6 +384,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None,
+                        help="train: run only these steps (comma-separated names, e.g. tinybert,minilm); the others "
+                             "must exist or are left out")
+    parser.add_argument("--layerdrop-examples", type=int, default=None,
+                        help="train the LayerDrop teacher (and a control teacher without LayerDrop) on this many "
+                             "examples instead of the teacher's budget")
+    parser.add_argument("--layerdrop-epochs", type=float, default=None)
     args = parser.parse_args()
     if args.stage == "train":
         Pipeline(args).run()
