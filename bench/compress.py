@@ -38,7 +38,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cpu_pretrain import load_average  # noqa: E402  (the benchmarks' shared helper)
+from cpu_pretrain import load_average
 
 ROOT = os.path.dirname(HERE)
 DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data"))
@@ -350,10 +350,10 @@ def decode(args) -> None:
             times[name].append(time.perf_counter() - start)
             outputs[name] = result.token_ids[0]
     params = sum(p.numel() for p in base.parameters())
-    lines = [f"batch-1 greedy decoding, gpt2-small layers (12 x 768) with an 8,000-token vocabulary, random weights "
+    lines = [(f"batch-1 greedy decoding, gpt2-small layers (12 x 768) with an 8,000-token vocabulary, random weights "
              f"({params / 1e6:.1f}M parameters; the tied LM head stays fp32), {tokens} new tokens after 16, "
              f"{args.threads} thread(s), median of {args.rounds} rounds; load average before {load_before}, "
-             f"after {load_average()}", "",
+             f"after {load_average()}"), "",
              "| weights | tokens/s | speed-up vs fp32 | vs torch.ao dynamic | same tokens as fp32 |", "|---|---|---|---|---|"]
     for name in variants:
         median = statistics.median(times[name])

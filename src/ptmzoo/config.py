@@ -105,6 +105,29 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | bool = True,
+            choices: tuple[str, ...] | None = None, metavar: str | None = None, required: bool = False,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with what its command-line flag needs, in the field's metadata (read by
+    ``ptmzoo.config_flags``): ``help``; ``flag``: a name other than ``--field-name`` (``"--train"``),
+    or False for a setting that has no flag (recipes and ``key=value`` overrides only);
+    ``choices`` of a text field (its ``validate`` checks them too); ``metavar``; ``required``."""
+    metadata: dict[str, Any] = {"help": help, "flag": flag}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if metavar is not None:
+        metadata["metavar"] = metavar
+    if required:
+        metadata["required"] = True
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
+    """The one message for a text setting outside its choices."""
+    if value not in choices:
+        raise UserError(f"unknown {what} '{value}' (choose from {', '.join(choices)})")
+
+
 @dataclasses.dataclass
 class Config:
     """Base class: strict construction from dicts, round trip to dicts, dotted overrides."""

@@ -4,6 +4,7 @@ predict read; bad input ends in one line with exit code 2; an existing --out is 
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +17,6 @@ from ptmzoo.compress.prune import sparsity_of
 from ptmzoo.compress.quantize import Int8Linear
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
 from ptmzoo.objectives.mlm import MLMHead
-
 from tests.conftest import shared_path
 
 
@@ -48,7 +48,7 @@ def setup(tmp_path_factory, wordpiece_tokenizer):
 def distill(setup, name, *argv):
     out = str(setup["root"] / name)
     assert main(["distill", "--teacher", setup["teacher"], *argv, "--out", out, *setup["task"]]) == 0
-    report = json.load(open(os.path.join(out, "metrics.json")))
+    report = json.loads(Path(out, "metrics.json").read_text())
     loaded = ptmzoo.load(out)  # the best student, a normal checkpoint
     return report, loaded
 
@@ -60,7 +60,7 @@ def test_kd_writes_a_normal_checkpoint_and_metrics(setup):
     assert {"dev", "test"} <= set(report) and report["distillation"]["alpha"] == 0.5
     assert student.task["labels"] == ptmzoo.load(setup["teacher"]).task["labels"]
     assert "helpers" not in student.meta or not student.meta["helpers"]
-    log = [json.loads(line) for line in open(setup["root"] / "kd" / "metrics.jsonl")]
+    log = [json.loads(line) for line in (setup["root"] / "kd" / "metrics.jsonl").read_text().splitlines()]
     assert any("loss_kd" in r for r in log)  # the soft loss reported beside the gold labels'
 
 
@@ -96,7 +96,7 @@ def test_ensemble_augmentation_and_general_distillation(setup, tmp_path):
     from ptmzoo.data.prepare import prepare_corpus
 
     text = tmp_path / "corpus.txt"
-    text.write_text(open(setup["dev"]).read() * 5)
+    text.write_text(Path(setup["dev"]).read_text() * 5)
     ptmzoo.load(setup["pt"]).tokenizer.save(str(tmp_path / "tok"))
     prepare_corpus([str(text)], str(tmp_path / "tok"), str(tmp_path / "shards"), progress=False, workers=1,
                    valid_fraction=0.2)
@@ -116,7 +116,7 @@ def test_quantized_checkpoints_work_with_evaluate_and_predict(setup, tmp_path):
         assert loaded.meta["quantization"]["method"] == method and loaded.task["name"] == "classification"
         metrics = tmp_path / f"{method}.json"
         assert main(["evaluate", out, "--file", setup["dev"], "--json", str(metrics)]) == 0
-        assert 0 <= json.load(open(metrics))["accuracy"] <= 1
+        assert 0 <= json.loads(Path(metrics).read_text())["accuracy"] <= 1
         assert main(["evaluate", out, "--file", setup["dev"], "--json", str(metrics)]) == 2  # not overwritten
         assert main(["predict", out, "--file", setup["dev"], "--out", str(tmp_path / f"{method}.tsv")]) == 0
     assert main(["finetune", "--model", str(tmp_path / "dynamic-int8"), "--out", str(tmp_path / "ft"),

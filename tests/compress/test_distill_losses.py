@@ -9,7 +9,12 @@ import torch
 from ptmzoo.catalog import build_backbone
 from ptmzoo.compress import losses as L
 from ptmzoo.errors import UserError
-from ptmzoo.nn.attention import Attention, AttentionMask, capture_attention, padding_mask
+from ptmzoo.nn.attention import (
+    Attention,
+    AttentionMask,
+    capture_attention,
+    padding_mask,
+)
 
 
 def test_worked_example_kl_is_0_1386():
@@ -81,7 +86,7 @@ def test_layer_maps():
 
 def manual_probabilities(attention: Attention, x, keep=None):
     q, k, v = attention.qkv(x).chunk(3, -1)
-    split = lambda t: t.view(t.shape[0], t.shape[1], attention.num_heads, -1).transpose(1, 2)  # noqa: E731
+    split = lambda t: t.view(t.shape[0], t.shape[1], attention.num_heads, -1).transpose(1, 2)
     q, k, v = split(q), split(k), split(v)
     scores = q @ k.transpose(-1, -2) / math.sqrt(attention.head_dim)
     if keep is not None:
@@ -97,7 +102,7 @@ def test_captured_attention_is_what_attention_computed():
     with capture_attention(attention) as records:
         out = attention(x, padding_mask(keep.long()))
     (record,) = records
-    probs, v = manual_probabilities(attention, x, keep)
+    probs, _ = manual_probabilities(attention, x, keep)
     torch.testing.assert_close(record.probabilities(), probs, atol=1e-6, rtol=1e-5)
     assert float(record.probabilities()[1, :, :, 3:].abs().max()) == 0.0  # padded keys get nothing
     # the probabilities reproduce the module's output: softmax(qk^T) v, then the output projection

@@ -1,35 +1,26 @@
 """``ptmzoo distill``, ``ptmzoo quantize`` and ``ptmzoo prune`` (the work is in the other modules).
 
 The task options (files, columns, max length, epochs, learning rate, batch size, seed, strategy
-flags, ``key=value`` overrides) are those of ``ptmzoo finetune``: its parser's arguments are
-reused, so they are declared once.
+flags, ``key=value`` overrides) are those of ``ptmzoo finetune``, made by the same function
+(``finetune.flags.add_finetune_arguments``), so they are declared once.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 
 from ..errors import UserError
 
-# finetune arguments that compression runs do not take (their own model flags, several seeds)
-NOT_FOR_COMPRESSION = {"model", "out", "runs", "resume", "from_scratch", "help", "debug"}
+# FinetuneConfig flags that compression runs do not take (their own model flags; one run, from the start)
+NOT_FOR_COMPRESSION = ("model", "runs", "from_scratch")
 
 
-def task_arguments(parser: argparse.ArgumentParser, verbs, required: bool = False) -> None:
-    """Add ``ptmzoo finetune``'s task arguments to ``parser`` (--train and --dev optional unless ``required``)."""
-    finetune = verbs.choices["finetune"]
-    group = parser.add_argument_group("task (the options of `ptmzoo finetune`)")
-    for action in finetune._actions:
-        if action.dest in NOT_FOR_COMPRESSION:
-            if action.dest not in ("model", "out", "help", "debug"):
-                parser.set_defaults(**{action.dest: action.default})  # one run, from the start
-            continue
-        action = copy.copy(action)
-        if action.dest in ("train_file", "dev_file"):
-            action.required = required
-        group._add_action(action)
+def task_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """``ptmzoo finetune``'s task arguments (--train and --dev optional unless ``required``)."""
+    from ..finetune.flags import add_finetune_arguments
+
+    add_finetune_arguments(parser, exclude=NOT_FOR_COMPRESSION, files_required=required)
 
 
 def check_out(path: str, overwrite: bool) -> None:
@@ -44,19 +35,26 @@ def _out_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------------- distill
-def add_distill_parser(verbs, common) -> None:
+DISTILL_DESCRIPTION = ("Knowledge distillation on a task (--train/--dev, the task options of finetune) or on "
+                       "pre-training shards (--data). Overrides: train.KEY=V, distill.KEY=V, student.KEY=V (a preset "
+                       "student's model settings).")
+QUANTIZE_DESCRIPTION = ("dynamic-int8 (int8 GEMM, activations quantized per call; CPU inference), weight-int8 (int8 "
+                        "weights, float activations; batch-1 decoding), qat (Q8BERT: fine-tune with fake "
+                        "quantization, needs --train/--dev).")
+PRUNE_DESCRIPTION = ("magnitude: unstructured, one-shot (or gradual while fine-tuning with --train/--dev); heads: by "
+                     "importance on --file (Michel et al.); layers: remove layers (every other after LayerDrop "
+                     "training).")
+
+
+def distill_arguments(p: argparse.ArgumentParser) -> None:
     from .distill import METHODS
 
-    p = verbs.add_parser("distill", parents=[common], help="distil a teacher into a smaller student",
-                         description="Knowledge distillation on a task (--train/--dev, the task options of "
-                                     "finetune) or on pre-training shards (--data). Overrides: train.KEY=V, "
-                                     "distill.KEY=V, student.KEY=V (a preset student's model settings).")
     p.add_argument("--teacher", action="append", required=True,
                    help="fine-tuned teacher (repeat for an ensemble); with --data a pre-trained MLM model")
     p.add_argument("--student", help="a preset, a checkpoint (e.g. from `ptmzoo init`), or nothing: the teacher's "
                                      "every other layer (DistilBERT's initialisation)")
     p.add_argument("--student-layers", help="with no --student: teacher layers to copy (0,2) or how many (2)")
-    p.add_argument("--method", default="kd", choices=METHODS)
+    p.add_argument("--method", dest="compression", default="kd", choices=METHODS)
     p.add_argument("--data", help="pre-training shards (general distillation: distilbert, tinybert, minilm)")
     p.add_argument("--seq-len", type=int, help="--data: sequence length (default 128)")
     p.add_argument("--steps", type=int, help="--data: optimizer steps (default 1000)")
@@ -75,7 +73,7 @@ def add_distill_parser(verbs, common) -> None:
     g.add_argument("--augment-prob", type=float, help="per-word probability (tinybert 0.4; bilstm 0.1)")
     g.add_argument("--pos-lexicon", help="bilstm: POS-tagged corpus (CoNLL 'word POS' lines or word/TAG text)")
     _out_arguments(p)
-    task_arguments(p, verbs)
+    task_arguments(p)
 
 
 DISTILL_OPTIONS = ("temperature", "alpha", "beta", "layer_map", "relation_heads", "intermediate_epochs",
@@ -101,7 +99,7 @@ def cmd_distill(args) -> None:
     check_out(args.out, args.overwrite)
     options = {name: getattr(args, name) for name in DISTILL_OPTIONS if getattr(args, name) is not None}
     data = {"teachers": args.teacher, "student": args.student, **_student_layers(args.student_layers),
-            "data": args.data, "seq_len": args.seq_len, "distill": {"method": args.method, **options}}
+            "data": args.data, "seq_len": args.seq_len, "distill": {"method": args.compression, **options}}
     if args.data:
         train = {"max_steps": args.steps or 1000, "batch_size": args.batch_size or 32, "lr": args.lr or 5e-4,
                  "warmup_ratio": 0.05}
@@ -129,26 +127,22 @@ def cmd_distill(args) -> None:
 
 
 # ---------------------------------------------------------------------------------- quantize
-def add_quantize_parser(verbs, common) -> None:
+def quantize_arguments(p: argparse.ArgumentParser) -> None:
     from .quantize import METHODS
 
-    p = verbs.add_parser("quantize", parents=[common], help="8-bit quantization of a checkpoint's Linear layers",
-                         description="dynamic-int8 (int8 GEMM, activations quantized per call; CPU inference), "
-                                     "weight-int8 (int8 weights, float activations; batch-1 decoding), qat "
-                                     "(Q8BERT: fine-tune with fake quantization, needs --train/--dev).")
     p.add_argument("model", metavar="MODEL", help="checkpoint (qat: a pre-trained or fine-tuned one)")
-    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--method", dest="compression", required=True, choices=METHODS)
     _out_arguments(p)
-    task_arguments(p, verbs)
+    task_arguments(p)
 
 
 def cmd_quantize(args) -> None:
     from .jobs import quantize_checkpoint, run_qat
 
     check_out(args.out, args.overwrite)
-    if args.method != "qat":
-        entry = quantize_checkpoint(args.model, args.out, args.method)
-        print(f"{args.method}: {len(entry['modules'])} Linear layers in int8 -> {args.out}")
+    if args.compression != "qat":
+        entry = quantize_checkpoint(args.model, args.out, args.compression)
+        print(f"{args.compression}: {len(entry['modules'])} Linear layers in int8 -> {args.out}")
         return
     report = _finetune_job(args, run_qat)
     print(f"qat: dev {_shown(report['dev'])}")
@@ -166,7 +160,7 @@ def _finetune_job(args, job, **kwargs):
     from ..train.distributed import teardown
 
     if not (args.train_file and args.dev_file):
-        raise UserError(f"--method {args.method} fine-tunes: give --train and --dev (and the task options)")
+        raise UserError(f"--method {args.compression} fine-tunes: give --train and --dev (and the task options)")
     cfg = FinetuneConfig.from_dict(apply_overrides({**finetune_settings(args), "model": args.model},
                                                    list(args.overrides)))
     try:
@@ -176,13 +170,9 @@ def _finetune_job(args, job, **kwargs):
 
 
 # ---------------------------------------------------------------------------------- prune
-def add_prune_parser(verbs, common) -> None:
-    p = verbs.add_parser("prune", parents=[common], help="prune weights, attention heads or layers",
-                         description="magnitude: unstructured, one-shot (or gradual while fine-tuning with "
-                                     "--train/--dev); heads: by importance on --file (Michel et al.); layers: "
-                                     "remove layers (every other after LayerDrop training).")
+def prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="checkpoint (heads: a fine-tuned one)")
-    p.add_argument("--method", required=True, choices=["magnitude", "heads", "layers"])
+    p.add_argument("--method", dest="compression", required=True, choices=["magnitude", "heads", "layers"])
     p.add_argument("--sparsity", type=float, default=0.5, help="magnitude: share of weights set to zero")
     p.add_argument("--scope", choices=["global", "layer"], default="global",
                    help="magnitude: one threshold for all weights, or one per weight matrix")
@@ -194,27 +184,27 @@ def add_prune_parser(verbs, common) -> None:
     p.add_argument("--max-examples", type=int, default=2000, help="heads: examples of --file used")
     p.add_argument("--keep-layers", default="every-other", help="layers: 'every-other' or the layers to keep (0,2)")
     _out_arguments(p)
-    task_arguments(p, verbs)
+    task_arguments(p)
 
 
 def cmd_prune(args) -> None:
     from .jobs import prune_checkpoint, run_gradual_pruning
 
     check_out(args.out, args.overwrite)
-    if args.method == "magnitude" and args.train_file:
+    if args.compression == "magnitude" and args.train_file:
         report = _finetune_job(args, run_gradual_pruning, sparsity=args.sparsity, scope=args.scope,
                                include_embeddings=args.include_embeddings, prune_epochs=args.prune_epochs)
         print(f"gradual magnitude pruning to {report['pruning']['sparsity']:.1%}: dev {_shown(report['dev'])}")
         print(f"best model -> {os.path.join(args.out, 'best')}")
         return
-    entry = prune_checkpoint(args.model, args.out, args.method, sparsity=args.sparsity, scope=args.scope,
+    entry = prune_checkpoint(args.model, args.out, args.compression, sparsity=args.sparsity, scope=args.scope,
                              include_embeddings=args.include_embeddings, fraction=args.fraction,
                              steps=args.head_steps, importance_file=args.file, batch_size=args.batch_size or 32,
                              max_examples=args.max_examples, layers=args.keep_layers)
-    if args.method == "magnitude":
+    if args.compression == "magnitude":
         what = f"{entry['sparsity']:.1%} of {len(entry['parameters'])} weight matrices zero ({entry['scope']})"
-    elif args.method == "heads":
+    elif args.compression == "heads":
         what = f"{len(entry['removed_heads'])} heads removed ({entry['fraction']:.1%}); heads per layer {entry['layer_heads']}"
     else:
         what = f"kept layers {entry['kept_layers']} of {entry['of']}"
-    print(f"{args.method}: {what} -> {args.out}")
+    print(f"{args.compression}: {what} -> {args.out}")

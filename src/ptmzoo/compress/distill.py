@@ -476,9 +476,7 @@ def run_distill(cfg: DistillConfig, out_dir: str, progress: bool = True) -> dict
                                      trainer_options={"write_model": without_helpers((PROJECTION,))}, meta=meta)
         intermediate = run.model
         intermediate.requires_grad_(True)
-        projection = intermediate.helpers[PROJECTION] if PROJECTION in intermediate.helpers else None
-        if projection is not None:
-            del intermediate.helpers[PROJECTION]
+        projection = intermediate.helpers.pop(PROJECTION) if PROJECTION in intermediate.helpers else None
         source = as_source(intermediate, teachers[0], stage_dir)
     run = FinetuneRun(ft, source, augment)
     check_labels(run, teachers[0])

@@ -213,7 +213,7 @@ def prune_heads(model: PtmModel, batches: list[dict], head_name: str, fraction: 
     if not 0 < fraction < 1:
         raise UserError("--fraction (the share of heads to remove) must be in (0, 1)")
     total = sum(m.num_heads for m in attentions(model))
-    target = int(round(fraction * total))
+    target = round(fraction * total)
     removed: list[list[int]] = []
     original = [list(range(m.num_heads)) for m in attentions(model)]  # original head ids still present
     for round_ in range(steps):

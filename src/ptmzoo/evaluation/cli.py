@@ -53,9 +53,8 @@ def run(args, pretrained) -> dict:
         if any(len(pair) != 2 for pair in pairs):
             raise UserError("--verbalizers must look like 0=negative,1=positive")
         verbalizers = {label.strip(): word.strip() for label, word in pairs}
-    columns = args.columns.split(",") if args.columns else None
-    test = read_table(args.fewshot, args.format, columns)[: args.max_examples]
-    train = read_table(args.fewshot_train, args.format, columns) if args.fewshot_train else []
+    test = read_table(args.fewshot, args.format, args.columns)[: args.max_examples]
+    train = read_table(args.fewshot_train, args.format, args.columns) if args.fewshot_train else []
     task = FewShotTask(template=args.template.replace("\\n", "\n"), label_column=args.label_column,
                        verbalizers=verbalizers, choices_column=args.choices_column)
     result = fewshot_classify(pretrained.model, pretrained.tokenizer, task, train, test, args.shots, args.seed,

@@ -9,11 +9,7 @@ from ..errors import UserError
 NORMS = ("L1", "L2")
 
 
-def add_transe_parser(verbs, common) -> None:
-    p = verbs.add_parser("transe", parents=[common], help="train TransE entity vectors from a triple file (for ERNIE)",
-                         description="Triple file: head<TAB>relation<TAB>tail lines. Writes the entity vectors "
-                                     "in word2vec text format (for `ptmzoo prepare --entities`) and the relation "
-                                     "vectors beside them.")
+def add_transe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--triples", required=True, help="TSV file of head<TAB>relation<TAB>tail lines")
     p.add_argument("--out", required=True, help="entity vector file to write (word2vec text format)")
     p.add_argument("--relations-out", help="relation vector file (default: OUT with .relations before the extension)")

@@ -17,7 +17,13 @@ from ..errors import UserError
 from ..io import atomic_write_text
 from ..loading import load as load_checkpoint
 from ..models.model import PtmModel
-from ..objectives import OBJECTIVES, Objective, PretrainCollator, build_objectives, sample_kind
+from ..objectives import (
+    OBJECTIVES,
+    Objective,
+    PretrainCollator,
+    build_objectives,
+    sample_kind,
+)
 from ..presets import get_preset
 from .distributed import DistEnv, setup
 from .trainer import Trainer, TrainResult, evaluate_loss, seed_everything
@@ -30,6 +36,10 @@ class DataConfig(Config):
     shards: str = ""  # directory written by `ptmzoo prepare`
     seq_len: int | None = None  # default: the preset's
     document_attention: bool = False  # packed documents attend only within themselves
+
+    def validate(self) -> None:
+        if self.seq_len is not None and self.seq_len < 4:  # room for [CLS], [SEP] and a token or two
+            raise UserError(f"data.seq_len (--seq-len) must be at least 4, not {self.seq_len}")
 
 
 @dataclass
