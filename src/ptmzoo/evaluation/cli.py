@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError, require_file
+from ..textio import read_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +39,8 @@ def run(args, pretrained) -> dict:
     if args.perplexity:
         from .perplexity import perplexity
 
-        with open(require_file(args.perplexity, "text file"), encoding="utf-8") as fh:
-            ids = pretrained.tokenizer.encode(fh.read(), add_special_tokens=False)
+        text = read_text(require_file(args.perplexity, "text file"))
+        ids = pretrained.tokenizer.encode(text, add_special_tokens=False)
         return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
 
     from ..tasks.tables import read_table

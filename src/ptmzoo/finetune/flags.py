@@ -156,18 +156,23 @@ def summary_line(summary: dict[str, Any], split: str = "dev") -> str:
 
 # ------------------------------------------------------------------------------ ptmzoo transfer
 def add_transfer_arguments(tr: argparse.ArgumentParser) -> None:
+    from ..outputs import OVERWRITE_HELP
+
     tr.add_argument("--recipe", required=True, help="YAML with model: and stages: (two-stage) or tasks: (multi-task)")
     tr.add_argument("--out", required=True, help="run directory; stage N goes to OUT/N_NAME")
+    tr.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, e.g. model=runs/bert")
 
 
 def cmd_transfer(args) -> None:
     from ..config import apply_overrides, load_yaml
+    from ..outputs import claim_run_dir
     from ..train.distributed import teardown
     from .experiments import TransferRecipe, run_transfer
 
     data = apply_overrides(load_yaml(args.recipe), list(args.overrides))
+    claim_run_dir(args.out, args.overwrite, resumable=False)
     if "tasks" in data:  # a multi-task recipe
         return _multitask(data, args)
     recipe = TransferRecipe.from_dict(data)

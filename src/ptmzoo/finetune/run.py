@@ -86,6 +86,9 @@ class FinetuneConfig(Config):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        for name in ("max_train_examples", "patience", "runs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.from_scratch and self.strategy.method != "full":
             raise UserError(f"--from-scratch trains every weight; it cannot be combined with --strategy "
                             f"{self.strategy.method}")

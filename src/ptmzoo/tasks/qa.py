@@ -37,6 +37,7 @@ from torch import nn
 from ..config import Config, check_choice, setting
 from ..errors import UserError, require_file
 from ..models.model import SequenceHead
+from ..textio import read_text
 from .base import SpecialTokens, Task, TaskOptions, write_json
 
 LANGUAGES = ("auto", "en", "zh")
@@ -189,8 +190,7 @@ def read_squad(path: str) -> list[dict]:
     """One row per question: id, question, context, answers [{text, answer_start}]."""
     require_file(path, "data file")
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):

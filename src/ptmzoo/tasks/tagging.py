@@ -31,6 +31,7 @@ from torch import nn
 from ..config import check_choice, setting
 from ..errors import UserError, require_file
 from ..models.model import Head, unwrap
+from ..textio import open_text
 from .base import SpecialTokens, Task, TaskOptions, pad, write_jsonl
 from .crf import CRF, pack
 from .tables import read_json_records, read_table
@@ -195,7 +196,7 @@ def read_conll(path: str) -> list[dict]:
     words: list[str] = []
     tags: list[str] = []
     first_line = 0
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         for number, line in enumerate(fh, start=1):
             cells = line.split()
             if not cells or cells[0] == "-DOCSTART-":

@@ -44,6 +44,7 @@ import numpy as np
 from ..config import check_choice, setting
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..textio import text_lines
 from .base import TextColumns, label_vocabulary
 from .classification import classification_metrics
 from .qa import LanguageOptions
@@ -126,8 +127,7 @@ def label_name_map(spec: str | None, values: list[str]) -> dict[str, str]:
             names[value] = name
     else:
         if os.path.isfile(spec):
-            with open(spec, encoding="utf-8-sig") as fh:
-                listed = [line.strip() for line in fh if line.strip()]
+            listed = [line.strip() for line in text_lines(spec) if line.strip()]
         else:
             listed = [name.strip() for name in spec.split(",")]
         if not all(listed):

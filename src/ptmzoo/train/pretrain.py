@@ -197,9 +197,14 @@ def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None
     job = PretrainJob(recipe)
     if job.env.is_main:
         os.makedirs(out_dir, exist_ok=True)
-        save_recipe(recipe, out_dir)
+        if not resume:
+            save_recipe(recipe, out_dir)
     trainer = job.trainer(out_dir, progress, callbacks)
-    result = trainer.train(resume)
+    try:
+        result = trainer.train(resume)
+    finally:  # a resume that failed leaves the run's recipe as it was
+        if resume and trainer.resumed_from and job.env.is_main:
+            save_recipe(recipe, out_dir)
     trainer.save_model(os.path.join(out_dir, "final"))
     return result
 

@@ -10,7 +10,6 @@ import os
 from ..errors import UserError
 from .names import METHODS, SEGMENTS
 
-
 DESCRIPTION = ("Train word vectors on plain text, evaluate them on analogies and word similarity, list nearest "
                "neighbours.")
 TRAIN_DESCRIPTION = ("Input: UTF-8 text (or .gz), one sentence a line, words separated by whitespace; read again on "
