@@ -458,7 +458,9 @@ def cmd_convert(args) -> None:
     if args.to == "hf":
         what = export_hf(source, args.output)
     else:
-        kept = ("task", "quantization", "pruning", "structure", "distillation")  # what the weights need or came from
+        from .compress.recorded import KEPT_BY_CONVERT
+
+        kept = ("task", *KEPT_BY_CONVERT)  # what the weights need or came from
         extra = {key: source.meta[key] for key in kept if source.meta.get(key)} or None
         save_pretrained(args.output, source.model, source.tokenizer, extra)
         what = f"ptmzoo {source.family} checkpoint"

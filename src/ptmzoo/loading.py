@@ -5,7 +5,7 @@
 * a delta run (frozen / adapters / LoRA): the base checkpoint, the run's heads and added modules,
   then its own parameters on top, in the family's wrapper (an encoder-decoder stays one);
 * a Hugging Face directory (``interop.hf``);
-* a quantized checkpoint: its ``quantization`` entry names the int8 layers (``compress.quantize``).
+* a compressed checkpoint: what its ``ptmzoo.json`` records (``compress.recorded``) is rebuilt first.
 
 The model is assembled by ``catalog.build_model`` from the description in ``ptmzoo.json``.
 """
@@ -36,7 +36,7 @@ from .checkpoint import (
     resolve_model_dir,
     upgrade_weights,
 )
-from .compress.quantize import apply_quantization
+from .compress.recorded import rebuild
 from .data.tokenizers import Tokenizer
 from .errors import BadInput, UserError
 from .finetune.strategies import StrategyConfig, add_structure
@@ -72,9 +72,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
 def model_from_meta(meta: dict[str, Any]) -> PtmModel:
     model = build_model(meta.get("family"), meta.get("config", {}), heads=meta.get("heads"),
                         helpers=meta.get("helpers"))
-    if meta.get("quantization"):  # int8 layers (compress.quantize), rebuilt before the weights load
-        apply_quantization(model, meta["quantization"])
-    return model
+    return rebuild(model, meta)  # what compression recorded (int8 layers), before the weights load
 
 
 def read_weights(path: str, directory: str) -> dict[str, torch.Tensor]:

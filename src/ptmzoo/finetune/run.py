@@ -17,7 +17,7 @@ from torch import nn
 
 from ..catalog import build_model
 from ..checkpoint import Pretrained
-from ..compress.masks import SparsityMasks
+from ..compress.recorded import training_constraints
 from ..config import Config, TrainConfig, setting
 from ..errors import UserError
 from ..io import atomic_write_json
@@ -126,9 +126,7 @@ class FinetuneRun:
         self.source = source or load(cfg.model)
         if self.source.tokenizer is None:
             raise UserError(f"{cfg.model} has no tokenizer files; fine-tuning needs the model's tokenizer")
-        if self.source.meta.get("quantization"):
-            raise UserError(f"{cfg.model} is quantized ({self.source.meta['quantization']['method']}); int8 weights "
-                            "cannot be trained: fine-tune the float model, or use `ptmzoo quantize --method qat`")
+        training_constraints(self.source.model, self.source.meta, cfg.model)  # refused before reading any data
         opts, cls = cfg.options, task_class(cfg.task)
         self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
         if cfg.max_train_examples is not None and cfg.max_train_examples < len(self.train_rows):
@@ -209,7 +207,7 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     Compression runs reuse this loop: ``run`` (a prepared ``FinetuneRun``, its model changed),
     ``objectives`` with a training step of their own (a distillation teacher), Trainer options
     (``after_step``, ``write_model``) and ``meta`` (entries of ``ptmzoo.json`` and the report). A
-    pruned source (``pruning`` in its ``ptmzoo.json``) keeps its zeros through training."""
+    compressed source keeps what its ``ptmzoo.json`` records (a pruned model its zeros: compress.recorded)."""
     started = time.time()
     env = setup(cfg.train.device)
     run = run or FinetuneRun(cfg, source)
@@ -217,10 +215,10 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     steps_per_epoch = math.ceil(len(run.train_samples) / train.batch_size)
     meta = dict(meta or {})
     options = run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch)
-    pruning = run.source.meta.get("pruning")
-    if pruning and "pruning" not in meta:  # fine-tuning a pruned model: its zeros stay zero
-        options["after_step"] = SparsityMasks.from_zeros(run.model, pruning["parameters"]).apply
-        meta["pruning"] = pruning
+    after_step, carried = training_constraints(run.model, run.source.meta, cfg.model)  # a pruned model's zeros
+    if after_step is not None and not carried.keys() & meta.keys():
+        options["after_step"] = after_step
+        meta.update(carried)
     options.update(trainer_options or {})
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..catalog import build_model, family
-from ..compress.masks import SparsityMasks
+from ..compress.recorded import training_constraints
 from ..config import Config, TrainConfig
 from ..data.samples import SampleSettings, build_samples
 from ..data.shards import ShardedCorpus, ShardSplit
@@ -116,7 +116,7 @@ class PretrainJob:
             objective.check_backbone(backbone, recipe.preset)
             if objective.name not in model.heads:
                 objective.attach(model)
-        self.pruning = None  # a pruned --init-from: its zeros stay zero (Gordon et al.: pruning, then pre-training)
+        self.after_step, self.carried = None, {}  # what a compressed --init-from requires (compress.recorded)
         if recipe.init_from:
             self._init_from(recipe.init_from)
 
@@ -149,13 +149,13 @@ class PretrainJob:
         if source.tokenizer is not None and source.tokenizer.fingerprint() != self.tokenizer.fingerprint():
             raise UserError(f"--init-from {path} uses a different tokenizer than the shards in "
                             f"{self.recipe.data.shards}; prepare the corpus with the checkpoint's tokenizer")
-        self.pruning = source.meta.get("pruning")
         state = {k: v for k, v in source.model.state_dict().items()}
         missing, _ = self.model.load_state_dict(state, strict=False)
         backbone_missing = [k for k in missing if k.startswith("backbone.")]
         if backbone_missing:
             raise UserError(f"--init-from {path} does not fit the preset (missing {backbone_missing[0]}); "
                             "use the checkpoint's architecture")
+        self.after_step, self.carried = training_constraints(self.model, source.meta, f"--init-from {path}")
 
     def dataset(self, split: str, seed: int):
         """The samples of a corpus split, as the objectives declare them."""
@@ -178,14 +178,11 @@ class PretrainJob:
     def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
                  "seq_len": self.seq_len, "recipe": self.recipe.to_dict(), **self.corpus_meta}
-        after_step = None
-        if self.pruning:
-            extra["pruning"] = self.pruning
-            after_step = SparsityMasks.from_zeros(self.model, self.pruning["parameters"]).apply
+        extra.update(self.carried)
         return Trainer(self.model, self.train_data, self.collate, self.recipe.train, out_dir, self.env,
                        tokenizer=self.tokenizer, extra_meta=extra,
                        evaluate=self.evaluate if self.valid_data is not None else None, progress=progress,
-                       callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles, after_step=after_step)
+                       callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles, after_step=self.after_step)
 
 
 def save_recipe(recipe: PretrainRecipe, out_dir: str) -> None:
