@@ -37,6 +37,7 @@ from .models.awd_lstm import AwdLstmModel
 from .models.bart import BartModel
 from .models.base import Backbone
 from .models.bert import AlbertModel, BertModel, DistilBertModel, RobertaModel
+from .models.bilstm import BiLSTMModel
 from .models.cove import CoveModel
 from .models.electra import ElectraBackbone
 from .models.elmo import ElmoModel
@@ -103,6 +104,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("awd_lstm", AwdLstmModel, generate=generate_decoder, description="AWD-LSTM language model (ULMFiT)"),
     FamilySpec("cove", CoveModel, Seq2SeqModel, generate=generate_seq2seq,
                description="CoVe: attentional LSTM translation model (its encoder gives the vectors)"),
+    FamilySpec("bilstm", BiLSTMModel, description="BiLSTM sentence encoder (Distilled BiLSTM student)"),
 )}
 
 # Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the

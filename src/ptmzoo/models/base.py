@@ -102,6 +102,10 @@ class Backbone(nn.Module):
     is_encoder_decoder: ClassVar[bool] = False
     supports_cache: ClassVar[bool] = False
     recurrent: ClassVar[bool] = False
+    supports_layerdrop: ClassVar[bool] = False  # its layer loop follows ``layers_to_run``
+    # LayerDrop (Fan et al., 2020): in training, each layer is skipped with this probability
+    # (structured dropout; set by the Trainer from train.layerdrop, never saved with the model)
+    layerdrop: float = 0.0
 
     def __init__(self, config):
         super().__init__()
@@ -110,6 +114,13 @@ class Backbone(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
+
+    def layers_to_run(self, count: int) -> list[bool]:
+        """Which of ``count`` layers this pass runs: all, except in training with ``layerdrop`` > 0,
+        where each is skipped (its input passed on unchanged) with that probability."""
+        if not (self.training and self.layerdrop > 0):
+            return [True] * count
+        return (torch.rand(count) >= self.layerdrop).tolist()
 
     @property
     def input_embeddings(self) -> nn.Embedding:

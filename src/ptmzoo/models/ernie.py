@@ -114,6 +114,7 @@ class Aggregator(BertLayer):
 
 class ErnieModel(BertModel):
     config_class = ErnieConfig
+    supports_layerdrop = False  # its own layer loop
     inputs = (*TOKEN_INPUTS, "entity_ids")
 
     def __init__(self, config: ErnieConfig):

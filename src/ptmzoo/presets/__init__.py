@@ -7,11 +7,11 @@ from __future__ import annotations
 import difflib
 
 from ..errors import UserError
-from . import bart, bert, electra, ernie, gpt, rnn, t5, transformer, unilm, xlm
+from . import bart, bert, bilstm, electra, ernie, gpt, rnn, t5, transformer, unilm, xlm
 from .base import Preset
 
 PRESETS: dict[str, Preset] = {preset.name: preset for module in (bert, electra, ernie, xlm, gpt, t5, bart, transformer,
-                                                                 unilm, rnn) for preset in module.PRESETS}
+                                                                 unilm, rnn, bilstm) for preset in module.PRESETS}
 
 
 def get_preset(name: str) -> Preset:
