@@ -34,10 +34,14 @@ from .interop.hf import t5 as hf_t5
 from .interop.hf import xlm as hf_xlm
 from .interop.hf import xlnet as hf_xlnet
 from .interop.hf.base import StateDictAdapter
+from .models.awd_lstm import AwdLstmModel
 from .models.bart import BartModel
 from .models.base import Backbone
 from .models.bert import AlbertModel, BertModel, DistilBertModel, RobertaModel
+from .models.bilstm import BiLSTMModel
+from .models.cove import CoveModel
 from .models.electra import ElectraBackbone
+from .models.elmo import ElmoModel
 from .models.ernie import ErnieModel
 from .models.gpt1 import GPT1Model
 from .models.gpt2 import GPT2Model
@@ -103,6 +107,11 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
                description="Transformer-XL decoder with segment-level memory"),
     FamilySpec("xlnet", XLNetModel, MemoryModel, hf_adapters=(hf_xlnet.XLNetAdapter,),
                description="XLNet two-stream permutation LM"),
+    FamilySpec("elmo", ElmoModel, description="ELMo: character CNN + biLSTM language model"),
+    FamilySpec("awd_lstm", AwdLstmModel, generate=generate_decoder, description="AWD-LSTM language model (ULMFiT)"),
+    FamilySpec("cove", CoveModel, Seq2SeqModel, generate=generate_seq2seq,
+               description="CoVe: attentional LSTM translation model (its encoder gives the vectors)"),
+    FamilySpec("bilstm", BiLSTMModel, description="BiLSTM sentence encoder (Distilled BiLSTM student)"),
 )}
 
 # Heads and helper networks by the kind that ptmzoo.json records: every objective's head, and the

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .compress import cli as compress_cli
 from .config_flags import HelpFormatter, add_config_flags
 from .errors import UserError
 from .finetune.flags import add_transfer_arguments, cmd_transfer
@@ -272,49 +273,24 @@ def cmd_pretrain(args) -> None:
 
 # ----------------------------------------------------------------------------------------- finetune
 def _finetune_arguments(ft: argparse.ArgumentParser) -> None:
-    from .finetune.flags import add_strategy_arguments, add_task_arguments
-    from .finetune.run import FinetuneConfig, finetune_defaults
+    from .finetune.flags import add_finetune_arguments
 
-    add_config_flags(ft, FinetuneConfig)  # --model, --task, --train, --dev, --epochs, --metric, --runs ...
-    train = finetune_defaults()
-    ft.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default: {train.lr:g})")
-    ft.add_argument("--batch-size", type=int,
-                    help=f"sequences per optimizer step (train.batch_size; default: {train.batch_size})")
-    ft.add_argument("--seed", type=int, help=f"seed of the head, the data order and dropout "
-                                             f"(train.seed; default: {train.seed})")
+    add_finetune_arguments(ft)  # --model, --task, --train, --dev, --epochs, --lr, task options, strategies ...
     ft.add_argument("--out", required=True)
     ft.add_argument("--resume", nargs="?", const=True, default=None)
     ft.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    ft.add_argument("--no-progress", action="store_true")
-    ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
-    add_task_arguments(ft)
-    add_strategy_arguments(ft)
 
 
 def cmd_finetune(args) -> None:
     from .config import apply_overrides
-    from .config_flags import flag_fields, given_values
     from .finetune import FinetuneConfig
     from .finetune.experiments import run_seeds
-    from .finetune.flags import describe, strategy_settings, summary_line, task_option_values
-    from .finetune.run import finetune_defaults, run_finetune
+    from .finetune.flags import describe, finetune_settings, summary_line
+    from .finetune.run import run_finetune
     from .outputs import FINETUNE_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
 
-    train = finetune_defaults().to_dict()
-    if args.lr is not None:  # 0 too: validated, not ignored
-        train["lr"] = args.lr
-    if args.batch_size is not None:
-        train["batch_size"] = args.batch_size
-    if args.seed is not None:
-        train["seed"] = args.seed
-    data = {
-        **given_values(args, flag_fields(FinetuneConfig)),  # model, files, task, format, epochs ...
-        "options": task_option_values(args),
-        "train": train,
-        **strategy_settings(args, train),
-    }
-    cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
+    cfg = FinetuneConfig.from_dict(apply_overrides(finetune_settings(args), list(args.overrides)))
     claim_run_dir(args.out, args.overwrite, args.resume, FINETUNE_OUTPUTS)
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
@@ -356,6 +332,8 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     _data_file_options(ev)
     ev.add_argument("--batch-size", type=int, default=32)
     ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    ev.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file (" + OVERWRITE_HELP + ")")
     lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
 
 
@@ -365,6 +343,10 @@ def cmd_evaluate(args) -> None:
 
     if not (args.model or args.model_path):
         raise UserError("name the checkpoint: ptmzoo evaluate MODEL ...")
+    if args.json:
+        from .outputs import claim_output_file
+
+        claim_output_file(args.json, args.overwrite, inputs=(args.file, args.data))
     pretrained = load(args.model or args.model_path)
     if lm_evaluation.wants_lm_evaluation(args):
         metrics = lm_evaluation.run(args, pretrained)
@@ -382,6 +364,10 @@ def cmd_evaluate(args) -> None:
         raise UserError("say what to evaluate on: --data SHARDS (language model), --file FILE (task model), "
                         "--perplexity TEXT or --fewshot FILE (causal LM)")
     print(json.dumps(metrics, indent=2))
+    if args.json:
+        from .io import atomic_write_json
+
+        atomic_write_json(args.json, metrics)
 
 
 # ------------------------------------------------------------------------------------------ predict
@@ -473,7 +459,10 @@ def cmd_convert(args) -> None:
     if args.to == "hf":
         what = export_hf(source, args.output)
     else:
-        extra = {"task": source.task} if source.task else None
+        from .compress.recorded import KEPT_BY_CONVERT
+
+        kept = ("task", *KEPT_BY_CONVERT)  # what the weights need or came from
+        extra = {key: source.meta[key] for key in kept if source.meta.get(key)} or None
         save_pretrained(args.output, source.model, source.tokenizer, extra)
         what = f"ptmzoo {source.family} checkpoint"
     heads = ", ".join(source.model.heads) or "no heads"
@@ -625,6 +614,12 @@ VERBS: tuple[Verb, ...] = (
          description="DistilBERT's initialisation: copy every other layer (and the embeddings and MLM head) of "
                      "TEACHER (a ptmzoo or Hugging Face encoder; BERT gives a DistilBERT) into a new checkpoint OUT, "
                      "e.g. for `pretrain --init-from OUT`."),
+    Verb("distill", "distil a teacher into a smaller student", compress_cli.distill_arguments,
+         compress_cli.cmd_distill, description=compress_cli.DISTILL_DESCRIPTION),
+    Verb("quantize", "8-bit quantization of a checkpoint's Linear layers", compress_cli.quantize_arguments,
+         compress_cli.cmd_quantize, description=compress_cli.QUANTIZE_DESCRIPTION),
+    Verb("prune", "prune weights, attention heads or layers", compress_cli.prune_arguments, compress_cli.cmd_prune,
+         description=compress_cli.PRUNE_DESCRIPTION),
     Verb("zoo", "list the presets with parameter counts", None, cmd_zoo),
     Verb("demo", "pre-training helps fine-tuning: a small BERT on Chinese text, end to end", _demo_arguments,
          cmd_demo),

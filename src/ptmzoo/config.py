@@ -255,6 +255,7 @@ class TrainConfig(Config):
     # none | ddp | fsdp (FSDP2: sharded weights, gradients and optimizer state); auto: ddp under torchrun
     parallel: typing.Literal["auto", "none", "ddp", "fsdp"] = "auto"
     activation_checkpointing: bool = False  # recompute each layer's activations in the backward pass
+    layerdrop: float = 0.0  # LayerDrop: the probability that a training pass skips each backbone layer
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -272,6 +273,8 @@ class TrainConfig(Config):
         for name in ("log_every", "eval_every", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"train.{name} must be at least 1")
+        if not 0 <= self.layerdrop < 1:
+            raise UserError("train.layerdrop must be in [0, 1) (the probability of skipping a layer; 0.2 in the paper)")
 
     def warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps > 0 else int(self.warmup_ratio * self.max_steps)

@@ -4,7 +4,8 @@
   final model, else its latest checkpoint);
 * a delta run (frozen / adapters / LoRA): the base checkpoint, the run's heads and added modules,
   then its own parameters on top, in the family's wrapper (an encoder-decoder stays one);
-* a Hugging Face directory (``interop.hf``).
+* a Hugging Face directory (``interop.hf``);
+* a compressed checkpoint: what its ``ptmzoo.json`` records (``compress.recorded``) is rebuilt first.
 
 The model is assembled by ``catalog.build_model`` from the description in ``ptmzoo.json``.
 """
@@ -17,7 +18,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    set_model_state_dict,
+)
 
 from .catalog import build_model
 from .checkpoint import (
@@ -32,6 +36,7 @@ from .checkpoint import (
     resolve_model_dir,
     upgrade_weights,
 )
+from .compress.recorded import rebuild
 from .data.tokenizers import Tokenizer
 from .errors import BadInput, UserError
 from .finetune.strategies import StrategyConfig, add_structure
@@ -65,8 +70,9 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
 
 
 def model_from_meta(meta: dict[str, Any]) -> PtmModel:
-    return build_model(meta.get("family"), meta.get("config", {}), heads=meta.get("heads"),
-                       helpers=meta.get("helpers"))
+    model = build_model(meta.get("family"), meta.get("config", {}), heads=meta.get("heads"),
+                        helpers=meta.get("helpers"))
+    return rebuild(model, meta)  # what compression recorded (int8 layers), before the weights load
 
 
 def read_weights(path: str, directory: str) -> dict[str, torch.Tensor]:

@@ -29,11 +29,14 @@ def every_other_layer(teacher_layers: int, num_layers: int | None = None) -> lis
     return [i * teacher_layers // num_layers for i in range(num_layers)]
 
 
-def init_student(teacher: PtmModel, layers: list[int] | None = None, num_layers: int | None = None) -> PtmModel:
+def init_student(teacher: PtmModel, layers: list[int] | None = None, num_layers: int | None = None,
+                 same_family: bool = False) -> PtmModel:
     """A student whose layer i is a copy of teacher layer ``layers[i]`` (default: every other
-    layer, see ``every_other_layer``); embeddings and MLM head copied, other heads dropped."""
-    family = STUDENT_FAMILY.get(teacher.family)
-    if family is None:
+    layer, see ``every_other_layer``); embeddings and MLM head copied, other heads dropped.
+    ``same_family``: the teacher's own family with every head (removing layers from a model;
+    BERT-of-Theseus's successor), a BERT-family backbone with a ``layers`` list."""
+    family = teacher.family if same_family else STUDENT_FAMILY.get(teacher.family)
+    if family is None or not hasattr(teacher.backbone, "layers"):
         raise UserError(f"students are initialised from encoder teachers ({', '.join(STUDENT_FAMILY)}), "
                         f"not from a {teacher.family} model")
     total = teacher.config.num_layers
@@ -42,11 +45,14 @@ def init_student(teacher: PtmModel, layers: list[int] | None = None, num_layers:
         raise UserError(f"student layers must be teacher layers 0 to {total - 1}, got {layers}")
 
     config = {**teacher.config.to_dict(), "num_layers": len(layers)}
-    fold_segments = family == "distilbert" and teacher.config.type_vocab_size > 0
-    if family == "distilbert":
+    if config.get("layer_heads") is not None:  # pruned heads: those of the layers kept
+        config["layer_heads"] = [config["layer_heads"][i] for i in layers]
+    to_distilbert = family == "distilbert" and not same_family
+    fold_segments = to_distilbert and teacher.config.type_vocab_size > 0
+    if to_distilbert:
         config.update(type_vocab_size=0, add_pooler=False)
-    mlm_heads = {name: spec for name, spec in teacher.heads_spec().items() if spec["kind"] == "mlm"}
-    student = build_model(family, config, heads=mlm_heads)
+    heads = {name: spec for name, spec in teacher.heads_spec().items() if same_family or spec["kind"] == "mlm"}
+    student = build_model(family, config, heads=heads)
 
     source = teacher.state_dict()
     state = {}

@@ -52,7 +52,7 @@ def run(args, pretrained) -> dict:
         if args.mem_len is not None:
             raise UserError(f"--mem-len is for models with a memory (Transformer-XL); a {pretrained.family} model "
                             "has none")
-        return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
+        return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size, pretrained.tokenizer)
 
     from ..tasks.tables import read_table
     from .fewshot import FewShotTask, fewshot_classify

@@ -14,7 +14,13 @@ import os
 import re
 from typing import Any
 
-from ..config_flags import add_config_flags, add_field_flag, flag_fields, flag_of, given_values
+from ..config_flags import (
+    add_config_flags,
+    add_field_flag,
+    flag_fields,
+    flag_of,
+    given_values,
+)
 from ..errors import UserError
 
 
@@ -87,6 +93,51 @@ def strategy_settings(args: argparse.Namespace, train: dict[str, Any]) -> dict[s
     if args.slanted_triangular:
         train["schedule"] = "slanted_triangular"
     return {"strategy": given_values(args, flag_fields(StrategyConfig))}
+
+
+def add_finetune_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = (),
+                           files_required: bool = True) -> None:
+    """``ptmzoo finetune``'s settings (all but --out and --resume): the FinetuneConfig flags less
+    ``exclude``, --lr, --batch-size, --seed, --no-progress, ``key=value`` overrides, the task
+    options and the strategy flags. The compression verbs take them too (``files_required``:
+    --train and --dev, which distillation on shards does without)."""
+    from .run import FinetuneConfig, finetune_defaults
+
+    names = [f.name for f in flag_fields(FinetuneConfig) if f.name not in exclude]
+    add_config_flags(parser, FinetuneConfig, names)  # --model, --task, --train, --dev, --epochs, --metric ...
+    if not files_required:
+        for action in parser._actions:
+            if action.dest in ("train_file", "dev_file"):
+                action.required = False
+    train = finetune_defaults()
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default: {train.lr:g})")
+    parser.add_argument("--batch-size", type=int,
+                        help=f"sequences per optimizer step (train.batch_size; default: {train.batch_size})")
+    parser.add_argument("--seed", type=int, help=f"seed of the head, the data order and dropout "
+                                                 f"(train.seed; default: {train.seed})")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
+    add_task_arguments(parser)
+    add_strategy_arguments(parser)
+
+
+def finetune_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The FinetuneConfig entries that the flags of ``add_finetune_arguments`` gave (overrides not applied)."""
+    from .run import FinetuneConfig, finetune_defaults
+
+    train = finetune_defaults().to_dict()
+    if args.lr is not None:  # 0 too: validated, not ignored
+        train["lr"] = args.lr
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    if args.seed is not None:
+        train["seed"] = args.seed
+    return {
+        **given_values(args, flag_fields(FinetuneConfig)),  # model, files, task, format, epochs ...
+        "options": task_option_values(args),
+        "train": train,
+        **strategy_settings(args, train),
+    }
 
 
 def describe(report: dict[str, Any]) -> str:

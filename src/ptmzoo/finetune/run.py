@@ -8,6 +8,7 @@ import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from ..catalog import build_model
 from ..checkpoint import Pretrained
+from ..compress.recorded import training_constraints
 from ..config import Config, TrainConfig, setting
 from ..errors import UserError
 from ..io import atomic_write_json
@@ -115,22 +117,27 @@ def prepare_model(source: Pretrained, task: Task, from_scratch: bool, seed: int)
 
 
 class FinetuneRun:
-    """Data, task and model of one fine-tuning run (kept separate from the loop for reuse)."""
+    """Data, task and model of one fine-tuning run (kept separate from the loop for reuse).
+    ``augment`` maps the training rows to more rows (distillation's data augmentation)."""
 
-    def __init__(self, cfg: FinetuneConfig, source: Pretrained | None = None):
+    def __init__(self, cfg: FinetuneConfig, source: Pretrained | None = None,
+                 augment: Callable[[list[dict]], list[dict]] | None = None):
         self.cfg = cfg
         self.source = source or load(cfg.model)
         if self.source.tokenizer is None:
             raise UserError(f"{cfg.model} has no tokenizer files; fine-tuning needs the model's tokenizer")
+        training_constraints(self.source.model, self.source.meta, cfg.model)  # refused before reading any data
         opts, cls = cfg.options, task_class(cfg.task)
         self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
         if cfg.max_train_examples is not None and cfg.max_train_examples < len(self.train_rows):
             order = np.random.default_rng(cfg.train.seed).permutation(len(self.train_rows))
             self.train_rows = [self.train_rows[i] for i in order[: cfg.max_train_examples]]
+        if augment is not None:
+            self.train_rows = augment(self.train_rows)
         self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
         self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         labels = cls.infer_labels(self.train_rows, opts, cfg.train_file)
-        self.task = cls(opts, self.source.tokenizer, labels, self.source.model.config.max_position_embeddings)
+        self.task = cls(opts, self.source.tokenizer, labels, self.source.model.backbone.max_length)
         self.train_samples = self.task.encode(self.train_rows, cfg.train_file)
         self.dev_samples = self.task.encode(self.dev_rows, cfg.dev_file)
         self.test_samples = None
@@ -165,7 +172,7 @@ def task_of(pretrained: Pretrained) -> Task:
                         "fine-tune it with `ptmzoo finetune` first")
     if pretrained.tokenizer is None:
         raise UserError(f"{pretrained.path} has no tokenizer files")
-    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.config.max_position_embeddings)
+    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.backbone.max_length)
 
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
@@ -193,13 +200,26 @@ def predict_file(pretrained: Pretrained, path: str, out: str, fmt: str = "auto",
 
 
 def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = None, progress: bool = True,
-                 source: Pretrained | None = None) -> dict[str, Any]:
-    """Train, keep the best dev checkpoint in ``out_dir/best``, and report dev (and test) metrics."""
+                 source: Pretrained | None = None, *, run: FinetuneRun | None = None, objectives: list | None = None,
+                 trainer_options: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train, keep the best dev checkpoint in ``out_dir/best``, and report dev (and test) metrics.
+
+    Compression runs reuse this loop: ``run`` (a prepared ``FinetuneRun``, its model changed),
+    ``objectives`` with a training step of their own (a distillation teacher), Trainer options
+    (``after_step``, ``write_model``) and ``meta`` (entries of ``ptmzoo.json`` and the report). A
+    compressed source keeps what its ``ptmzoo.json`` records (a pruned model its zeros: compress.recorded)."""
     started = time.time()
     env = setup(cfg.train.device)
-    run = FinetuneRun(cfg, source)
+    run = run or FinetuneRun(cfg, source)
     train = cfg.train
     steps_per_epoch = math.ceil(len(run.train_samples) / train.batch_size)
+    meta = dict(meta or {})
+    options = run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch)
+    after_step, carried = training_constraints(run.model, run.source.meta, cfg.model)  # a pruned model's zeros
+    if after_step is not None and not carried.keys() & meta.keys():
+        options["after_step"] = after_step
+        meta.update(carried)
+    options.update(trainer_options or {})
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
     train = train.replace(max_steps=max_steps, eval_every=eval_every, save_every=max_steps,
@@ -209,15 +229,18 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     def evaluate(model):
         return run.evaluate(model, run.dev_rows, run.dev_samples, micro, env.device)
 
+    hooks = [hook for hook in (options.get("before_step"), run.task.schedule(run.model, steps_per_epoch)) if hook]
+    if hooks:  # the strategy's unfreezing and the task's own schedule (SiATL's auxiliary LM weight)
+        options["before_step"] = lambda step: [hook(step) for hook in hooks]
     trainer = Trainer(run.model, ListDataset(run.train_samples), run.task.collate, train, out_dir, env,
-                      tokenizer=run.source.tokenizer, extra_meta={"task": run.task_meta()}, evaluate=evaluate,
+                      tokenizer=run.source.tokenizer, extra_meta={"task": run.task_meta(), **meta}, evaluate=evaluate,
                       select_metric=cfg.selection_metric, select_mode="max", progress=progress,
-                      patience=cfg.patience, **run.strategy.trainer_kwargs(train.lr, train.weight_decay, steps_per_epoch))
+                      patience=cfg.patience, objectives=objectives, **options)
     result = trainer.train(resume)
     report: dict[str, Any] = {"task": cfg.task, "labels": run.task.labels,
                               "train_examples": len(run.train_rows), "steps": result.step,
                               "best_step": result.best_step, "selected_by": cfg.selection_metric,
-                              "stopped_early": result.stopped_early, **run.strategy.counts()}
+                              "stopped_early": result.stopped_early, **run.strategy.counts(), **meta}
     if run.embeddings_initialised is not None:
         report["embeddings_initialised"] = run.embeddings_initialised
     if env.is_main:

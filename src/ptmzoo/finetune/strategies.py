@@ -4,10 +4,14 @@
   ``adapters`` (Houlsby: adapters + LayerNorms + head); ``lora`` (low-rank updates + head).
 * ``layers``: the hidden states the head reads -- the ``last`` layer, the ``sum`` or ``concat`` of
   the top ``top_k`` layers, or ELMo's ``scalar_mix`` of all layers (embeddings included):
-  ``gamma * sum_j softmax(w)_j h_j`` with learned ``w`` and ``gamma``.
+  ``gamma * sum_j softmax(w)_j h_j`` with learned ``w`` and ``gamma``; ``mix_layer_norm``
+  normalises each layer's state of every token (zero mean, unit variance over the hidden size, no
+  parameters) before mixing, for layers of very different scales (ELMo's token layer and LSTMs).
 * ULMFiT: ``discriminative_decay`` gives layer group g the rate ``lr / decay ** (top - g)``;
   ``gradual_unfreezing`` trains only the top group in the first epoch and opens one more group
   per epoch; the slanted triangular schedule is ``train.schedule=slanted_triangular``.
+* SiATL: ``sequential_unfreezing: [n, k]`` trains only the top group (the new head) before epoch n,
+  opens the layers at epoch n and the embeddings at epoch k (Chronopoulou et al., 2019, sec. 3.3).
 
 Layer groups, bottom up: the embeddings (everything before the layer list), one group per layer,
 and the top (what follows the layers -- pooler, final norm -- plus the heads).
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import save_pretrained, write_delta_files
@@ -44,11 +49,16 @@ class StrategyConfig(Config):
         "last", help="hidden states the head reads: the last layer, sum or concat of the top --top-k layers, or "
                      "ELMo's learned scalar_mix of all layers")
     top_k: int = setting(4, help="layers summed or concatenated (sum, concat)")
+    mix_layer_norm: bool = setting(False, help="normalise each layer's token states (zero mean, unit variance) "
+                                               "before --layers sum/concat/scalar_mix combines them")
     discriminative_decay: float = setting(1.0, flag="--discriminative-lr", metavar="DECAY",
                                           help="ULMFiT: each lower layer learns DECAY times slower (2.6 in the "
                                                "paper; 1: one learning rate for all layers)")
     gradual_unfreezing: bool = setting(False, help="ULMFiT: train the top layer group first, unfreeze one more "
                                                    "per epoch")
+    sequential_unfreezing: list[int] | None = setting(
+        None, metavar="N,K", help="SiATL: only the head learns before epoch N, the layers from epoch N, the "
+                                  "embeddings from epoch K")
     adapter_size: int = setting(64, help="adapter bottleneck width")
     lora_rank: int = setting(8, help="LoRA rank")
     lora_alpha: float = setting(16.0, help="LoRA scale alpha; the update is scaled by alpha/rank")
@@ -64,6 +74,15 @@ class StrategyConfig(Config):
             raise UserError("strategy.discriminative_decay must be positive (ULMFiT: 2.6)")
         if self.merge_lora and self.method != "lora":
             raise UserError("--merge-lora needs --strategy lora")
+        if self.mix_layer_norm and self.layers == "last":
+            raise UserError("--mix-layer-norm normalises the layers that --layers sum, concat or scalar_mix combines")
+        if self.sequential_unfreezing is not None:
+            n_k = self.sequential_unfreezing
+            if len(n_k) != 2 or not 1 <= n_k[0] <= n_k[1]:
+                raise UserError(f"--sequential-unfreezing takes two epochs N,K with 1 <= N <= K (layers open at "
+                                f"epoch N, embeddings at K), got {n_k}")
+            if self.gradual_unfreezing:
+                raise UserError("--sequential-unfreezing and --gradual-unfreezing are two schedules; choose one")
 
     @property
     def saves_delta(self) -> bool:
@@ -89,9 +108,10 @@ class LayerMixHead(Head):
     needs_hidden_states = True  # PtmModel then asks the backbone for every layer's output
 
     def __init__(self, backbone, inner_class: type[Head], inner_options: dict[str, Any], layers: str = "scalar_mix",
-                 top_k: int = 4):
+                 top_k: int = 4, layer_norm: bool = False):
         inner = {"kind": inner_class.kind, "options": inner_options}
-        super().__init__(backbone, inner=inner, layers=layers, top_k=top_k)
+        super().__init__(backbone, inner=inner, layers=layers, top_k=top_k, layer_norm=layer_norm)
+        self.layer_norm = layer_norm
         states = backbone.config.num_layers + 1  # embeddings + every layer
         self.layers = layers
         self.count = states if layers == "scalar_mix" else top_k
@@ -109,7 +129,7 @@ class LayerMixHead(Head):
     def from_spec(cls, backbone, options, head_class):
         inner = options["inner"]
         return cls(backbone, head_class(inner["kind"]), inner.get("options") or {}, options.get("layers", "scalar_mix"),
-                   options.get("top_k", 4))
+                   options.get("top_k", 4), options.get("layer_norm", False))
 
     def __getattr__(self, name: str):
         try:
@@ -122,6 +142,8 @@ class LayerMixHead(Head):
 
     def features(self, out: BackboneOutput) -> torch.Tensor:
         states = out.hidden_states[-self.count:]
+        if self.layer_norm:
+            states = tuple(F.layer_norm(state, state.shape[-1:]) for state in states)
         if self.layers == "concat":
             return torch.cat(states, dim=-1)
         if self.layers == "sum":
@@ -142,10 +164,10 @@ class LayerMixHead(Head):
         return self.inner.count_targets(batch)
 
 
-def mix_layers(model: PtmModel, layers: str, top_k: int) -> None:
+def mix_layers(model: PtmModel, layers: str, top_k: int, layer_norm: bool = False) -> None:
     """Make every head read ``layers`` (sum/concat of the top k, or scalar mix) instead of the last."""
     for name, head in list(model.heads.items()):
-        model.heads[name] = LayerMixHead(model.backbone, type(head), head.options, layers, top_k)
+        model.heads[name] = LayerMixHead(model.backbone, type(head), head.options, layers, top_k, layer_norm)
 
 
 # ---------------------------------------------------------------------------------- trainable sets
@@ -216,6 +238,25 @@ def gradual_unfreezing(model: PtmModel, steps_per_epoch: int) -> Callable[[int],
     return before_step
 
 
+def sequential_unfreezing(model: PtmModel, steps_per_epoch: int, layers_from: int,
+                          embeddings_from: int) -> Callable[[int], None]:
+    """SiATL's schedule as a before-step hook: in epoch e (from 1) the top group always learns, the
+    layer groups from epoch ``layers_from`` on, the embeddings from epoch ``embeddings_from`` on."""
+    groups = [[p for p in group if p.requires_grad] for group in layer_groups(model)]
+
+    def before_step(step: int) -> None:
+        epoch = step // max(1, steps_per_epoch) + 1
+        for index, group in enumerate(groups):
+            if index == len(groups) - 1:
+                learns = True
+            else:
+                learns = epoch >= (embeddings_from if index == 0 else layers_from)
+            for param in group:
+                param.requires_grad_(learns)
+
+    return before_step
+
+
 def keep_in_eval_mode(module: nn.Module) -> None:
     """Feature extraction: the frozen backbone gives the same features every epoch, so its dropout
     stays off even while the head trains (``model.train()`` no longer reaches it)."""
@@ -230,7 +271,7 @@ class Strategy:
 
     def __init__(self, model: PtmModel, cfg: StrategyConfig, base_path: str | None = None):
         if cfg.layers != "last":
-            mix_layers(model, cfg.layers, cfg.top_k)
+            mix_layers(model, cfg.layers, cfg.top_k, cfg.mix_layer_norm)
         add_structure(model, cfg)
         self.model, self.cfg, self.base_path = model, cfg, base_path
         self.trainable = trainable_names(model, cfg.method)
@@ -248,12 +289,15 @@ class Strategy:
 
     def trainer_kwargs(self, lr: float, weight_decay: float, steps_per_epoch: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        if self.cfg.discriminative_decay != 1.0 or self.cfg.gradual_unfreezing:
+        unfreezing = self.cfg.gradual_unfreezing or self.cfg.sequential_unfreezing is not None
+        if self.cfg.discriminative_decay != 1.0 or unfreezing:
             # explicit groups: also keeps parameters that gradual unfreezing has not opened yet
             kwargs["optimizer_groups"] = discriminative_groups(self.model, lr, self.cfg.discriminative_decay,
                                                                weight_decay)
         if self.cfg.gradual_unfreezing:
             kwargs["before_step"] = gradual_unfreezing(self.model, steps_per_epoch)
+        if self.cfg.sequential_unfreezing is not None:
+            kwargs["before_step"] = sequential_unfreezing(self.model, steps_per_epoch, *self.cfg.sequential_unfreezing)
         if self.cfg.saves_delta and self.base_path:
             kwargs["write_model"] = self.write_delta
         return kwargs

@@ -138,16 +138,30 @@ def lm_head(model, purpose: str = "generate text"):
     return next(iter(heads.values()))
 
 
-class CachedLM:
-    """A ptmzoo decoder run incrementally with a ``KVCache``: the prompts once, then a token per step.
+def decoding_cache(backbone, batch: int, max_len: int, static: bool = False):
+    """What a decoder keeps between steps: a recurrent backbone's state (an LSTM's h and c, from
+    ``initial_state``), else a ``KVCache`` of ``max_len`` positions."""
+    if backbone.recurrent:
+        if static:
+            raise UserError("a static cache (--compile) holds keys and values; a recurrent model keeps its "
+                            "state instead: drop --compile")
+        return backbone.initial_state(batch)
+    return KVCache.for_backbone(backbone, batch, max_len, static)
 
-    Positions count real tokens only, so a left-padded row is positioned as if it had no padding.
+
+class CachedLM:
+    """A ptmzoo decoder run incrementally with a ``KVCache`` (or a recurrent backbone with its
+    state): the prompts once, then a token per step.
+
+    Positions count real tokens only, so a left-padded row is positioned as if it had no padding
+    (backbones that read positions); a recurrent backbone skips the padding of a row.
     """
 
     def __init__(self, model, batch: int, max_len: int, static: bool = False, compiled: bool = False):
         self.backbone = model.backbone
         self.head = lm_head(model)
-        self.cache = KVCache.for_backbone(self.backbone, batch, max_len, static or compiled)
+        self.cache = decoding_cache(self.backbone, batch, max_len, static or compiled)
+        self.reads_positions = "position_ids" in self.backbone.inputs
         self.next_position: torch.Tensor | None = None  # [B]
         self._one_token = compile_step(self._one_token, self.cache) if compiled else self._one_token
 
@@ -169,7 +183,8 @@ class CachedLM:
         self.next_position = self.next_position[index]
 
     def _logits(self, input_ids, attention_mask, positions) -> torch.Tensor:
-        out = self.backbone(input_ids, attention_mask, position_ids=positions, cache=self.cache)
+        extra = {"position_ids": positions} if self.reads_positions else {}
+        out = self.backbone(input_ids, attention_mask, cache=self.cache, **extra)
         last = BackboneOutput(out.last_hidden_state[:, -1:])  # the vocabulary projection of one position only
         return self.head.logits(last, {"input_ids": input_ids, "attention_mask": attention_mask})[:, -1].float()
 
@@ -243,7 +258,9 @@ COMPILED_CACHE_STEP = 128  # compiled caches come in multiples of this many posi
 def compiled_lm(model, batch: int, length: int) -> CachedLM:
     """A ``CachedLM`` with a compiled step, kept on the model and reused by later calls with the
     same batch size and a cache of the same size (rounded up), so the step compiles only once."""
-    max_len = min(-(-length // COMPILED_CACHE_STEP) * COMPILED_CACHE_STEP, model.config.max_position_embeddings)
+    max_len = -(-length // COMPILED_CACHE_STEP) * COMPILED_CACHE_STEP
+    if model.backbone.max_length is not None:
+        max_len = min(max_len, model.backbone.max_length)
     weight = model.backbone.input_embeddings.weight
     key = (batch, max_len, weight.dtype, weight.device)
     store = model.__dict__.setdefault("_compiled_decoders", {})  # a plain dict, not a submodule
@@ -508,6 +525,10 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
         eos_id = None
     device = model.backbone.input_embeddings.weight.device
     input_ids, attention_mask = _left_pad(prompt_ids, 0, device)
+    total, context = input_ids.shape[1] + options.max_new_tokens, model.backbone.max_length
+    if context is not None and total > context:
+        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
+                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
     lm = stepper(model, len(prompt_ids) * options.num_beams, input_ids, options)
     if generator is None and options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)

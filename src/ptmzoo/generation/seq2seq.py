@@ -20,6 +20,7 @@ from .decoding import (
     GenerationOptions,
     _Continuations,
     decode,
+    decoding_cache,
 )
 
 
@@ -64,7 +65,8 @@ class Seq2SeqLM:
     def __init__(self, model, batch: int, max_len: int, static: bool = False):
         self.backbone = model.backbone
         self.head = seq2seq_head(model)
-        self.cache = Seq2SeqCache.for_backbone(self.backbone, batch, max_len, static)
+        self.cache = (decoding_cache(self.backbone, batch, max_len, static) if self.backbone.recurrent
+                      else Seq2SeqCache.for_backbone(self.backbone, batch, max_len, static))
         self.memory: torch.Tensor | None = None
         self.memory_mask = AttentionMask()
 

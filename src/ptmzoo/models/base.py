@@ -87,6 +87,10 @@ class Backbone(nn.Module):
       (its first dimension is the batch, its second the sequence);
     * ``causal``: attends left to right (decoders); ``is_encoder_decoder``: ``encode`` + ``decode``;
     * ``supports_cache``: ``forward(..., cache=KVCache)`` continues cached tokens (generation);
+    * ``recurrent``: the cache is a state carried from call to call (an LSTM's hidden state, from
+      ``initial_state``), not keys and values; generation keeps it instead of a ``KVCache``;
+    * ``derived_inputs``: inputs the data pipeline computes from the token ids, with their settings
+      (ELMo: ``{"char_ids": {"max_chars": 50}}``, ``data.derived``): the collators add them;
     * ``max_length``: the longest input (None: no position table, e.g. T5's relative buckets);
     * ``pools_last``: its sequence summary is the last token even though it is not causal (XLNet's
       ``<cls>`` ends the input);
@@ -100,6 +104,11 @@ class Backbone(nn.Module):
     is_encoder_decoder: ClassVar[bool] = False
     supports_cache: ClassVar[bool] = False
     pools_last: ClassVar[bool] = False
+    recurrent: ClassVar[bool] = False
+    supports_layerdrop: ClassVar[bool] = False  # its layer loop follows ``layers_to_run``
+    # LayerDrop (Fan et al., 2020): in training, each layer is skipped with this probability
+    # (structured dropout; set by the Trainer from train.layerdrop, never saved with the model)
+    layerdrop: float = 0.0
 
     def __init__(self, config):
         super().__init__()
@@ -109,9 +118,26 @@ class Backbone(nn.Module):
     def hidden_size(self) -> int:
         return self.config.hidden_size
 
+    def layers_to_run(self, count: int) -> list[bool]:
+        """Which of ``count`` layers this pass runs: all, except in training with ``layerdrop`` > 0,
+        where each is skipped (its input passed on unchanged) with that probability."""
+        if not (self.training and self.layerdrop > 0):
+            return [True] * count
+        return (torch.rand(count) >= self.layerdrop).tolist()
+
     @property
     def input_embeddings(self) -> nn.Embedding:
         raise NotImplementedError
+
+    @property
+    def derived_inputs(self) -> dict[str, dict[str, Any]]:
+        """Inputs that the collators derive from the token ids (``data.derived.DERIVERS``), by name,
+        with the settings they take; none for token-id backbones."""
+        return {}
+
+    def initial_state(self, batch: int):
+        """The state a ``recurrent`` backbone starts ``batch`` rows from (``forward(..., cache=state)``)."""
+        raise NotImplementedError(f"{type(self).__name__} is not recurrent")
 
     @property
     def has_pooler(self) -> bool:

@@ -15,6 +15,7 @@ term through the attention's ``score_bias`` hook, the value term through its ``v
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -56,6 +57,9 @@ class BertConfig(TransformerConfig):
     # NEZHA: no position table; sinusoidal relative positions (clipped at max_relative_position) in every layer
     relative_positions: str | None = None
     max_relative_position: int = 64
+    # head pruning (compress.prune): the heads each layer kept (of num_heads, each hidden/num_heads
+    # wide; 0 = the layer has no attention left); None: num_heads everywhere
+    layer_heads: list[int] | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -64,6 +68,12 @@ class BertConfig(TransformerConfig):
                             f"{self.relative_positions!r}")
         if self.max_relative_position < 1:
             raise UserError("model.max_relative_position must be at least 1")
+        if self.layer_heads is not None:
+            if len(self.layer_heads) != self.num_layers or not all(0 <= h <= self.num_heads for h in self.layer_heads):
+                raise UserError(f"model.layer_heads must give 0 to {self.num_heads} heads for each of the "
+                                f"{self.num_layers} layers, not {self.layer_heads}")
+            if self.share_layers != "none":
+                raise UserError("model.layer_heads (pruned heads) cannot be combined with shared layers")
         if self.type_vocab_size < 0:
             raise UserError("model.type_vocab_size must be 0 (no segment embeddings) or more")
         if self.embedding_size is not None and self.embedding_size < 1:
@@ -120,9 +130,11 @@ class BertEmbeddings(nn.Module):
 
 
 class BertLayer(nn.Module):
-    def __init__(self, config: BertConfig):
+    def __init__(self, config: BertConfig, heads: int | None = None):
         super().__init__()
-        self.attention = Attention(config.hidden_size, config.num_heads, config.attention_dropout)
+        heads = config.num_heads if heads is None else heads  # fewer after head pruning
+        self.attention = Attention(config.hidden_size, heads, config.attention_dropout,
+                                   head_dim=config.hidden_size // config.num_heads)
         self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -146,13 +158,14 @@ def build_layers(config: BertConfig) -> nn.ModuleList:
     """``num_layers`` layers; with ALBERT's sharing, later layers reuse the first layer's modules
     (each LayerNorm goes with the sub-layer it normalises). Shared modules appear under every
     layer's name in the state dict but are one set of parameters."""
-    first = BertLayer(config)
+    heads = config.layer_heads or [config.num_heads] * config.num_layers
+    first = BertLayer(config, heads[0])
     layers = [first]
-    for _ in range(1, config.num_layers):
+    for index in range(1, config.num_layers):
         if config.share_layers == "all":
             layers.append(first)
             continue
-        layer = BertLayer(config)
+        layer = BertLayer(config, heads[index])
         if config.share_layers == "attention":
             layer.attention, layer.attention_norm = first.attention, first.attention_norm
         elif config.share_layers == "ffn":
@@ -175,6 +188,7 @@ class BertModel(Backbone):
     config_class = BertConfig
     embeddings_class = BertEmbeddings
     relative_positions_supported: ClassVar[bool] = True  # its forward passes NEZHA's a_ij to the layers
+    supports_layerdrop = True
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
@@ -217,13 +231,17 @@ class BertModel(Backbone):
         position_ids: torch.Tensor | None = None,
         output_hidden_states: bool = False,
         document_ids: torch.Tensor | None = None,
+        layers: Sequence[Callable] | None = None,
     ) -> BackboneOutput:
+        """``layers``: blocks ``(x, mask) -> x`` to run instead of ``self.layers`` (module replacing)."""
         x = self.embeddings(input_ids, token_type_ids, position_ids)
         mask = self.self_attention_mask(input_ids, attention_mask, document_ids)
         relative = self.relative_positions(input_ids.shape[1], x.device)
         states = [x] if output_hidden_states else None
-        for layer in self.layers:
-            x = layer(x, mask, relative=relative)
+        layers = self.layers if layers is None else layers
+        for layer, run in zip(layers, self.layers_to_run(len(layers))):
+            if run:
+                x = layer(x, mask, relative=relative)
             if states is not None:
                 states.append(x)
         pooled = self.pooler(x) if self.pooler is not None else None

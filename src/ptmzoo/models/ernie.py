@@ -115,6 +115,7 @@ class Aggregator(BertLayer):
 class ErnieModel(BertModel):
     relative_positions_supported = False
     config_class = ErnieConfig
+    supports_layerdrop = False  # its own layer loop
     inputs = (*TOKEN_INPUTS, "entity_ids")
 
     def __init__(self, config: ErnieConfig):

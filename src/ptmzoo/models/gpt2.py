@@ -70,6 +70,7 @@ class GPT2Model(Backbone):
     final_layer_norm = True  # pre-LN needs a LayerNorm after the last block; post-LN (GPT-1) does not
     causal = True
     supports_cache = True  # forward(..., cache=KVCache) for incremental decoding
+    supports_layerdrop = True
 
     def __init__(self, config: GPT2Config):
         super().__init__(config)
@@ -133,8 +134,9 @@ class GPT2Model(Backbone):
         if window and keys > window:  # fewer keys: the band is the whole causal mask
             local = banded_mask(mask, window, slots, keys)
         states = [x] if output_hidden_states else None
-        for layer, block in enumerate(self.blocks):
-            x = block(x, local if self.config.is_local(layer) else mask, cache, layer)
+        for layer, (block, run) in enumerate(zip(self.blocks, self.layers_to_run(len(self.blocks)))):
+            if run:
+                x = block(x, local if self.config.is_local(layer) else mask, cache, layer)
             if states is not None:
                 states.append(x)
         if cache is not None:

@@ -143,7 +143,8 @@ class PtmModel(nn.Module):
         return list(self.heads)
 
     def forward(self, *args: torch.Tensor | None, targets: dict[str, torch.Tensor] | None = None,
-                output_hidden_states: bool = False, cache=None, **inputs: torch.Tensor | None) -> ModelOutput:
+                output_hidden_states: bool = False, cache=None, layers=None,
+                **inputs: torch.Tensor | None) -> ModelOutput:
         """The inputs the backbone declares, by keyword or in the order of ``input_names`` (input
         ids, attention mask, segments, positions, packed ``document_ids`` [B, L] that restrict
         attention to each document, ...).
@@ -152,7 +153,8 @@ class PtmModel(nn.Module):
         With ``targets`` (a training batch): each head with targets in it returns its summed
         loss in ``.loss_sums``; ``.loss`` is the sum of the heads' per-target means.
         ``cache`` (a ``generation.KVCache``, backbones that ``supports_cache``) continues the cached
-        tokens and appends to them.
+        tokens and appends to them. ``layers`` (BERT-family backbones): blocks to run instead of the
+        backbone's own (module replacing).
         """
         inputs = self.named_inputs(args, inputs, cached=cache is not None)
         heads_see = {"input_ids": inputs.get("input_ids"), "attention_mask": inputs.get("attention_mask")}
@@ -162,6 +164,8 @@ class PtmModel(nn.Module):
             if not self.backbone.supports_cache:
                 raise ValueError(f"a {self.family} backbone takes no cache")
             inputs["cache"] = cache
+        if layers is not None:
+            inputs["layers"] = layers
         # heads that read several layers (finetune.strategies.LayerMixHead) need all of them
         output_hidden_states = output_hidden_states or any(h.needs_hidden_states for h in self.heads.values())
         out = self.backbone(output_hidden_states=output_hidden_states, **inputs)

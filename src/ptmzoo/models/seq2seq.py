@@ -100,8 +100,8 @@ class Seq2SeqModel(PtmModel):
 
     def forward(self, *args, targets=None, **inputs) -> Seq2SeqModelOutput:
         """As ``PtmModel.forward``; when training, the decoder inputs come from ``targets`` unless given."""
-        if targets is not None:
-            inputs.setdefault("decoder_input_ids", targets["decoder_input_ids"])
+        if targets is not None:  # (a task head without a target sequence reads the model without them)
+            inputs.setdefault("decoder_input_ids", targets.get("decoder_input_ids"))
             inputs.setdefault("decoder_attention_mask", targets.get("decoder_attention_mask"))
         return super().forward(*args, targets=targets, **inputs)
 

@@ -25,6 +25,7 @@ class UnilmConfig(BertConfig):
 class UnilmModel(BertModel):
     relative_positions_supported = False
     config_class = UnilmConfig
+    supports_layerdrop = False  # its own layer loop
 
     def attention(self, input_ids, attention_mask, cache) -> AttentionMask:
         if attention_mask is not None and attention_mask.dim() == 3:  # a unified mask from the collator

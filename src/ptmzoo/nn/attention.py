@@ -10,8 +10,9 @@ broadcasts to [batch, heads, query, key]. ``banded_mask`` narrows any causal mas
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -105,6 +106,60 @@ def with_bias(bias: torch.Tensor, visible: torch.Tensor | None) -> AttentionMask
 ScoreBias = Callable[[torch.Tensor], torch.Tensor]
 
 
+@dataclass
+class AttentionInternals:
+    """What one attention call computed, for the losses that read inside attention (TinyBERT's
+    attention scores, MiniLM's attention distributions and value relations): per-head queries,
+    keys and values [B, H, L, D], the mask it applied (boolean or additive, or causal) and its scale."""
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: torch.Tensor | None
+    is_causal: bool
+    scale: float
+
+    def visible(self) -> torch.Tensor | None:
+        """Boolean [.., Lq, Lk] (True = the query may attend to the key), None when all may."""
+        if self.mask is not None and self.mask.dtype == torch.bool:
+            return self.mask
+        if self.is_causal:
+            queries, keys = self.q.shape[2], self.k.shape[2]
+            return torch.ones(queries, keys, dtype=torch.bool, device=self.q.device).tril(keys - queries)
+        return None
+
+    def scores(self) -> torch.Tensor:
+        """The scaled scores q k^T * scale plus an additive mask [B, H, Lq, Lk], before masking
+        (hidden keys keep their raw score; ``visible`` says which they are)."""
+        scores = (self.q @ self.k.transpose(-1, -2)).float() * self.scale
+        if self.mask is not None and self.mask.dtype != torch.bool:
+            scores = scores + self.mask.float()
+        return scores
+
+    def probabilities(self) -> torch.Tensor:
+        """The attention distributions softmax(scores) over the visible keys [B, H, Lq, Lk] (float32)."""
+        scores = self.scores()
+        visible = self.visible()
+        if visible is not None:
+            scores = scores.masked_fill(~visible, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1)
+
+
+@contextlib.contextmanager
+def capture_attention(module: nn.Module) -> Iterator[list[AttentionInternals]]:
+    """Record every call of the ``Attention`` modules inside ``module`` while the block runs, in
+    call order (a shared layer appears once per use); the normal path pays one ``if``."""
+    records: list[AttentionInternals] = []
+    attentions = [m for m in module.modules() if isinstance(m, Attention)]
+    for attention in attentions:
+        attention.recorder = records
+    try:
+        yield records
+    finally:
+        for attention in attentions:
+            attention.recorder = None
+
+
 class Attention(nn.Module):
     """Multi-head attention over ``scaled_dot_product_attention``, for every family.
 
@@ -147,6 +202,7 @@ class Attention(nn.Module):
             self.q = nn.Linear(hidden_size, inner, bias=bias)
             self.kv = nn.Linear(hidden_size, 2 * inner, bias=bias)
         self.out = nn.Linear(inner, hidden_size, bias=bias)
+        self.recorder: list[AttentionInternals] | None = None  # set by ``capture_attention``
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, L, H*D] -> [B, H, L, D]
         return x.view(x.shape[0], x.shape[1], -1, self.head_dim).transpose(1, 2)
@@ -203,6 +259,9 @@ class Attention(nn.Module):
             is_causal = False
         if content_bias is not None:  # after the hook: it sees the plain queries
             q = q + content_bias.to(q.dtype)[None, :, None, :]
+        if self.recorder is not None:  # attention distillation reads the scores (compress)
+            scale = self.scale if self.scale is not None else 1 / math.sqrt(q.shape[-1])
+            self.recorder.append(AttentionInternals(q, k, v, attn_mask, is_causal, scale))
         dropout = self.dropout if self.training else 0.0
         if value_positions is None:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from ..data.tokenizers import Tokenizer
 from ..errors import UserError
+from .awd import AwdLM
 from .base import Objective, PretrainCollator, sample_kind
+from .bilm import BidirectionalLM
 from .clm import CausalLM
 from .dea import DenoisingEntityAutoEncoder
 from .denoising import Denoising
@@ -24,7 +26,7 @@ from .xl_lm import SegmentLM
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (
     MaskedLM, NextSentencePrediction, SentenceOrderPrediction, CausalLM, SpanBoundary, ReplacedTokenDetection,
     TranslationLM, WordOrder, DenoisingEntityAutoEncoder, UnifiedLM, Denoising, SpanCorruption, Mass, SegmentLM,
-    PermutationLM)}
+    PermutationLM, AwdLM, BidirectionalLM)}
 
 
 def build_objectives(spec: dict[str, dict] | list[str], tokenizer: Tokenizer, seed: int) -> list[Objective]:

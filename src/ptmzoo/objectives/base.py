@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..config import Config
+from ..data.derived import add_derived_inputs
 from ..data.packing import sample_rng
 from ..data.tokenizers import Tokenizer
 from ..errors import UserError
@@ -138,11 +139,14 @@ class PretrainCollator:
     Every per-token entry of the samples (arrays as long as ``input_ids``: segments, packed
     documents and positions, word marks, ERNIE's entity ids, ...) is padded into a [B, L, ...]
     array; per-sample integers (NSP/SOP labels) become a [B] array. The model reads the entries
-    it declares (``Backbone.inputs``); objectives read the rest."""
+    it declares (``Backbone.inputs``); objectives read the rest. ``derived``: the inputs the
+    backbone derives from the token ids (``Backbone.derived_inputs``: ELMo's characters), added
+    after the objectives' corruption with the ``tokenizer``."""
 
-    def __init__(self, objectives: list[Objective], pad_id: int):
+    def __init__(self, objectives: list[Objective], pad_id: int, derived: dict | None = None, tokenizer=None):
         self.objectives = objectives
         self.pad_id = pad_id
+        self.derived, self.tokenizer = derived or {}, tokenizer
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(s["input_ids"]) for s in samples)
@@ -168,4 +172,5 @@ class PretrainCollator:
         keys = [(int(s["epoch"]), int(s["index"])) for s in samples]
         for objective in self.objectives:
             objective.prepare(batch, keys)
+        add_derived_inputs(batch, self.derived, self.tokenizer)
         return {name: torch.from_numpy(value) for name, value in batch.items()}

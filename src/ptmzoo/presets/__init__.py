@@ -7,23 +7,12 @@ from __future__ import annotations
 import difflib
 
 from ..errors import UserError
-from . import (
-    bart,
-    bert,
-    electra,
-    ernie,
-    gpt,
-    t5,
-    transfo_xl,
-    transformer,
-    unilm,
-    xlm,
-    xlnet,
-)
+from . import bart, bert, bilstm, electra, ernie, gpt, rnn, t5, transfo_xl, transformer, unilm, xlm, xlnet
 from .base import Preset
 
 PRESETS: dict[str, Preset] = {preset.name: preset for module in (bert, electra, ernie, xlm, gpt, t5, bart, transformer,
-                                                                 unilm, transfo_xl, xlnet) for preset in module.PRESETS}
+                                                                 unilm, transfo_xl, xlnet, rnn, bilstm)
+                              for preset in module.PRESETS}
 
 
 def get_preset(name: str) -> Preset:

@@ -11,13 +11,14 @@ exact encoding from the checkpoint alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from ..config import Config, setting
+from ..data.derived import add_derived_inputs
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..models.model import Head, unwrap
@@ -150,12 +151,14 @@ class Task:
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
 
-    def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int):
+    def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int | None):
         self.options = options
+        self.derived_inputs: dict[str, dict] = {}  # what the backbone derives from the ids (set by add_head)
         self.tokenizer = tokenizer
         self.labels = list(labels)
         self.label_ids = {name: i for i, name in enumerate(self.labels)}
-        self.max_length = min(options.max_length, max_positions)
+        # max_positions: the model's longest input (None: any length, e.g. an LSTM)
+        self.max_length = options.max_length if max_positions is None else min(options.max_length, max_positions)
         if tokenizer.pad_id is None and tokenizer.document_separator_id is None:
             raise UserError("the tokenizer has no padding token")
         self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.document_separator_id
@@ -186,15 +189,17 @@ class Task:
         ids = [s["input_ids"] for s in samples]
         grouped = isinstance(ids[0][0], list)
         padded = pad_groups if grouped else pad
-        return {"input_ids": padded(ids, self.pad_id),
-                "attention_mask": padded([[[1] * len(r) for r in i] if grouped else [1] * len(i) for i in ids], 0),
-                "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
+        batch = {"input_ids": padded(ids, self.pad_id),
+                 "attention_mask": padded([[[1] * len(r) for r in i] if grouped else [1] * len(i) for i in ids], 0),
+                 "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
+        return add_derived_inputs(batch, self.derived_inputs, self.tokenizer, as_tensors=True)
 
     # ---- model ------------------------------------------------------------------------------------
     def head_options(self, backbone) -> dict[str, Any]:
         return {}
 
     def add_head(self, model) -> None:
+        self.derived_inputs = model.backbone.derived_inputs  # e.g. ELMo's characters: added by collate
         model.add_head(self.head_name, self.head, **self.head_options(model.backbone))
 
     @torch.no_grad()
@@ -202,6 +207,7 @@ class Task:
         """(samples, batch, head logits on the CPU as float32) for consecutive batches, in eval mode."""
         was_training = model.training
         model.eval()
+        self.derived_inputs = unwrap(model).backbone.derived_inputs
         try:
             for start in range(0, len(samples), batch_size):
                 chunk = samples[start : start + batch_size]
@@ -211,6 +217,10 @@ class Task:
                 yield chunk, batch, logits.float().cpu()
         finally:
             model.train(was_training)
+
+    def schedule(self, model, steps_per_epoch: int) -> Callable[[int], None] | None:
+        """A before-step hook of the task's own schedule (run beside the strategy's), or None."""
+        return None
 
     def predict(self, model, samples: list[dict], batch_size: int, device) -> Any:
         """Model outputs for ``samples``, in the form ``evaluate`` and ``write_predictions`` take."""
@@ -227,7 +237,7 @@ class Task:
         return {"name": self.name, "labels": self.labels, "options": self.options.to_dict()}
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], tokenizer, max_positions: int) -> Task:
+    def from_meta(cls, meta: dict[str, Any], tokenizer, max_positions: int | None) -> Task:
         return cls(cls.meta_options(meta), tokenizer, meta.get("labels", []), max_positions)
 
     @classmethod

@@ -36,7 +36,7 @@ from .gpt_input import (
 )
 from .tables import require_columns
 
-POOLINGS = ("cls", "last", "mean")
+POOLINGS = ("cls", "last", "mean", "max", "concat")  # concat: ULMFiT's [last; max; mean]
 
 
 # ---- options ------------------------------------------------------------------------------------
@@ -45,7 +45,8 @@ class SequenceOptions(TextColumns, GPTInputOptions):
     """Tasks that read one pooled state per sequence: classification and its kin, multiple choice."""
 
     pooling: str | None = setting(None, choices=POOLINGS, help="sentence representation (default: cls for "
-                                                               "encoders, last for decoders and --gpt-input)")
+                                                               "encoders, last for decoders and --gpt-input; "
+                                                               "concat: ULMFiT's [last; max; mean])")
 
     def validate(self) -> None:
         super().validate()
@@ -141,6 +142,22 @@ def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, flo
 
 
 # ---- tasks --------------------------------------------------------------------------------------
+def pool_states(hidden: torch.Tensor, mask: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """One vector per sequence from states [B, L, H]: the ``last`` real token's (right or left
+    padding alike), or the ``max`` or ``mean`` over the real tokens."""
+    if mask is None:
+        return {"last": lambda: hidden[:, -1], "max": lambda: hidden.max(dim=1).values,
+                "mean": lambda: hidden.mean(dim=1)}[kind]()
+    if kind == "mean":
+        weights = mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+    if kind == "max":
+        return hidden.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(hidden.dtype).min).max(dim=1).values
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (positions * mask.bool()).argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
 class ClassificationHead(SequenceHead):
     kind = "classification"
     target_key = "labels"
@@ -151,7 +168,8 @@ class ClassificationHead(SequenceHead):
         self.pooling = pooling
         self.use_pooler = pooling == "cls" and backbone.has_pooler
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(backbone.config.hidden_size, num_labels)
+        width = backbone.config.hidden_size * (3 if pooling == "concat" else 1)
+        self.classifier = nn.Linear(width, num_labels)
         nn.init.normal_(self.classifier.weight, std=backbone.config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
 
@@ -160,21 +178,15 @@ class ClassificationHead(SequenceHead):
         mask = batch.get("attention_mask")
         if self.pooling == "cls":
             return out.pooler_output if self.use_pooler else hidden[:, 0]
-        if mask is None:
-            return hidden[:, -1] if self.pooling == "last" else hidden.mean(dim=1)
-        if self.pooling == "mean":
-            weights = mask.to(hidden.dtype).unsqueeze(-1)
-            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-        # last real token; works for right and left padding alike
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        last = (positions * mask.bool()).argmax(dim=1)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.pooling == "concat":  # ULMFiT's concat pooling: [h_T; maxpool(H); meanpool(H)]
+            return torch.cat([pool_states(hidden, mask, kind) for kind in ("last", "max", "mean")], dim=-1)
+        return pool_states(hidden, mask, self.pooling)
 
     def pool_groups(self, out, batch) -> torch.Tensor:
         """Pooled states [batch, hidden], or [batch, group, hidden] for grouped inputs (which the
         model ran as one sequence per row)."""
         ids, mask = batch["input_ids"], batch.get("attention_mask")
-        if ids.dim() < 3:
+        if ids is None or ids.dim() < 3:  # (None: a model that reads no token ids, called without them)
             return self.pool(out, batch)
         flat = {"input_ids": ids.reshape(-1, ids.shape[-1]),
                 "attention_mask": None if mask is None else mask.reshape(-1, mask.shape[-1])}
@@ -245,6 +257,18 @@ class SequenceTask(Task):
         super().add_head(model)
         if self.options.aux_lm_weight > 0:  # after resizing: the LM head is tied to the embeddings
             model.add_head(AUX_LM_HEAD, AuxiliaryLMHead, weight=self.options.aux_lm_weight)
+
+    def schedule(self, model, steps_per_epoch: int):
+        """SiATL's auxiliary LM weight, ``aux_lm_weight * aux_lm_decay ** (step / steps_per_epoch)``
+        (an exponential decay per epoch); None when the weight is constant or absent."""
+        if self.options.aux_lm_weight <= 0 or self.options.aux_lm_decay == 1:
+            return None
+        head, start, decay = model.heads[AUX_LM_HEAD], self.options.aux_lm_weight, self.options.aux_lm_decay
+
+        def before_step(step: int) -> None:
+            head.weight = start * decay ** (step / max(1, steps_per_epoch))
+
+        return before_step
 
 
 class ClassificationTask(SequenceTask):

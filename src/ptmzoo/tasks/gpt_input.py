@@ -40,11 +40,15 @@ class GPTInputOptions(Config):
                                           "extract token")
     aux_lm_weight: float = setting(0.0, metavar="LAMBDA", help="add LAMBDA x the LM loss on the same inputs to the "
                                                                "task loss (0.5 in the paper)")
+    aux_lm_decay: float = setting(1.0, metavar="R", help="SiATL: multiply LAMBDA by R every epoch (exponential "
+                                                         "decay; 1: a constant weight)")
 
     def validate(self) -> None:
         super().validate()
         if self.aux_lm_weight < 0:
             raise UserError("--aux-lm-weight must not be negative")
+        if not 0 < self.aux_lm_decay <= 1:
+            raise UserError("--aux-lm-decay must be in (0, 1] (1: a constant weight)")
 
 
 class GPTInputs:

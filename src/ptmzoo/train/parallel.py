@@ -83,7 +83,9 @@ def checkpoint_activations(block: nn.Module) -> None:
 
 
 class Parallelism:
-    def __init__(self, mode: str, env: DistEnv, activation_checkpointing: bool = False):
+    def __init__(self, mode: str, env: DistEnv, activation_checkpointing: bool = False, skips_layers: bool = False):
+        """``skips_layers``: some passes leave layers out (LayerDrop), so DDP must look for unused
+        parameters in each step; FSDP cannot shard such a model per layer."""
         if mode not in MODES:
             raise UserError(f"train.parallel must be one of {', '.join(MODES)}, not {mode!r}")
         if mode == "auto":
@@ -94,7 +96,10 @@ class Parallelism:
         if mode == "none" and env.distributed:
             raise UserError("train.parallel=none runs one process, but this run has "
                             f"{env.world_size}; use ddp or fsdp under torchrun")
+        if mode == "fsdp" and skips_layers:
+            raise UserError("train.layerdrop skips layers, which FSDP's per-layer sharding cannot; use train.parallel=ddp")
         self.mode, self.env, self.activation_checkpointing = mode, env, activation_checkpointing
+        self.skips_layers = skips_layers
 
     @property
     def sharded(self) -> bool:
@@ -107,7 +112,7 @@ class Parallelism:
                 checkpoint_activations(block)
         if self.mode == "ddp":
             ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(step, device_ids=ids)
+            return nn.parallel.DistributedDataParallel(step, device_ids=ids, find_unused_parameters=self.skips_layers)
         if self.mode == "fsdp":
             from torch.distributed.fsdp import fully_shard
 

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..catalog import build_model, family
+from ..compress.recorded import training_constraints
 from ..config import Config, TrainConfig
 from ..data.samples import SampleSettings, build_samples
 from ..data.shards import ShardedCorpus, ShardSplit
@@ -16,7 +17,13 @@ from ..errors import UserError
 from ..io import atomic_write_text
 from ..loading import load as load_checkpoint
 from ..models.model import PtmModel
-from ..objectives import OBJECTIVES, Objective, PretrainCollator, build_objectives, sample_kind
+from ..objectives import (
+    OBJECTIVES,
+    Objective,
+    PretrainCollator,
+    build_objectives,
+    sample_kind,
+)
 from ..presets import get_preset
 from .distributed import DistEnv, setup
 from .trainer import Trainer, TrainResult, evaluate_loss, seed_everything
@@ -109,6 +116,7 @@ class PretrainJob:
             objective.check_backbone(backbone, recipe.preset)
             if objective.name not in model.heads:
                 objective.attach(model)
+        self.after_step, self.carried = None, {}  # what a compressed --init-from requires (compress.recorded)
         if recipe.init_from:
             self._init_from(recipe.init_from)
 
@@ -128,7 +136,7 @@ class PretrainJob:
             if self.valid_data is not None and len(self.valid_data) == 0:
                 self.valid_data = None
         pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else self.tokenizer.document_separator_id
-        self.collate = PretrainCollator(self.objectives, pad_id)
+        self.collate = PretrainCollator(self.objectives, pad_id, backbone.derived_inputs, self.tokenizer)
 
     def _init_from(self, path: str) -> None:
         source = load_checkpoint(path)
@@ -147,6 +155,7 @@ class PretrainJob:
         if backbone_missing:
             raise UserError(f"--init-from {path} does not fit the preset (missing {backbone_missing[0]}); "
                             "use the checkpoint's architecture")
+        self.after_step, self.carried = training_constraints(self.model, source.meta, f"--init-from {path}")
 
     def dataset(self, split: str, seed: int):
         """The samples of a corpus split, as the objectives declare them."""
@@ -169,10 +178,11 @@ class PretrainJob:
     def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
                  "seq_len": self.seq_len, "recipe": self.recipe.to_dict(), **self.corpus_meta}
+        extra.update(self.carried)
         return Trainer(self.model, self.train_data, self.collate, self.recipe.train, out_dir, self.env,
                        tokenizer=self.tokenizer, extra_meta=extra,
                        evaluate=self.evaluate if self.valid_data is not None else None, progress=progress,
-                       callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles)
+                       callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles, after_step=self.after_step)
 
 
 def save_recipe(recipe: PretrainRecipe, out_dir: str) -> None:

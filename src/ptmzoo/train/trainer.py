@@ -154,6 +154,7 @@ class Trainer:
         callbacks: list[Callable[[int, dict], None]] | None = None,
         optimizer_groups: list[dict] | None = None,
         before_step: Callable[[int], None] | None = None,
+        after_step: Callable[[int], None] | None = None,
         write_model: Callable[..., None] = write_model_files,
         patience: int | None = None,
         objectives: list | None = None,
@@ -161,7 +162,8 @@ class Trainer:
     ):
         """Fine-tuning strategies (finetune/strategies.py) use ``optimizer_groups`` (per-layer
         learning rates), ``before_step(step)`` (gradual unfreezing), ``write_model`` (save only
-        adapter/LoRA parameters); ``patience``: stop after that many evaluations without a better
+        adapter/LoRA parameters); ``after_step(step)`` runs after each optimizer step (pruning masks
+        re-applied); ``patience``: stop after that many evaluations without a better
         ``select_metric`` (early stopping). ``objectives`` (pre-training) may run their own step
         and carry state across steps (``train.step.TrainingStep``); ``shuffle=False`` reads the
         samples in order (stream samples: each batch row continues the previous step's text)."""
@@ -178,6 +180,7 @@ class Trainer:
         self.progress = progress
         self.callbacks = callbacks or []
         self.before_step, self.write_model, self.patience = before_step, write_model, patience
+        self.after_step = after_step
         self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
         self.metrics = MetricsLog(os.path.join(out_dir, "metrics.jsonl"), env.is_main)
 
@@ -186,9 +189,15 @@ class Trainer:
                             f"processes ({env.world_size})")
         self.micro_batch = config.micro_batch_size or config.batch_size // env.world_size
         self.model = unwrap(model).to(env.device)
+        if config.layerdrop:
+            if not self.model.backbone.supports_layerdrop:
+                raise UserError(f"train.layerdrop: a {self.model.family} backbone has no LayerDrop; use a BERT- or "
+                                "GPT-2-family model")
+            self.model.backbone.layerdrop = config.layerdrop
         self.training_step = TrainingStep(self.model, objectives or []).to(env.device)
         self.shuffle = shuffle
-        self.parallel = Parallelism(config.parallel, env, config.activation_checkpointing)
+        self.parallel = Parallelism(config.parallel, env, config.activation_checkpointing,
+                                    skips_layers=config.layerdrop > 0)
         if self.parallel.sharded and (optimizer_groups is not None or before_step is not None):
             raise UserError("train.parallel=fsdp trains every weight at one learning rate; discriminative learning "
                             "rates and gradual unfreezing need train.parallel=ddp")
@@ -430,6 +439,8 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.after_step is not None:
+            self.after_step(self.step + 1)
         rows = sum(self.model.count_rows(mb) for mb in micro)
         stats = torch.cat([sums, torch.tensor([float(tokens), float(rows)], device=env.device)])
         env.all_reduce_sum(stats)

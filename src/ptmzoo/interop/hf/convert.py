@@ -165,6 +165,12 @@ def import_hf(directory: str, device: str | torch.device = "cpu") -> Pretrained:
 def export_hf(pretrained: Pretrained, out_dir: str) -> str:
     """Write ``pretrained`` (model, tokenizer, task labels) as a Hugging Face model directory."""
     model = pretrained.model
+    if pretrained.meta.get("quantization"):
+        raise UserError(f"{pretrained.path} is quantized ({pretrained.meta['quantization']['method']}); Hugging Face "
+                        "checkpoints hold float weights: export the model before quantizing it")
+    if getattr(model.config, "layer_heads", None) is not None:
+        raise UserError(f"{pretrained.path} has pruned attention heads (a different number per layer), which "
+                        "transformers' configs cannot describe; export the model before pruning heads")
     adapter = adapter_for_family(model.family)
     parts = adapter.export_parts(pretrained)
     if parts:  # one HF directory per network (ELECTRA's generator and discriminator)
