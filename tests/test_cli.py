@@ -5,7 +5,8 @@ import json
 import os
 
 import pytest
-from conftest import run_cli, shared_path
+
+from tests.conftest import run_cli, shared_path
 
 
 def _assert_user_error(result, pattern):

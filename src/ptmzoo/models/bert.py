@@ -27,7 +27,7 @@ from ..nn import (
     padding_mask,
 )
 from ..nn.ffn import ACTIVATIONS
-from .base import Backbone, BackboneOutput, TransformerConfig
+from .base import Backbone, BackboneOutput, TransformerConfig, check_length
 
 # ALBERT cross-layer sharing: nothing, whole layers, attention only, feed-forward only
 Sharing = Literal["none", "all", "attention", "ffn"]
@@ -71,6 +71,7 @@ class BertEmbeddings(nn.Module):
         size = config.embedding_size or config.hidden_size
         self.offset = config.position_offset
         self.pad_token_id = config.pad_token_id
+        self.max_positions = config.max_position_embeddings
         self.word = nn.Embedding(config.vocab_size, size, padding_idx=config.pad_token_id)
         self.position = nn.Embedding(config.max_position_embeddings + self.offset, size,
                                      padding_idx=config.pad_token_id if self.offset else None)
@@ -95,6 +96,7 @@ class BertEmbeddings(nn.Module):
         return self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids)
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
+        check_length(input_ids.shape[1], self.max_positions)
         x = self.word(input_ids) + self.position(self.position_rows(input_ids, position_ids))
         if self.token_type is not None:
             x = x + self.segments(token_type_ids)
