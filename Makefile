@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/ptmzoo demo
+	$(VENV)/bin/ptmzoo demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -9,6 +9,10 @@ import sys
 
 import pytest
 
+# `ptmzoo pretrain` flags of a bert-tiny shrunk to 1 layer x 32 that checkpoints every 2 steps
+TINY_PRETRAIN = ["--preset", "bert-tiny", "--seq-len", "32", "--batch-size", "4", "--no-progress",
+                 "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",
+                 "train.log_every=1", "train.save_every=2", "train.eval_every=1000"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
@@ -91,3 +95,64 @@ def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subproce
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "ptmzoo", *args], capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def assert_user_error(result: subprocess.CompletedProcess, pattern: str) -> str:
+    """A user mistake as the CLI must report it: exit code 2 and one line ``error: ...`` on stderr
+    matching ``pattern``, no traceback. Returns the line."""
+    import re
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def tiny_checkpoint(directory: str, family: str, tokenizer, heads: tuple[str, ...]) -> str:
+    """A randomly initialised 1-layer x 32 model of ``family`` with ``heads``, saved with ``tokenizer``."""
+    import torch
+
+    from ptmzoo.catalog import build_model
+    from ptmzoo.checkpoint import save_pretrained
+
+    torch.manual_seed(0)
+    model = build_model(family, {"vocab_size": tokenizer.vocab_size, "hidden_size": 32, "num_layers": 1,
+                                 "num_heads": 2, "intermediate_size": 64},
+                        heads={head: {"kind": head} for head in heads})
+    save_pretrained(directory, model, tokenizer)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, wordpiece_tokenizer) -> str:
+    """A tiny BERT checkpoint with an MLM head (random weights): for checks that need a model."""
+    return tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "bert"), "bert", wordpiece_tokenizer, ("mlm",))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, bpe_tokenizer) -> str:
+    """A tiny GPT-2 checkpoint with a causal LM head (random weights)."""
+    return tiny_checkpoint(str(tmp_path_factory.mktemp("tiny") / "gpt2"), "gpt2", bpe_tokenizer, ("clm",))
+
+
+def run_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``ptmzoo ARGS`` in this process (``ptmzoo.cli.main``, sparing an import of torch), with its
+    exit code and output in the shape ``run_cli`` returns."""
+    from ptmzoo.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["ptmzoo", *args], code, captured.out, captured.err)
+
+
+class RunsCode:
+    """Unpickling this runs ``touch MARKER``: what a crafted checkpoint file would do."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

@@ -6,17 +6,8 @@ import os
 
 import pytest
 
+from tests.conftest import assert_user_error as _assert_user_error
 from tests.conftest import run_cli, shared_path
-
-
-def _assert_user_error(result, pattern):
-    import re
-
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -176,6 +176,17 @@ def upgrade_weights(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dic
     return state
 
 
+def check_tokenizer(tokenizer: Tokenizer, meta: dict[str, Any], directory: str) -> None:
+    """The tokenizer files must be the ones the model was trained with: ``ptmzoo.json`` keeps their
+    fingerprint, and another tokenizer (files copied over from elsewhere) would silently give the
+    model ids that mean other tokens."""
+    expected = (meta.get("tokenizer") or {}).get("fingerprint")
+    if expected and tokenizer.fingerprint() != expected:
+        raise UserError(f"the tokenizer files in {directory} are not those the model was trained with (fingerprint "
+                        f"{tokenizer.fingerprint()}, {META_FILE} says {expected}); put the model's own tokenizer "
+                        "files back")
+
+
 def check_vocab(tokenizer: Tokenizer, model: PtmModel, where: str) -> None:
     if tokenizer.vocab_size > model.config.vocab_size:
         raise UserError(f"tokenizer vocabulary ({tokenizer.vocab_size}) is larger than the model's "

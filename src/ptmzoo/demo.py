@@ -26,6 +26,7 @@ import numpy as np
 
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
+from .textio import open_text
 
 
 def cpu_bf16_is_fast() -> bool:
@@ -79,7 +80,7 @@ _TAG = re.compile(r"/[A-Za-z]+")
 def peoples_daily_text(path: str) -> list[str]:
     """Paragraphs of the People's Daily corpus without POS tags and word boundaries."""
     paragraphs = []
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path) as fh:
         for line in fh:
             words = [_TAG.sub("", w).lstrip("[").split("]")[0] for w in line.split()]
             text = "".join(words).strip()
@@ -91,7 +92,7 @@ def peoples_daily_text(path: str) -> list[str]:
 def review_splits(directory: str, settings: DemoSettings):
     """(test, dev, pool) lists of (text, label) after de-duplication, split by seed."""
     def read(name):
-        with open(os.path.join(directory, "sentiment", name), encoding="utf-8") as fh:
+        with open_text(os.path.join(directory, "sentiment", name)) as fh:
             return {line.strip() for line in fh if line.strip()}
 
     pos, neg = read("pos.txt"), read("neg.txt")

@@ -16,6 +16,11 @@ class UserError(Exception):
     exit_code = 2
 
 
+class BadInput(UserError, ValueError):
+    """A bad argument to the Python API (token ids out of range, no checkpoint path): a
+    ``ValueError`` for the caller, and one line on the command line like every ``UserError``."""
+
+
 def require_file(path: str | os.PathLike, what: str = "file") -> str:
     """Return ``path`` as a string if it names an existing, non-empty file."""
     path = os.fspath(path)
@@ -33,3 +38,15 @@ def require_dir(path: str | os.PathLike, what: str = "directory") -> str:
     if not os.path.isdir(path):
         raise UserError(f"{what} not found: {path} (check the path)")
     return path
+
+
+def require_int_list(text: str, flag: str, example: str, minimum: int = 1) -> list[int]:
+    """Comma-separated whole numbers of at least ``minimum`` (``--budgets 200,500``), or one line
+    saying what is wrong."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        raise UserError(f"{flag} {text!r} must be comma-separated whole numbers of at least {minimum}, e.g. {example}")
+    return values

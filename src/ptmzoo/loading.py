@@ -25,6 +25,7 @@ from .checkpoint import (
     SHARDED_WEIGHTS_DIR,
     WEIGHTS_FILE,
     Pretrained,
+    check_tokenizer,
     check_vocab,
     has_tokenizer,
     read_meta,
@@ -32,7 +33,7 @@ from .checkpoint import (
     upgrade_weights,
 )
 from .data.tokenizers import Tokenizer
-from .errors import UserError
+from .errors import BadInput, UserError
 from .finetune.strategies import StrategyConfig, add_structure
 from .interop.hf.convert import import_hf
 from .models.model import PtmModel
@@ -42,8 +43,8 @@ from .train.sharded import load_sharded
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
     """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode) and
     ``.tokenizer``."""
-    if path is None:
-        raise UserError("no checkpoint given; pass the path of a model directory")
+    if not isinstance(path, (str, os.PathLike)):
+        raise BadInput(f"ptmzoo.load needs the path of a checkpoint or run directory, not {path!r}")
     directory = resolve_model_dir(os.fspath(path))
     if not os.path.exists(os.path.join(directory, META_FILE)):
         return import_hf(directory, device)
@@ -58,7 +59,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
     else:
         state = read_weights(os.path.join(directory, WEIGHTS_FILE), directory)
         load_weights(model, upgrade_weights(meta, state), directory)
-    tokenizer = read_tokenizer(directory, model)
+    tokenizer = read_tokenizer(directory, model, meta)
     model.to(device).eval()
     return Pretrained(model, tokenizer, meta, directory)
 
@@ -97,11 +98,12 @@ def load_weights(model: PtmModel, state: dict[str, torch.Tensor], directory: str
                         f"{', '.join(names)}); the checkpoint is damaged or from another model")
 
 
-def read_tokenizer(directory: str, model: PtmModel) -> Tokenizer | None:
+def read_tokenizer(directory: str, model: PtmModel, meta: dict[str, Any]) -> Tokenizer | None:
     if not has_tokenizer(directory):
         return None
     tokenizer = Tokenizer.load(directory)
     check_vocab(tokenizer, model, directory)
+    check_tokenizer(tokenizer, meta, directory)
     return tokenizer
 
 
@@ -125,5 +127,7 @@ def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device 
         raise UserError(f"{directory}/{info['file']} does not fit its model "
                         f"({'unexpected' if unexpected else 'missing'}: {(unexpected or not_in_base)[0]})")
     tokenizer = Tokenizer.load(directory) if has_tokenizer(directory) else base.tokenizer
+    if tokenizer is not None:
+        check_tokenizer(tokenizer, meta, directory)
     model.to(device).eval()
     return Pretrained(model, tokenizer, meta, directory)

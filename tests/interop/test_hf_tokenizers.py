@@ -28,7 +28,6 @@ from tokenizers import models, normalizers, pre_tokenizers, trainers
 
 import ptmzoo
 from ptmzoo.data.tokenizers import Tokenizer
-from ptmzoo.tasks.base import TaskOptions
 from ptmzoo.tasks.classification import ClassificationTask
 from tests.conftest import shared_path
 from tests.interop.hf_models import randomize, transformers
@@ -108,7 +107,7 @@ def vocabs(data, tmp_path_factory):
 
 def _ptmzoo_batches(tokenizer, pairs, max_length, size=16):
     """Padded batches through ptmzoo's fine-tuning path (a classification task on sentence pairs)."""
-    task = ClassificationTask(TaskOptions(max_length=max_length), tokenizer, ["0", "1"], 512)
+    task = ClassificationTask(ClassificationTask.Options(max_length=max_length), tokenizer, ["0", "1"], 512)
     for start in range(0, len(pairs), size):
         chunk = pairs[start:start + size]
         yield chunk, task.collate(task.encode_texts([a for a, _ in chunk], [b for _, b in chunk]))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import main
 from ptmzoo.loading import load
-from ptmzoo.tasks import ClassificationTask, MultipleChoiceTask, TaskOptions
+from ptmzoo.tasks import ClassificationOptions, ClassificationTask, MultipleChoiceOptions, MultipleChoiceTask
 from ptmzoo.tasks.gpt_input import DELIMITER, EXTRACT, START
 from tests.generation.generation_helpers import tiny_gpt2
 
@@ -36,7 +36,7 @@ def words(tokenizer, text):
 
 
 def classification(tokenizer, **options):
-    return ClassificationTask(TaskOptions(gpt_input=True, **options), tokenizer, ["no", "yes"], 128)
+    return ClassificationTask(ClassificationOptions(gpt_input=True, **options), tokenizer, ["no", "yes"], 128)
 
 
 def test_input_transformations_on_a_hand_example(tokenizer):
@@ -56,11 +56,11 @@ def test_input_transformations_on_a_hand_example(tokenizer):
     [similar] = classification(tokenizer, text_pair_column="pair", both_orders=True).encode(pair_rows, "f.tsv")
     assert similar["input_ids"] == [[start, *a, delim, *b, extract], [start, *b, delim, *a, extract]]
 
-    mc = MultipleChoiceTask(TaskOptions(gpt_input=True), tokenizer, [], 128)
+    mc = MultipleChoiceTask(MultipleChoiceOptions(gpt_input=True), tokenizer, [], 128)
     [choice] = mc.encode([{"text": "the cat sat", "choices": ["a dog ran", "home"], "label": 1}], "f.jsonl")
     assert choice["input_ids"] == [[start, *a, delim, *b, extract], [start, *a, delim, *words(tokenizer, "home"), extract]]
 
-    short = ClassificationTask(TaskOptions(gpt_input=True, text_pair_column="pair", max_length=8), tokenizer, ["no"], 128)
+    short = ClassificationTask(ClassificationOptions(gpt_input=True, text_pair_column="pair", max_length=8), tokenizer, ["no"], 128)
     [cut] = short.encode([{"text": "one two three four five six", "pair": "seven", "label": "no"}], "f.tsv")
     assert len(cut["input_ids"]) == 8 and cut["input_ids"][-1] == extract  # the longer text is shortened
 

@@ -18,7 +18,7 @@ from ptmzoo.errors import UserError
 from ptmzoo.finetune.run import FinetuneConfig, run_finetune
 from ptmzoo.models import BertConfig, BertModel
 from ptmzoo.models.model import PtmModel
-from ptmzoo.tasks import MultipleChoiceTask, TaskOptions
+from ptmzoo.tasks import MultipleChoiceOptions, MultipleChoiceTask
 
 ROWS = [{"context": "The cat sat on", "choices": ["the mat", "a cloud", "the moon"], "label": 0},
         {"context": "Water boils at", "choices": ["one hundred degrees", "noon"], "label": "noon"}]
@@ -32,7 +32,7 @@ def tiny_bert(tokenizer, seed=0):
 
 
 def make_task(tokenizer, **options):
-    return MultipleChoiceTask(TaskOptions(text_column="context", **options), tokenizer, [], 64)
+    return MultipleChoiceTask(MultipleChoiceOptions(text_column="context", **options), tokenizer, [], 64)
 
 
 def test_choices_batch_as_batch_choices_length(wordpiece_tokenizer):

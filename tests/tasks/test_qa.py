@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ptmzoo.errors import UserError
-from ptmzoo.tasks import TaskOptions
+from ptmzoo.tasks import QAOptions
 from ptmzoo.tasks.qa import (
     QATask,
     best_spans,
@@ -86,7 +86,7 @@ def perfect_logits(samples):
 
 def test_cmrc_windows_reach_every_answer_and_map_back_exactly(char_tokenizer, tmp_path):
     rows = read_squad(shared_path("zh", "cmrc2018", "dev.json"))[:300]
-    options = TaskOptions(max_length=64, doc_stride=16, max_query_length=16, max_answer_length=64)
+    options = QAOptions(max_length=64, doc_stride=16, max_query_length=16, max_answer_length=64)
     task = QATask(options, char_tokenizer, [], 512)
     samples = task.encode(rows, "dev.json")
     assert max(len(s["input_ids"]) for s in samples) <= 64
@@ -128,7 +128,7 @@ def test_english_offsets_with_wordpiece(wordpiece_tokenizer):
     context = "The Norman conquest of England began in 1066, led by William the Conqueror."
     row = {"id": "q", "question": "When did it begin?", "context": context,
            "answers": [{"text": "1066", "answer_start": context.index("1066")}]}
-    task = QATask(TaskOptions(max_length=24, doc_stride=4), wordpiece_tokenizer, [], 512)
+    task = QATask(QAOptions(max_length=24, doc_stride=4), wordpiece_tokenizer, [], 512)
     samples = task.encode([row], "x")
     assert len(samples) > 1
     hit = next(s for s in samples if s["start_positions"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ptmzoo.errors import UserError
-from ptmzoo.tasks import TaskOptions
+from ptmzoo.tasks import TaggingOptions
 from ptmzoo.tasks.crf import CRF, pack
 from ptmzoo.tasks.tagging import (
     TaggingTask,
@@ -66,7 +66,7 @@ def test_strict_mode_matches_seqeval_on_random_sequences(prefixes, scheme, seqev
 
 
 def test_metrics_match_seqeval_on_real_conll_tags():
-    rows = read_tagged(shared_path("en", "conll2003", "dev.txt"), TaskOptions())[:400]
+    rows = read_tagged(shared_path("en", "conll2003", "dev.txt"), TaggingOptions())[:400]
     gold = [r["tags"] for r in rows]  # IOB1 as in the file
     rng = random.Random(2)
     # a plausible tagger: gold with some tags replaced at random
@@ -94,31 +94,31 @@ def test_iob1_to_bio_and_spans():
 def test_readers_and_malformed_rows(tmp_path):
     conll = tmp_path / "a.conll"
     conll.write_text("-DOCSTART- -X- O\n\nEU NNP B-ORG\nrejects VBZ O\n\nPeter NNP B-PER\n")
-    rows = read_tagged(str(conll), TaskOptions())
+    rows = read_tagged(str(conll), TaggingOptions())
     assert [r["tokens"] for r in rows] == [["EU", "rejects"], ["Peter"]] and rows[1]["tags"] == ["B-PER"]
     conll.write_text("EU B-ORG\nrejects\n")
     with pytest.raises(UserError, match=r"a.conll:2: expected a word and a tag"):
-        read_tagged(str(conll), TaskOptions())
+        read_tagged(str(conll), TaggingOptions())
     cluener = tmp_path / "c.json"
     cluener.write_text('{"text": "浙商银行企业信贷部",\n "label": {"company": {"浙商银行": [[0, 3]]}}}\n'
                        '{"text": "叶老桂", "label": {"name": {"叶老桂": [[0, 1]]}}}\n')
     with pytest.raises(UserError, match=r"c.json:3: entity '叶老桂' is not at \[0, 1\]"):
-        read_tagged(str(cluener), TaskOptions())
+        read_tagged(str(cluener), TaggingOptions())
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text('{"tokens": ["a", "b"], "tags": ["O", "B-X"]}\n{"tokens": ["a"], "tags": ["O", "O"]}\n')
     with pytest.raises(UserError, match=r"t.jsonl:2: 1 words but 2 tags"):
-        read_tagged(str(jsonl), TaskOptions())
+        read_tagged(str(jsonl), TaggingOptions())
 
 
 def test_cluener_rows_become_character_bio():
-    rows = read_tagged(shared_path("zh", "cluener", "dev.json"), TaskOptions())
+    rows = read_tagged(shared_path("zh", "cluener", "dev.json"), TaggingOptions())
     assert len(rows) == 1343
     assert rows[0]["tokens"][:3] == ["彭", "小", "军"] and rows[0]["tags"][:4] == ["B-name", "I-name", "I-name", "O"]
 
 
 def test_first_subtoken_alignment(wordpiece_tokenizer):
     words = ["Hamburger", "unbelievably", "in", "Köln", " "]
-    task = TaggingTask(TaskOptions(), wordpiece_tokenizer, ["O", "B-LOC", "I-LOC"], 512)
+    task = TaggingTask(TaggingOptions(), wordpiece_tokenizer, ["O", "B-LOC", "I-LOC"], 512)
     (sample,) = task.encode([{"tokens": words, "tags": ["O", "O", "O", "B-LOC", "O"]}], "x")
     pieces = [wordpiece_tokenizer.backend.encode(w, add_special_tokens=False).ids or [task.unk_id] for w in words]
     assert sample["input_ids"] == [wordpiece_tokenizer.cls_id, *itertools.chain(*pieces), wordpiece_tokenizer.sep_id]
@@ -129,7 +129,7 @@ def test_first_subtoken_alignment(wordpiece_tokenizer):
         expected[position] = label
     assert sample["labels"] == expected
     # words past --max-length are dropped (and predicted O)
-    short = TaggingTask(TaskOptions(max_length=4), wordpiece_tokenizer, ["O", "B-LOC"], 512)
+    short = TaggingTask(TaggingOptions(max_length=4), wordpiece_tokenizer, ["O", "B-LOC"], 512)
     (cut,) = short.encode([{"tokens": ["in", "in", "in", "in"]}], "x", with_labels=False)
     assert len(cut["input_ids"]) == 4 and cut["num_words"] == 4 and len(cut["word_starts"]) == 2
 

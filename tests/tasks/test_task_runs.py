@@ -15,7 +15,7 @@ from ptmzoo.finetune.run import FinetuneConfig, run_finetune
 from ptmzoo.loading import load
 from ptmzoo.models import BertConfig, BertModel
 from ptmzoo.models.model import PtmModel
-from ptmzoo.tasks import TaskOptions
+from ptmzoo.tasks import TaggingOptions
 from ptmzoo.tasks.tagging import read_tagged
 from tests.conftest import shared_path
 
@@ -52,7 +52,7 @@ def test_tagging_with_crf_then_evaluate_and_predict(tiny_bert, tmp_path, capsys)
     assert main(["predict", os.path.join(out, "best"), "--file", str(conll), "--out", predictions]) == 0
     with open(predictions, encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh]
-    assert len(records) == len(read_tagged(str(conll), TaskOptions())) and all(len(r["predicted"]) == len(r["tokens"]) for r in records)
+    assert len(records) == len(read_tagged(str(conll), TaggingOptions())) and all(len(r["predicted"]) == len(r["tokens"]) for r in records)
 
 
 def test_qa_then_predict(tiny_bert, tmp_path):

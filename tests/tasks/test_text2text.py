@@ -18,7 +18,7 @@ from ptmzoo.generation.constrained import TokenTrie
 from ptmzoo.generation.seq2seq import generate_seq2seq
 from ptmzoo.loading import load
 from ptmzoo.models.t5 import T5Config, T5Model
-from ptmzoo.tasks import TaskOptions, Text2TextTask
+from ptmzoo.tasks import Text2TextOptions, Text2TextTask
 from ptmzoo.tasks.tagging import get_entities
 from ptmzoo.tasks.text2text import (
     entity_metrics,
@@ -52,7 +52,7 @@ def sst_tokenizer():
 
 
 def make_task(tokenizer, labels=(), **options) -> Text2TextTask:
-    return Text2TextTask(TaskOptions.from_dict(options), tokenizer, list(labels), 512)
+    return Text2TextTask(Text2TextOptions.from_dict(options), tokenizer, list(labels), 512)
 
 
 # ---- rendering ------------------------------------------------------------------------------------
@@ -87,8 +87,8 @@ def test_ner_targets_from_conll_and_cluener(sst_tokenizer, tmp_path):
     conll = tmp_path / "ner.txt"
     conll.write_text(CONLL)
     options = {"target_kind": "entities", "prefix": "ner"}
-    rows = Text2TextTask.read(str(conll), TaskOptions.from_dict(options))
-    task = make_task(sst_tokenizer, Text2TextTask.infer_labels(rows, TaskOptions.from_dict(options), "f"), **options)
+    rows = Text2TextTask.read(str(conll), Text2TextOptions.from_dict(options))
+    task = make_task(sst_tokenizer, Text2TextTask.infer_labels(rows, Text2TextOptions.from_dict(options), "f"), **options)
     assert task.labels == ["LOC", "PER"]
     samples = task.encode(rows, str(conll))
     assert [s["source"] for s in samples] == ["ner John Smith lives in New York .", "ner Nothing here"]
@@ -97,7 +97,7 @@ def test_ner_targets_from_conll_and_cluener(sst_tokenizer, tmp_path):
     cluener = tmp_path / "c.json"
     cluener.write_text(json.dumps({"text": "张三在北京工作", "label": {"name": {"张三": [[0, 1]]},
                                                               "address": {"北京": [[3, 4]]}}}, ensure_ascii=False))
-    rows = Text2TextTask.read(str(cluener), TaskOptions.from_dict({"target_kind": "entities"}))
+    rows = Text2TextTask.read(str(cluener), Text2TextOptions.from_dict({"target_kind": "entities"}))
     sample = make_task(sst_tokenizer, target_kind="entities").encode(rows, str(cluener))[0]
     assert (sample["source"], sample["target"]) == ("张三在北京工作", "name: 张三; address: 北京")
 
@@ -235,7 +235,7 @@ def test_ner_as_text_runs_end_to_end(t5_init, tmp_path):
     assert {"score", "f1", "precision", "recall", "exact_match", "invalid_rate"} == set(report["dev"])
     assert report["labels"] == ["LOC", "MISC", "ORG", "PER"]
     lines = (tmp_path / "ner" / "predictions.dev.tsv").read_text().splitlines()
-    rows = Text2TextTask.read(str(conll), TaskOptions.from_dict({"target_kind": "entities"}))
+    rows = Text2TextTask.read(str(conll), Text2TextOptions.from_dict({"target_kind": "entities"}))
     assert lines[0] == "input\ttarget\tprediction" and len(lines) == len(rows) + 1
 
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 
 from ..errors import UserError, require_file
+from ..textio import BOM, decode_line
 
 FORMATS = ("auto", "text", "jsonl")
 DOC_MODES = ("auto", "line", "blank")
@@ -58,7 +59,7 @@ class CorpusReader:
             raise UserError(f"cannot read {self.path}: {exc} (is the gzip file complete?)")
         finally:
             raw.close()
-        text = data.decode("utf-8", errors="ignore")
+        text = data.removeprefix(BOM).decode("utf-8", errors="ignore")
         lines = text.splitlines()
         return lines[:-1] if len(data) == _SNIFF_BYTES and len(lines) > 1 else lines
 
@@ -78,15 +79,12 @@ class CorpusReader:
     # -- iteration -------------------------------------------------------------------------------
     def _lines(self) -> Iterator[tuple[int, str]]:
         raw, stream = self._open()
+        offset = 0  # of the line in the (decompressed) text, for the error on a non-UTF-8 byte
         try:
             for number, chunk in enumerate(stream, start=1):
                 self.bytes_read = raw.tell()
-                try:
-                    yield number, chunk.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise UserError(
-                        f"{self.path}:{number}: not UTF-8 text ({exc.reason}); convert the file to UTF-8"
-                    ) from None
+                yield number, decode_line(chunk, self.path, number, offset)
+                offset += len(chunk)
         except (OSError, EOFError) as exc:
             raise UserError(f"cannot read {self.path}: {exc} (is the gzip file complete?)") from None
         finally:

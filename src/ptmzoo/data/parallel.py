@@ -24,7 +24,7 @@ from itertools import zip_longest
 import numpy as np
 
 from ..errors import UserError, require_file
-from ..io import atomic_directory, atomic_write_json
+from ..io import atomic_directory, atomic_write_json, sigterm_interrupts
 from .shards import FORMAT, FORMAT_VERSION, ShardSplit, ShardWriter, token_dtype
 from .tokenizers import Tokenizer
 
@@ -67,7 +67,7 @@ def prepare_parallel(inputs: list[str], tokenizer_path: str, out_dir: str, langu
         raise UserError(f"{out_dir} already exists and is not empty; choose another --out or pass --overwrite")
     tokenizer = Tokenizer.load(tokenizer_path)
     dtype = token_dtype(tokenizer.vocab_size)
-    with atomic_directory(out_dir) as tmp:
+    with sigterm_interrupts(), atomic_directory(out_dir) as tmp:
         tokenizer.save(tmp)
         writers = {name: ShardWriter(os.path.join(tmp, name), dtype) for name in ("train", "valid")}
         index, pending = 0, []

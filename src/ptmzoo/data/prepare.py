@@ -19,9 +19,12 @@ token (``shards.ENTITIES_SUFFIX``); the names and vectors are kept beside the sh
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import os
+import re
+import signal
 from collections import deque
 from collections.abc import Iterator
 
@@ -29,7 +32,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from ..io import (
+    atomic_directory,
+    atomic_write_json,
+    atomic_write_text,
+    sigterm_interrupts,
+)
 from ..knowledge.linking import EntityLinker, token_entities
 from ..knowledge.vectors import read_vectors
 from .corpus import CorpusReader, sentence_starts
@@ -47,6 +55,11 @@ from .shards import (
 from .tokenizers import Tokenizer
 
 CHUNK_CHARS = 1 << 20  # characters of text sent to a worker at a time
+# A longer document is tokenized in pieces of at most this many characters, so that the tokenizer's
+# per-token objects stay small (one 50 MB line tokenized whole held 8-18 GB); cut at the last space
+# or after the last punctuation mark in the second half of the piece, anywhere when it has neither.
+PIECE_CHARS = 1 << 18
+_PIECE_CUT = re.compile(r"(?<=\S) (?=\S)|(?<=[。！？；，、.!?;,:])(?=\S)")
 SEGMENTATIONS = ("none", "spaces", "tagged", "jieba")
 DEFAULT_ENTITY_TAGS = ("nr", "ns", "nt")  # person, place, organisation (People's Daily tag set)
 
@@ -136,10 +149,46 @@ def token_marks(offsets: np.ndarray, words: list[tuple[int, int]], entities: lis
 
 def _init_worker(tokenizer_dir: str, segmenter: Segmenter | None = None, linker: EntityLinker | None = None) -> None:
     global _worker_tokenizer, _worker_segmenter, _worker_linker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the pool
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_tokenizer = Tokenizer.load(tokenizer_dir)
     _worker_segmenter = segmenter
     _worker_linker = linker
+
+
+def piece_starts(text: str) -> list[int]:
+    """Where the pieces of ``text`` that are tokenized separately start (``[0]`` for a short text)."""
+    size, starts = PIECE_CHARS, [0]
+    while len(text) - starts[-1] > size:
+        low, high = starts[-1] + size // 2, starts[-1] + size
+        cuts = [m.start() for m in _PIECE_CUT.finditer(text, low, high)]
+        starts.append(cuts[-1] if cuts else high)
+    return starts
+
+
+def encode_in_pieces(tokenizer: Tokenizer, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Token ids (int32) and character offsets ([n, 2] int32) of each text without special tokens;
+    long texts are encoded piece by piece and turned into arrays at once, so the tokenizer never
+    holds more than about PIECE_CHARS characters' worth of tokens as Python objects."""
+    pieces = [(doc, start, text[start:end]) for doc, text in enumerate(texts)
+              for start, end in itertools.pairwise(piece_starts(text) + [len(text)])]
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in texts]
+
+    def encode(batch: list[tuple[int, int, str]]) -> None:
+        for (doc, start, _), (ids, offsets) in zip(batch, tokenizer.encode_with_offsets([p[2] for p in batch])):
+            parts[doc].append((np.asarray(ids, dtype=np.int32), np.asarray(offsets, dtype=np.int32).reshape(-1, 2) + start))
+
+    batch, size = [], 0
+    for piece in pieces:
+        if batch and size + len(piece[2]) > PIECE_CHARS:
+            encode(batch)
+            batch, size = [], 0
+        batch.append(piece)
+        size += len(piece[2])
+    if batch:
+        encode(batch)
+    empty = (np.zeros(0, dtype=np.int32), np.zeros((0, 2), dtype=np.int32))
+    return [tuple(np.concatenate(a) for a in zip(*doc_parts)) if doc_parts else empty for doc_parts in parts]
 
 
 def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmenter | None = None,
@@ -152,21 +201,20 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str], segmenter: Segmente
         texts = [plain for plain, _, _ in segmented]
     tagged = segmenter is not None and segmenter.mode == "tagged" and bool(segmenter.entity_tags)
     results = []
-    for doc, (text, (ids, offsets)) in enumerate(zip(texts, tokenizer.encode_with_offsets(texts))):
-        ids = np.asarray(ids, dtype=np.int64)
+    for doc, (text, (ids, offsets)) in enumerate(zip(texts, encode_in_pieces(tokenizer, texts))):
         marks = entity_ids = None
         if segmented is not None and len(ids):
             _, words, entities = segmented[doc]
-            marks = token_marks(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), words, entities)
+            marks = token_marks(offsets.astype(np.int64), words, entities)
         if linker is not None:
             mentions = linker.link_spans(text, segmented[doc][2]) if tagged else linker.longest_match(text)
-            entity_ids = token_entities(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), mentions)
+            entity_ids = token_entities(offsets.astype(np.int64), mentions)
         if len(ids) == 0:
             results.append((ids, np.zeros(0, dtype=np.int64), marks, entity_ids))
             continue
         # A sentence starts in the first token that ends after its first character (byte-level
         # BPE tokens carry the preceding space, so their start offset is before the sentence).
-        token_char_ends = np.asarray([end for _, end in offsets], dtype=np.int64)
+        token_char_ends = offsets[:, 1]
         char_starts = np.asarray(sentence_starts(text), dtype=np.int64)
         token_starts = np.unique(np.searchsorted(token_char_ends, char_starts, side="right"))
         token_starts = token_starts[token_starts < len(ids)]
@@ -254,7 +302,7 @@ def prepare_corpus(
     dtype = token_dtype(tokenizer.vocab_size)
     workers = workers if workers is not None else max(1, min(os.cpu_count() or 1, 8))
     total_bytes = sum(r.total_bytes for r in readers)
-    with atomic_directory(out_dir) as tmp:
+    with sigterm_interrupts(), atomic_directory(out_dir) as tmp:
         tokenizer.save(tmp)
         marked = segmenter is not None
         writers = {name: ShardWriter(os.path.join(tmp, name), dtype, shard_tokens, marked, entity_dtype)

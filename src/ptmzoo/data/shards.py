@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import read_json
+from ..textio import read_text
 
 FORMAT = "ptmzoo-shards"
 FORMAT_VERSION = 1
@@ -222,8 +223,7 @@ class ShardedCorpus:
         if not self.meta.get("entities"):
             return None
         try:
-            with open(os.path.join(self.directory, ENTITY_NAMES), encoding="utf-8") as fh:
-                names = fh.read().split("\n")[:-1]
+            names = read_text(os.path.join(self.directory, ENTITY_NAMES)).split("\n")[:-1]
             vectors = np.load(os.path.join(self.directory, ENTITY_VECTORS))
         except FileNotFoundError as exc:
             raise UserError(f"shard file missing: {exc.filename}; run `ptmzoo prepare --entities` again") from None

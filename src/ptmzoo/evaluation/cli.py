@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError, require_file
+from ..textio import read_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,8 +39,8 @@ def run(args, pretrained) -> dict:
     if args.perplexity:
         from .perplexity import perplexity
 
-        with open(require_file(args.perplexity, "text file"), encoding="utf-8") as fh:
-            ids = pretrained.tokenizer.encode(fh.read(), add_special_tokens=False)
+        text = read_text(require_file(args.perplexity, "text file"))
+        ids = pretrained.tokenizer.encode(text, add_special_tokens=False)
         return perplexity(pretrained.model, ids, args.context, args.stride, args.batch_size)
 
     from ..tasks.tables import read_table
@@ -53,9 +54,8 @@ def run(args, pretrained) -> dict:
         if any(len(pair) != 2 for pair in pairs):
             raise UserError("--verbalizers must look like 0=negative,1=positive")
         verbalizers = {label.strip(): word.strip() for label, word in pairs}
-    columns = args.columns.split(",") if args.columns else None
-    test = read_table(args.fewshot, args.format, columns)[: args.max_examples]
-    train = read_table(args.fewshot_train, args.format, columns) if args.fewshot_train else []
+    test = read_table(args.fewshot, args.format, args.columns)[: args.max_examples]
+    train = read_table(args.fewshot_train, args.format, args.columns) if args.fewshot_train else []
     task = FewShotTask(template=args.template.replace("\\n", "\n"), label_column=args.label_column,
                        verbalizers=verbalizers, choices_column=args.choices_column)
     result = fewshot_classify(pretrained.model, pretrained.tokenizer, task, train, test, args.shots, args.seed,

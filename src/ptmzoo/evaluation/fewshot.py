@@ -71,7 +71,7 @@ def build_prompt(task: FewShotTask, demonstrations: list[dict], row: dict, label
 def continuation_logprobs(model, contexts: list[list[int]], continuations: list[list[int]],
                           batch_size: int = 16) -> list[tuple[float, int]]:
     """(sum of log p(continuation token | everything before), number of tokens) for each pair."""
-    head = lm_head(model)
+    head = lm_head(model, "classify few-shot by likelihood")
     device = model.backbone.input_embeddings.weight.device
     results = []
     for i in range(0, len(contexts), batch_size):

@@ -40,7 +40,7 @@ def perplexity(model, ids: list[int], context: int | None = None, stride: int | 
     """Mean negative log-likelihood (nats per token) and perplexity of token ids ``ids``.
 
     ``context``: window length (default: the model's); ``stride`` (default: context / 2)."""
-    head = lm_head(model)
+    head = lm_head(model, "score perplexity")
     context = context or model.config.max_position_embeddings
     if context > model.config.max_position_embeddings:
         raise UserError(f"--context {context} is longer than the model's ({model.config.max_position_embeddings})")

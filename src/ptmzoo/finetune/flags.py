@@ -1,62 +1,92 @@
-"""Command-line flags of the transfer strategies (``ptmzoo finetune``) and the ``ptmzoo transfer`` verb.
+"""Command-line flags of ``ptmzoo finetune`` made from its configs -- the task options of every
+task, the transfer strategy -- and the ``ptmzoo transfer`` verb.
 
-Every flag is also a config field (``strategy.*``, ``patience``, ``runs``, ``train.schedule``), so
-the same settings can be written as ``key=value`` overrides or in a transfer recipe.
+Every flag is also a config field (``options.*``, ``strategy.*``, ``patience``, ``runs``,
+``train.schedule``), so the same settings can be written as ``key=value`` overrides or in a
+transfer recipe. The flags default to "not given": the configs supply the values.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import re
 from typing import Any
 
-METHODS = ["full", "frozen", "adapters", "lora"]
-LAYERS = ["last", "sum", "concat", "scalar_mix"]
+from ..config_flags import add_config_flags, add_field_flag, flag_fields, flag_of, given_values
+from ..errors import UserError
 
 
+# ------------------------------------------------------------------------------------ task options
+def task_option_fields() -> dict[type, list[dataclasses.Field]]:
+    """The flag fields of every task's options, once each, by the options class that declares them
+    (a field shared by several tasks is declared once, in a class they all extend)."""
+    from ..tasks import TASKS
+
+    declared: dict[type, list[dataclasses.Field]] = {}
+    seen: set[str] = set()
+    for task in TASKS.values():
+        for field in flag_fields(task.Options):
+            if field.name not in seen:
+                seen.add(field.name)
+                declared.setdefault(_declaring_class(task.Options, field.name), []).append(field)
+    return declared
+
+
+def _declaring_class(cls: type, name: str) -> type:
+    return next(c for c in reversed(cls.__mro__) if name in c.__dict__.get("__annotations__", {}))
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    """One group of flags per options class, titled by the tasks that read it (the widest first)."""
+    from ..tasks import tasks_using
+
+    groups = [(cls, fields, tasks_using(fields[0].name)) for cls, fields in task_option_fields().items()]
+    for cls, fields, users in sorted(groups, key=lambda group: -len(group[2])):
+        group = parser.add_argument_group(f"{_title(cls)} (--task {', '.join(users)})")
+        for field in fields:
+            add_field_flag(group, cls, field, given_only=True)
+
+
+def _title(cls: type) -> str:
+    """The docstring's opening words, up to its first colon or full stop."""
+    text = " ".join((cls.__doc__ or cls.__name__).split())
+    return re.split(r":|\. ", text, maxsplit=1)[0].rstrip(".")
+
+
+def task_option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The task options given on the command line; a flag of other tasks is refused, naming them."""
+    from ..tasks import task_class, tasks_using
+
+    known = task_class(args.task).Options.field_types()
+    fields = [f for declared in task_option_fields().values() for f in declared]
+    given = given_values(args, fields)
+    for field in fields:
+        if field.name in given and field.name not in known:
+            raise UserError(f"{flag_of(field)} is a flag of --task {', '.join(tasks_using(field.name))}; "
+                            f"--task {args.task} does not use it")
+    return given
+
+
+# ------------------------------------------------------------------------------ transfer strategy
 def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+    from .strategies import StrategyConfig
+
     group = parser.add_argument_group("transfer strategy")
-    group.add_argument("--strategy", choices=METHODS, help="what is trained: everything (full, default), only the "
-                       "head (frozen: feature extraction), adapters + LayerNorms + head, or LoRA + head")
-    group.add_argument("--layers", choices=LAYERS, help="hidden states the head reads: last (default), sum or "
-                       "concat of the top --top-k layers, or ELMo's learned scalar_mix of all layers")
-    group.add_argument("--top-k", type=int, help="layers summed or concatenated (default 4)")
-    group.add_argument("--discriminative-lr", type=float, metavar="DECAY",
-                       help="ULMFiT: each lower layer learns DECAY times slower (2.6 in the paper)")
-    group.add_argument("--gradual-unfreezing", action="store_true",
-                       help="ULMFiT: train the top layer group first, unfreeze one more per epoch")
+    add_config_flags(group, StrategyConfig, given_only=True)
     group.add_argument("--slanted-triangular", action="store_true",
-                       help="ULMFiT's learning-rate schedule (train.stlr_cut_frac, train.stlr_ratio)")
-    group.add_argument("--adapter-size", type=int, help="adapter bottleneck width (default 64)")
-    group.add_argument("--lora-rank", type=int, help="LoRA rank (default 8)")
-    group.add_argument("--lora-alpha", type=float, help="LoRA scale alpha; the update is scaled by alpha/rank")
-    group.add_argument("--lora-dropout", type=float, help="dropout on the LoRA input (default 0)")
-    group.add_argument("--lora-targets", help="comma-separated linear layers to adapt (default qkv,out; also up,down)")
-    group.add_argument("--merge-lora", action="store_true", help="also write OUT/merged: a normal checkpoint")
-    group.add_argument("--patience", type=int, help="early stopping: evaluations without a better dev metric")
-    group.add_argument("--runs", type=int, help="K runs with seeds seed..seed+K-1; reports mean ± std")
+                       help="ULMFiT's learning-rate schedule (train.schedule=slanted_triangular; "
+                            "train.stlr_cut_frac, train.stlr_ratio)")
 
 
 def strategy_settings(args: argparse.Namespace, train: dict[str, Any]) -> dict[str, Any]:
     """The FinetuneConfig entries the strategy flags set (only those given); ``train`` settings in place."""
-    names = {"strategy": "method", "layers": "layers", "top_k": "top_k", "discriminative_lr": "discriminative_decay",
-             "adapter_size": "adapter_size", "lora_rank": "lora_rank", "lora_alpha": "lora_alpha",
-             "lora_dropout": "lora_dropout"}
-    strategy = {key: getattr(args, flag) for flag, key in names.items() if getattr(args, flag) is not None}
-    if args.lora_targets:
-        strategy["lora_targets"] = [t.strip() for t in args.lora_targets.split(",") if t.strip()]
-    if args.gradual_unfreezing:
-        strategy["gradual_unfreezing"] = True
-    if args.merge_lora:
-        strategy["merge_lora"] = True
+    from .strategies import StrategyConfig
+
     if args.slanted_triangular:
         train["schedule"] = "slanted_triangular"
-    settings: dict[str, Any] = {"strategy": strategy}
-    if args.patience is not None:
-        settings["patience"] = args.patience
-    if args.runs is not None:
-        settings["runs"] = args.runs
-    return settings
+    return {"strategy": given_values(args, flag_fields(StrategyConfig))}
 
 
 def describe(report: dict[str, Any]) -> str:
@@ -74,22 +104,24 @@ def summary_line(summary: dict[str, Any], split: str = "dev") -> str:
 
 
 # ------------------------------------------------------------------------------ ptmzoo transfer
-def add_transfer_parser(verbs, common) -> None:
-    tr = verbs.add_parser("transfer", parents=[common],
-                          help="transfer recipes: two stages (continued pre-training or an intermediate task, "
-                               "then the target task) or multi-task learning (MT-DNN)")
+def add_transfer_arguments(tr: argparse.ArgumentParser) -> None:
+    from ..outputs import OVERWRITE_HELP
+
     tr.add_argument("--recipe", required=True, help="YAML with model: and stages: (two-stage) or tasks: (multi-task)")
     tr.add_argument("--out", required=True, help="run directory; stage N goes to OUT/N_NAME")
+    tr.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     tr.add_argument("--no-progress", action="store_true")
     tr.add_argument("overrides", nargs="*", help="key=value overrides of the recipe, e.g. model=runs/bert")
 
 
 def cmd_transfer(args) -> None:
     from ..config import apply_overrides, load_yaml
+    from ..outputs import claim_run_dir
     from ..train.distributed import teardown
     from .experiments import TransferRecipe, run_transfer
 
     data = apply_overrides(load_yaml(args.recipe), list(args.overrides))
+    claim_run_dir(args.out, args.overwrite, resumable=False)
     if "tasks" in data:  # a multi-task recipe
         return _multitask(data, args)
     recipe = TransferRecipe.from_dict(data)

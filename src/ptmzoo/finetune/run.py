@@ -16,12 +16,12 @@ from torch import nn
 
 from ..catalog import build_model
 from ..checkpoint import Pretrained
-from ..config import Config, TrainConfig
+from ..config import Config, TrainConfig, setting
 from ..errors import UserError
 from ..io import atomic_write_json
 from ..loading import load
 from ..models.model import PtmModel
-from ..tasks import TASKS, Task, TaskOptions, task_class
+from ..tasks import TASKS, Task, TaskOptions, task_class, task_options
 from ..tasks.base import ListDataset
 from ..train.distributed import setup
 from ..train.trainer import Trainer, seed_everything
@@ -33,26 +33,50 @@ def finetune_defaults() -> TrainConfig:
     return TrainConfig(batch_size=32, lr=5e-5, warmup_ratio=0.1, weight_decay=0.01, log_every=10)
 
 
+DATA_FORMATS = ("auto", "tsv", "csv", "jsonl", "conll")
+
+
 @dataclass
 class FinetuneConfig(Config):
-    model: str = ""  # checkpoint directory
-    train_file: str = ""
-    dev_file: str = ""
-    test_file: str | None = None
-    task: str = "classification"  # a name in ptmzoo.tasks.TASKS
-    format: str = "auto"
-    columns: list[str] | None = None  # names for the columns of header-less TSV/CSV files
-    epochs: float = 3.0
-    evals_per_epoch: int = 1
-    metric: str | None = None  # dev metric that selects the best checkpoint (default: the task's first)
-    max_train_examples: int | None = None  # a label budget: a seeded random subset of the training file
-    from_scratch: bool = False  # same architecture and tokenizer, random weights (a baseline)
-    options: TaskOptions = field(default_factory=TaskOptions)
+    model: str = setting("", required=True, help="checkpoint directory")
+    train_file: str = setting("", flag="--train", required=True,
+                              help="training file (TSV, CSV, JSONL; CoNLL or CLUENER JSON for tagging; SQuAD JSON "
+                                   "for qa)")
+    dev_file: str = setting("", flag="--dev", required=True, help="dev file: model selection and metrics")
+    test_file: str | None = setting(None, flag="--test", help="optional test file: metrics and predictions")
+    task: str = setting("classification", choices=tuple(TASKS),
+                        help="what to learn: the files it reads, its head, loss and metrics")
+    format: str = setting("auto", choices=DATA_FORMATS,
+                          help="data format (auto: by extension; conll = token ... tag columns)")
+    columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
+    epochs: float = setting(3.0, help="passes over the training file")
+    evals_per_epoch: int = setting(1, flag=False, help="dev evaluations per epoch (config and overrides only)")
+    metric: str | None = setting(None, help="dev metric that selects the best checkpoint (default: the task's main "
+                                            "one: accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score "
+                                            "(text2text))")
+    max_train_examples: int | None = setting(None, help="use a seeded random subset of the training file "
+                                                        "(a label budget)")
+    from_scratch: bool = setting(False, help="random weights, same architecture (baseline)")
+    options: TaskOptions | None = None  # the task's options (Task.Options); None: its defaults
     train: TrainConfig = field(default_factory=finetune_defaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)  # full/frozen/adapters/LoRA, ULMFiT
-    patience: int | None = None  # early stopping: evaluations without a better dev metric
-    runs: int = 1  # --runs K: K seeds (seed, seed + 1, ...), mean and std of the dev metrics
-    init_embeddings: str | None = None  # word vectors (`ptmzoo vectors train --out DIR`) for the token embeddings
+    patience: int | None = setting(None, help="early stopping: evaluations without a better dev metric")
+    runs: int = setting(1, help="K runs with seeds seed..seed+K-1; reports mean ± std")
+    init_embeddings: str | None = setting(None, metavar="DIR", help="word vectors (`ptmzoo vectors train --out "
+                                          "DIR`) for the token embeddings of the words both vocabularies share")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, where: str = ""):
+        """The ``options`` mapping is read by the chosen task's options class."""
+        data = dict(data or {})
+        if not isinstance(data.get("options"), TaskOptions):
+            task = str(data.get("task", cls.task))
+            data["options"] = task_options(task, data.get("options"), where + "options.")
+        return super().from_dict(data, where)
+
+    def __post_init__(self) -> None:
+        if self.options is None:
+            self.options = task_class(self.task).Options()
 
     def validate(self) -> None:
         for name in ("model", "train_file", "dev_file"):
@@ -60,10 +84,16 @@ class FinetuneConfig(Config):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        for name in ("max_train_examples", "patience", "runs"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.from_scratch and self.strategy.method != "full":
             raise UserError(f"--from-scratch trains every weight; it cannot be combined with --strategy "
                             f"{self.strategy.method}")
-        metrics = task_class(self.task).metric_names
+        task = task_class(self.task)
+        if not isinstance(self.options, task.Options):
+            raise UserError(f"the {self.task} task reads {task.Options.__name__}, not {type(self.options).__name__}")
+        metrics = task.metric_names
         if self.metric is not None and self.metric not in metrics:
             raise UserError(f"the {self.task} task has no metric '{self.metric}' (choose from {', '.join(metrics)})")
 

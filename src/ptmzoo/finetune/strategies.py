@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from ..checkpoint import save_pretrained, write_delta_files
-from ..config import Config
+from ..config import Config, setting
 from ..errors import UserError
 from ..models.base import BackboneOutput
 from ..models.model import Head, PtmModel
@@ -37,17 +37,25 @@ from .lora import add_lora, merge_lora
 
 @dataclass
 class StrategyConfig(Config):
-    method: Literal["full", "frozen", "adapters", "lora"] = "full"
-    layers: Literal["last", "sum", "concat", "scalar_mix"] = "last"
-    top_k: int = 4  # layers summed or concatenated (sum, concat)
-    discriminative_decay: float = 1.0  # ULMFiT uses 2.6; 1 = one learning rate for all layers
-    gradual_unfreezing: bool = False
-    adapter_size: int = 64  # bottleneck width
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_targets: list[str] = field(default_factory=lambda: ["qkv", "out"])
-    merge_lora: bool = False  # also write OUT/merged: a normal checkpoint with the updates folded in
+    method: Literal["full", "frozen", "adapters", "lora"] = setting(
+        "full", flag="--strategy", help="what is trained: everything (full), only the head (frozen: feature "
+                                        "extraction), adapters + LayerNorms + head, or LoRA + head")
+    layers: Literal["last", "sum", "concat", "scalar_mix"] = setting(
+        "last", help="hidden states the head reads: the last layer, sum or concat of the top --top-k layers, or "
+                     "ELMo's learned scalar_mix of all layers")
+    top_k: int = setting(4, help="layers summed or concatenated (sum, concat)")
+    discriminative_decay: float = setting(1.0, flag="--discriminative-lr", metavar="DECAY",
+                                          help="ULMFiT: each lower layer learns DECAY times slower (2.6 in the "
+                                               "paper; 1: one learning rate for all layers)")
+    gradual_unfreezing: bool = setting(False, help="ULMFiT: train the top layer group first, unfreeze one more "
+                                                   "per epoch")
+    adapter_size: int = setting(64, help="adapter bottleneck width")
+    lora_rank: int = setting(8, help="LoRA rank")
+    lora_alpha: float = setting(16.0, help="LoRA scale alpha; the update is scaled by alpha/rank")
+    lora_dropout: float = setting(0.0, help="dropout on the LoRA input")
+    lora_targets: list[str] = setting(default_factory=lambda: ["qkv", "out"],
+                                      help="comma-separated linear layers to adapt (also up, down)")
+    merge_lora: bool = setting(False, help="also write OUT/merged: a normal checkpoint with the updates folded in")
 
     def validate(self) -> None:
         if self.top_k < 1:

@@ -127,12 +127,12 @@ def _seen_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab_si
 
 
 # ---- the model, one step at a time --------------------------------------------------------------
-def lm_head(model):
-    """The causal LM head of a ``PtmModel``, or a clear error."""
+def lm_head(model, purpose: str = "generate text"):
+    """The causal LM head of a ``PtmModel``, or a clear error saying what it was wanted for."""
     heads = {name: head for name, head in model.heads.items() if head.kind == "clm"}
     if not model.backbone.supports_cache or not heads:
         have = ", ".join(model.heads) or "none"
-        raise UserError(f"this {model.family} model cannot generate text: it needs a decoder with a causal LM "
+        raise UserError(f"this {model.family} model cannot {purpose}: it needs a decoder with a causal LM "
                         f"head (clm), it has heads: {have}; pre-train e.g. --preset gpt2-tiny")
     return next(iter(heads.values()))
 

@@ -9,11 +9,7 @@ from ..errors import UserError
 NORMS = ("L1", "L2")
 
 
-def add_transe_parser(verbs, common) -> None:
-    p = verbs.add_parser("transe", parents=[common], help="train TransE entity vectors from a triple file (for ERNIE)",
-                         description="Triple file: head<TAB>relation<TAB>tail lines. Writes the entity vectors "
-                                     "in word2vec text format (for `ptmzoo prepare --entities`) and the relation "
-                                     "vectors beside them.")
+def add_transe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--triples", required=True, help="TSV file of head<TAB>relation<TAB>tail lines")
     p.add_argument("--out", required=True, help="entity vector file to write (word2vec text format)")
     p.add_argument("--relations-out", help="relation vector file (default: OUT with .relations before the extension)")
@@ -28,12 +24,14 @@ def add_transe_parser(verbs, common) -> None:
     p.add_argument("--eval-fraction", type=float, default=0.0,
                    help="hold out this fraction of the triples and report filtered mean rank and hits@10 on them")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace existing vector files")
     p.add_argument("--no-progress", action="store_true")
 
 
 def cmd_transe(args: argparse.Namespace) -> None:
     import torch
 
+    from ..outputs import claim_output_file
     from .transe import (
         Triples,
         link_prediction,
@@ -46,6 +44,9 @@ def cmd_transe(args: argparse.Namespace) -> None:
 
     if not 0 <= args.eval_fraction < 1:
         raise UserError("--eval-fraction must be in [0, 1)")
+    relations_out = args.relations_out or relations_path(args.out)
+    for path in (args.out, relations_out):
+        claim_output_file(path, args.overwrite, inputs=[args.triples])
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
     data = read_triples(args.triples)
@@ -61,7 +62,6 @@ def cmd_transe(args: argparse.Namespace) -> None:
         print(f"held-out link prediction (filtered): mean rank {metrics['mean_rank']:.1f}, "
               f"hits@10 {metrics['hits@10']:.3f}, MRR {metrics['mrr']:.3f} "
               f"(chance: mean rank {(len(data.entities) + 1) / 2:.0f}, hits@10 {min(1, 10 / len(data.entities)):.3f})")
-    relations_out = args.relations_out or relations_path(args.out)
     write_vectors(args.out, data.entities, model.entities.weight.detach().cpu().numpy())
     write_vectors(relations_out, data.relations, model.relations.weight.detach().cpu().numpy())
     print(f"entity vectors -> {args.out}; relation vectors -> {relations_out}")

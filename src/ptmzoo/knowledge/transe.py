@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import UserError, require_file
+from ..textio import open_text
 
 NORMS = {"L1": 1, "L2": 2}
 
@@ -52,7 +53,7 @@ def read_triples(path: str) -> Triples:
     entities: dict[str, int] = {}
     relations: dict[str, int] = {}
     rows: dict[tuple[int, int, int], None] = {}
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path) as fh:
         for number, line in enumerate(fh, 1):
             line = line.rstrip("\r\n")
             if not line.strip() or line.lstrip().startswith("#"):

@@ -18,7 +18,8 @@ from torch import nn
 from ..errors import UserError
 from ..nn import FeedForward, init_transformer_weights, padding_mask
 from ..nn.attention import Attention
-from .base import TransformerConfig, check_length
+from .base import TransformerConfig
+from .inputs import check_length
 from .seq2seq import EncoderDecoder
 
 POSITION_OFFSET = 2  # fairseq reserved the first two rows of the position table

@@ -57,13 +57,6 @@ class ModelOutput(BackboneOutput):
     loss: torch.Tensor | None = None
 
 
-def check_length(length: int, max_positions: int) -> None:
-    """A clear error for an input longer than the position table (rather than an index error inside it)."""
-    if length > max_positions:
-        raise UserError(f"sequence of {length} tokens is longer than the model's {max_positions} positions; "
-                        "truncate the input")
-
-
 # tokenizer role -> the config field naming its id; a family has those of the fields its config has
 SPECIAL_TOKEN_FIELDS = {"pad": "pad_token_id", "bos": "bos_token_id", "eos": "eos_token_id"}
 

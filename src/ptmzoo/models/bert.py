@@ -27,7 +27,8 @@ from ..nn import (
     padding_mask,
 )
 from ..nn.ffn import ACTIVATIONS
-from .base import Backbone, BackboneOutput, TransformerConfig, check_length
+from .base import Backbone, BackboneOutput, TransformerConfig
+from .inputs import check_length
 
 # ALBERT cross-layer sharing: nothing, whole layers, attention only, feed-forward only
 Sharing = Literal["none", "all", "attention", "ffn"]

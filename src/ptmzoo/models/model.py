@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .base import Backbone, BackboneOutput, ModelOutput
+from .inputs import check_token_ids
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -152,7 +153,7 @@ class PtmModel(nn.Module):
         ``cache`` (a ``generation.KVCache``, backbones that ``supports_cache``) continues the cached
         tokens and appends to them.
         """
-        inputs = self.named_inputs(args, inputs)
+        inputs = self.named_inputs(args, inputs, cached=cache is not None)
         heads_see = {"input_ids": inputs.get("input_ids"), "attention_mask": inputs.get("attention_mask")}
         if inputs[self.input_names[0]].dim() > self.backbone.input_rank:  # groups of sequences
             inputs = flatten_groups(inputs)
@@ -165,7 +166,7 @@ class PtmModel(nn.Module):
         out = self.backbone(output_hidden_states=output_hidden_states, **inputs)
         return self.apply_heads(self.wrap_output(out), out, heads_see, targets)
 
-    def named_inputs(self, args: tuple, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def named_inputs(self, args: tuple, inputs: dict[str, Any], cached: bool = False) -> dict[str, torch.Tensor]:
         """Positional and keyword inputs as one checked dict, without the ones given as None (a 1-D
         primary input is one sequence)."""
         names = self.input_names
@@ -182,6 +183,8 @@ class PtmModel(nn.Module):
         primary = names[0]
         if primary not in inputs:
             raise ValueError(f"a {self.family} model needs {primary!r}")
+        if primary == "input_ids":  # a cache's positions continue past this input: its length is not the limit
+            check_token_ids(inputs[primary], self.config.vocab_size, None if cached else self.backbone.max_length)
         if inputs[primary].dim() == self.backbone.input_rank - 1:
             inputs[primary] = inputs[primary][None]
         return inputs

@@ -19,7 +19,7 @@ from torch import nn
 from ..nn import init_transformer_weights, padding_mask
 from ..nn.positions import sinusoidal_positions
 from .bart import BartConfig, BartLayer
-from .base import check_length
+from .inputs import check_length
 from .seq2seq import EncoderDecoder
 
 

@@ -1,24 +1,30 @@
 """Fine-tuning tasks: each = reading + encoding/collator + head + loss + metrics + predict.
 
-``TASKS`` maps the names of ``ptmzoo finetune --task`` to task classes (see ``base.Task``).
+``TASKS`` maps the names of ``ptmzoo finetune --task`` to task classes (see ``base.Task``); each
+names its options class (``Task.Options``), whose fields are its settings and its flags.
 """
 
+from typing import Any
+
 from ..errors import UserError
-from .base import ListDataset, Task, TaskOptions, label_vocabulary
+from .base import ListDataset, Task, TaskOptions, TextColumns, label_vocabulary
 from .classification import (
     ClassificationHead,
     ClassificationOptions,
     ClassificationTask,
+    MultiLabelOptions,
     MultiLabelTask,
     RegressionTask,
+    SequenceOptions,
     classification_metrics,
 )
-from .multiple_choice import MultipleChoiceHead, MultipleChoiceTask
-from .qa import QATask, SpanHead
+from .gpt_input import GPTInputOptions
+from .multiple_choice import MultipleChoiceHead, MultipleChoiceOptions, MultipleChoiceTask
+from .qa import LanguageOptions, QAOptions, QATask, SpanHead
 from .sft import SFTTask
-from .tagging import TaggingHead, TaggingTask
-from .text2text import Text2TextTask
-from .translation import TranslationTask
+from .tagging import TagFileOptions, TaggingHead, TaggingOptions, TaggingTask
+from .text2text import Text2TextOptions, Text2TextTask
+from .translation import TargetTextOptions, TranslationOptions, TranslationTask
 
 TASKS: dict[str, type[Task]] = {
     cls.name: cls for cls in (ClassificationTask, RegressionTask, MultiLabelTask, TaggingTask, QATask, SFTTask,
@@ -32,6 +38,26 @@ def task_class(name: str) -> type[Task]:
     return TASKS[name]
 
 
-__all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "ListDataset",
-           "MultiLabelTask", "MultipleChoiceHead", "MultipleChoiceTask", "QATask", "RegressionTask", "SpanHead", "TaggingHead", "TaggingTask", "Task", "TaskOptions", "Text2TextTask", "TranslationTask",
-           "classification_metrics", "label_vocabulary", "task_class"]
+def tasks_using(option: str) -> list[str]:
+    """The names of the tasks whose options have the field ``option``."""
+    return [name for name, cls in TASKS.items() if option in cls.Options.field_types()]
+
+
+def task_options(task: str, data: dict[str, Any] | None, where: str = "options.") -> TaskOptions:
+    """The options of ``task`` from a mapping; a key that only other tasks read is refused
+    naming them (other unknown keys get the config's own error, with a suggestion)."""
+    cls = task_class(task)
+    known = cls.Options.field_types()
+    for key in data or {}:
+        users = tasks_using(key)
+        if key not in known and users:
+            raise UserError(f"{where}{key} is an option of --task {', '.join(users)}; --task {task} does not read it")
+    return cls.Options.from_dict(data, where)
+
+
+__all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "GPTInputOptions",
+           "LanguageOptions", "ListDataset", "MultiLabelOptions", "MultiLabelTask", "MultipleChoiceHead",
+           "MultipleChoiceOptions", "MultipleChoiceTask", "QAOptions", "QATask", "RegressionTask", "SequenceOptions",
+           "SpanHead", "TagFileOptions", "TaggingHead", "TaggingOptions", "TaggingTask", "TargetTextOptions", "Task",
+           "TaskOptions", "TextColumns", "Text2TextOptions", "Text2TextTask", "TranslationOptions", "TranslationTask",
+           "classification_metrics", "label_vocabulary", "task_class", "task_options", "tasks_using"]

@@ -17,89 +17,34 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..config import Config
+from ..config import Config, setting
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..models.model import Head, unwrap
-from .gpt_input import (
-    AUX_LM_HEAD,
-    AuxiliaryLMHead,
-    GPTInputs,
-    lm_labels,
-    resize_token_embeddings,
-)
 from .tables import read_table
-
-POOLINGS = ("cls", "last", "mean")
-SCHEMES = ("auto", "bio", "iob1", "bioes")
-LANGUAGES = ("auto", "en", "zh")
-TARGET_KINDS = ("label", "text", "entities")
 
 
 @dataclass
 class TaskOptions(Config):
-    """Options of every task in one place (each task reads the fields it needs), so that one
-    ``FinetuneConfig.options`` and one set of CLI flags serve all tasks."""
+    """What every task reads. Each task names its own options class, this one extended by the
+    fields it reads (``Task.Options``), so a setting belongs to the tasks that use it."""
 
-    text_column: str = "text"  # classification: the text; QA: the question; multiple choice: the context
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    max_length: int = 128
-    pooling: str | None = None  # cls | last | mean; default: cls for encoders, last for decoders
-    label_separator: str = ","  # multi-label: labels in one TSV/CSV cell, e.g. "sports,politics"
-    # token classification
-    tokens_column: str = "tokens"
-    tags_column: str = "tags"
-    scheme: str = "auto"  # tag scheme of the files: bio (IOB2), iob1 or bioes
-    crf: bool = False
-    # extractive QA
-    doc_stride: int | None = None  # tokens between window starts (default: half a window)
-    max_query_length: int = 64
-    max_answer_length: int = 30
-    n_best: int = 20
-    language: str = "auto"  # en: SQuAD normalisation; zh: CMRC2018 character level; auto: by the text
-    # multiple choice
-    choices_column: str = "choices"  # a column holding a list, or comma-separated columns (one choice each)
-    # GPT-1 fine-tuning (tasks/gpt_input.py): decoder checkpoints
-    gpt_input: bool = False  # <start> a <delim> b <extract> inputs; the extract token's state is pooled
-    both_orders: bool = False  # sentence pairs (similarity): encode a+b and b+a, sum the two representations
-    aux_lm_weight: float = 0.0  # lambda: the LM loss on the same inputs, weighted, added to the task loss
-    # translation (text-to-text generation)
-    source_column: str = "source"
-    target_column: str = "target"
-    num_beams: int = 4  # beam search when predicting
-    label_smoothing: float = 0.1  # eps of the label-smoothed training loss (Vaswani et al.)
-    # text-to-text (tasks/text2text.py): inputs rendered as text, targets generated as text
-    target_kind: str = "label"  # label: the label's name; text: --target-column; entities: NER as "TYPE: words; ..."
-    prefix: str = ""  # the task prefix before the input, e.g. "sst2"
-    field_names: str | None = None  # names before each text, e.g. "premise,hypothesis"; "none": no names
-    label_names: str | None = None  # label -> target text: "0=negative,1=positive", "negative,positive" or a file
-    constrained: bool = False  # decode only the label names (a prefix tree of their tokens)
+    max_length: int = setting(128, help="tokens per input sequence (longer inputs are cut)")
 
     def validate(self) -> None:
+        super().validate()  # options classes are mixed (cooperative validation)
         if self.max_length < 4:
             raise UserError("--max-length must be at least 4")
-        if self.pooling not in (None, *POOLINGS):
-            raise UserError(f"unknown pooling '{self.pooling}' (choose from {', '.join(POOLINGS)})")
-        if self.scheme not in SCHEMES:
-            raise UserError(f"unknown tag scheme '{self.scheme}' (choose from {', '.join(SCHEMES)})")
-        if self.language not in LANGUAGES:
-            raise UserError(f"unknown language '{self.language}' (choose from {', '.join(LANGUAGES)})")
-        for name in ("max_query_length", "max_answer_length", "n_best"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.num_beams < 1 or not 0 <= self.label_smoothing < 1:
-            raise UserError("--num-beams must be at least 1 and --label-smoothing in [0, 1)")
-        if self.doc_stride is not None and self.doc_stride < 1:
-            raise UserError("--doc-stride must be at least 1")
-        if self.aux_lm_weight < 0:
-            raise UserError("--aux-lm-weight must not be negative")
-        if self.both_orders and not self.text_pair_column:
-            raise UserError("--both-orders encodes sentence pairs; give --text-pair-column")
-        if self.target_kind not in TARGET_KINDS:
-            raise UserError(f"unknown target kind '{self.target_kind}' (choose from {', '.join(TARGET_KINDS)})")
-        if self.constrained and self.target_kind != "label":
-            raise UserError("--constrained decodes only the label names; it needs --target-kind label")
+
+
+@dataclass
+class TextColumns(TaskOptions):
+    """Columns of a labelled table: one text or a pair, and a label."""
+
+    text_column: str = setting("text", help="the text (multiple-choice: the context)")
+    text_pair_column: str | None = setting(None, help="second text column for sentence-pair tasks "
+                                                      "(multiple-choice: a question appended to the context)")
+    label_column: str = setting("label", help="the label (multiple-choice: the index or text of the right choice)")
 
 
 def label_vocabulary(values) -> list[str]:
@@ -200,6 +145,7 @@ class Task:
     """The interface of a fine-tuning task; subclasses fill in the task-specific parts."""
 
     name: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]] = TaskOptions  # the fields this task reads (its flags, its config)
     head: ClassVar[type[Head]]
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
@@ -229,7 +175,7 @@ class Task:
         return []
 
     def has_labels(self, rows: list[dict]) -> bool:
-        return self.options.label_column in rows[0]
+        raise NotImplementedError
 
     def encode(self, rows: list[dict], path: str, with_labels: bool = True) -> list[dict]:
         raise NotImplementedError
@@ -240,37 +186,16 @@ class Task:
         ids = [s["input_ids"] for s in samples]
         grouped = isinstance(ids[0][0], list)
         padded = pad_groups if grouped else pad
-        batch = {"input_ids": padded(ids, self.pad_id),
-                 "attention_mask": padded([[[1] * len(r) for r in i] if grouped else [1] * len(i) for i in ids], 0),
-                 "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
-        if self.options.aux_lm_weight > 0:
-            batch["lm_labels"] = lm_labels(batch["input_ids"], batch["attention_mask"])
-        return batch
+        return {"input_ids": padded(ids, self.pad_id),
+                "attention_mask": padded([[[1] * len(r) for r in i] if grouped else [1] * len(i) for i in ids], 0),
+                "token_type_ids": padded([s["token_type_ids"] for s in samples], 0)}
 
     # ---- model ------------------------------------------------------------------------------------
     def head_options(self, backbone) -> dict[str, Any]:
         return {}
 
-    def default_pooling(self, backbone) -> str:
-        """--pooling, else [CLS] for encoders and the last token for decoders and GPT-1 inputs
-        (the extract token, the only one that has read the whole input)."""
-        return self.options.pooling or ("last" if backbone.causal or self.options.gpt_input else "cls")
-
-    def gpt_inputs(self) -> GPTInputs | None:
-        """GPT-1's marker tokens (added to the tokenizer when missing), with --gpt-input."""
-        if not self.options.gpt_input:
-            return None
-        if not hasattr(self, "_gpt_inputs"):
-            self._gpt_inputs = GPTInputs(self.tokenizer, self.max_length)
-        return self._gpt_inputs
-
     def add_head(self, model) -> None:
-        if self.options.gpt_input:  # room in the embedding matrix for the marker tokens
-            self.gpt_inputs()
-            resize_token_embeddings(model.backbone, self.tokenizer.vocab_size)
         model.add_head(self.head_name, self.head, **self.head_options(model.backbone))
-        if self.options.aux_lm_weight > 0:  # after resizing: the LM head is tied to the embeddings
-            model.add_head(AUX_LM_HEAD, AuxiliaryLMHead, weight=self.options.aux_lm_weight)
 
     @torch.no_grad()
     def batch_logits(self, model, samples: list[dict], batch_size: int, device) -> Iterator[tuple[list[dict], dict, torch.Tensor]]:
@@ -305,11 +230,12 @@ class Task:
     def from_meta(cls, meta: dict[str, Any], tokenizer, max_positions: int) -> Task:
         return cls(cls.meta_options(meta), tokenizer, meta.get("labels", []), max_positions)
 
-    @staticmethod
-    def meta_options(meta: dict[str, Any]) -> TaskOptions:
-        """The options stored in a checkpoint's task entry (keys of other versions dropped)."""
-        return TaskOptions.from_dict({k: v for k, v in meta.get("options", {}).items()
-                                      if k in TaskOptions.field_types()})
+    @classmethod
+    def meta_options(cls, meta: dict[str, Any]) -> TaskOptions:
+        """The options stored in a checkpoint's task entry; keys of other versions and other tasks
+        dropped (checkpoints before per-task options stored every task's fields)."""
+        known = cls.Options.field_types()
+        return cls.Options.from_dict({k: v for k, v in meta.get("options", {}).items() if k in known})
 
 
 def write_json(path: str, data) -> None:

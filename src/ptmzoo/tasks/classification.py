@@ -14,19 +14,63 @@ subset accuracy for multi-label.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import check_choice, setting
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..models.model import SequenceHead
-from .base import POOLINGS, Task, TaskOptions, label_vocabulary
+from .base import Task, TextColumns, label_vocabulary
+from .gpt_input import (
+    AUX_LM_HEAD,
+    AuxiliaryLMHead,
+    GPTInputOptions,
+    GPTInputs,
+    lm_labels,
+    resize_token_embeddings,
+)
 from .tables import require_columns
 
-ClassificationOptions = TaskOptions  # the options of every task live in one dataclass
+POOLINGS = ("cls", "last", "mean")
+
+
+# ---- options ------------------------------------------------------------------------------------
+@dataclass
+class SequenceOptions(TextColumns, GPTInputOptions):
+    """Tasks that read one pooled state per sequence: classification and its kin, multiple choice."""
+
+    pooling: str | None = setting(None, choices=POOLINGS, help="sentence representation (default: cls for "
+                                                               "encoders, last for decoders and --gpt-input)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.pooling is not None:
+            check_choice(self.pooling, POOLINGS, "pooling")
+
+
+@dataclass
+class ClassificationOptions(SequenceOptions):
+    """Classification and regression of a text or a sentence pair."""
+
+    both_orders: bool = setting(False, help="sentence pairs (similarity): encode both orders and sum the "
+                                            "representations")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.both_orders and not self.text_pair_column:
+            raise UserError("--both-orders encodes sentence pairs; give --text-pair-column")
+
+
+@dataclass
+class MultiLabelOptions(ClassificationOptions):
+    """Any number of labels per text."""
+
+    label_separator: str = setting(",", help="separator of the labels in a TSV/CSV cell")
 
 
 # ---- metrics ------------------------------------------------------------------------------------
@@ -103,8 +147,7 @@ class ClassificationHead(SequenceHead):
 
     def __init__(self, backbone, num_labels: int = 2, pooling: str = "cls", dropout: float = 0.1):
         super().__init__(backbone, num_labels=num_labels, pooling=pooling, dropout=dropout)
-        if pooling not in POOLINGS:
-            raise UserError(f"unknown pooling '{pooling}' (choose from {', '.join(POOLINGS)})")
+        check_choice(pooling, POOLINGS, "pooling")
         self.pooling = pooling
         self.use_pooler = pooling == "cls" and backbone.has_pooler
         self.dropout = nn.Dropout(dropout)
@@ -165,8 +208,46 @@ class MultiLabelHead(ClassificationHead):
                                                   reduction="sum")
 
 
-class ClassificationTask(Task):
+class SequenceTask(Task):
+    """A task over pooled sequence states; a decoder may read GPT-1's marker inputs
+    (``--gpt-input``) and add the auxiliary LM loss (``--aux-lm-weight``)."""
+
+    Options = SequenceOptions
+
+    def has_labels(self, rows):
+        return self.options.label_column in rows[0]
+
+    def collate(self, samples):
+        batch = super().collate(samples)
+        if self.options.aux_lm_weight > 0:
+            batch["lm_labels"] = lm_labels(batch["input_ids"], batch["attention_mask"])
+        return batch
+
+    def default_pooling(self, backbone) -> str:
+        """--pooling, else [CLS] for encoders and the last token for decoders and GPT-1 inputs
+        (the extract token, the only one that has read the whole input)."""
+        return self.options.pooling or ("last" if backbone.causal or self.options.gpt_input else "cls")
+
+    def gpt_inputs(self) -> GPTInputs | None:
+        """GPT-1's marker tokens (added to the tokenizer when missing), with --gpt-input."""
+        if not self.options.gpt_input:
+            return None
+        if not hasattr(self, "_gpt_inputs"):
+            self._gpt_inputs = GPTInputs(self.tokenizer, self.max_length)
+        return self._gpt_inputs
+
+    def add_head(self, model) -> None:
+        if self.options.gpt_input:  # room in the embedding matrix for the marker tokens
+            self.gpt_inputs()
+            resize_token_embeddings(model.backbone, self.tokenizer.vocab_size)
+        super().add_head(model)
+        if self.options.aux_lm_weight > 0:  # after resizing: the LM head is tied to the embeddings
+            model.add_head(AUX_LM_HEAD, AuxiliaryLMHead, weight=self.options.aux_lm_weight)
+
+
+class ClassificationTask(SequenceTask):
     name = "classification"
+    Options = ClassificationOptions
     head = ClassificationHead
     metric_names = ("accuracy", "macro_f1", "mcc")
 
@@ -254,6 +335,9 @@ class ClassificationTask(Task):
     def prediction_cells(self, output) -> list[str]:
         return [self.labels[int(output.argmax())], f"{float(output.max()):.4f}"]
 
+    def gold_cell(self, value) -> str:
+        return str(value)
+
     prediction_header = ("prediction", "confidence")
 
     def write_predictions(self, path, rows, samples, outputs):
@@ -264,8 +348,7 @@ class ClassificationTask(Task):
         for row, output in zip(rows, outputs):
             cells = [str(row[c]).replace("\t", " ").replace("\n", " ") for c in columns]
             if has_gold:
-                value = row[self.options.label_column]
-                cells.append(self.options.label_separator.join(value) if isinstance(value, list) else str(value))
+                cells.append(self.gold_cell(row[self.options.label_column]))
             lines.append("\t".join(cells + self.prediction_cells(output)))
         atomic_write_text(path, "\n".join(lines) + "\n")
 
@@ -308,6 +391,7 @@ class MultiLabelTask(ClassificationTask):
     a TSV/CSV cell; an empty cell means no label. A label is predicted at probability >= 0.5."""
 
     name = "multilabel"
+    Options = MultiLabelOptions
     head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
@@ -342,10 +426,13 @@ class MultiLabelTask(ClassificationTask):
     def prediction_cells(self, output):
         return [self.options.label_separator.join(self.labels[i] for i in np.flatnonzero(output >= 0.5))]
 
+    def gold_cell(self, value):
+        return self.options.label_separator.join(value) if isinstance(value, list) else str(value)
+
 
 # ---- heads --------------------------------------------------------------------------------------
 
 
-__all__ = ["ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead", "MultiLabelTask",
-           "RegressionHead", "RegressionTask", "classification_metrics", "multilabel_metrics",
-           "regression_metrics"]
+__all__ = ["POOLINGS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead",
+           "MultiLabelOptions", "MultiLabelTask", "RegressionHead", "RegressionTask", "SequenceOptions", "SequenceTask",
+           "classification_metrics", "multilabel_metrics", "regression_metrics"]

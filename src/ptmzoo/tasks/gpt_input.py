@@ -18,15 +18,33 @@ During fine-tuning the LM loss on the same inputs is added with weight lambda
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from ..config import Config, setting
 from ..errors import UserError
 from ..objectives.clm import LMHead
 
 # the names of Hugging Face's openai-gpt fine-tuning example, so its tokenizers interoperate
 START, DELIMITER, EXTRACT = "_start_", "_delimiter_", "_classify_"
 AUX_LM_HEAD = "aux_lm"
+
+
+@dataclass
+class GPTInputOptions(Config):
+    """GPT-1 fine-tuning (decoder checkpoints): traversal-style inputs and the auxiliary LM loss."""
+
+    gpt_input: bool = setting(False, help="<start> text [<delim> pair] <extract> inputs, classifier on the "
+                                          "extract token")
+    aux_lm_weight: float = setting(0.0, metavar="LAMBDA", help="add LAMBDA x the LM loss on the same inputs to the "
+                                                               "task loss (0.5 in the paper)")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.aux_lm_weight < 0:
+            raise UserError("--aux-lm-weight must not be negative")
 
 
 class GPTInputs:

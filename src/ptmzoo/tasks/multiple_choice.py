@@ -16,16 +16,25 @@ right choice (0-based) or its text.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..config import setting
 from ..errors import UserError
 from ..io import atomic_write_text
-from .base import Task
-from .classification import ClassificationHead
+from .classification import ClassificationHead, SequenceOptions, SequenceTask
 from .tables import require_columns
+
+
+@dataclass
+class MultipleChoiceOptions(SequenceOptions):
+    """A context and its choices."""
+
+    choices_column: str = setting("choices", help="the column with the list of choices, or comma-separated "
+                                                  "columns (one choice each)")
 
 
 class MultipleChoiceHead(ClassificationHead):
@@ -45,8 +54,9 @@ class MultipleChoiceHead(ClassificationHead):
         return F.cross_entropy(self.logits(out, batch).float(), batch[self.target_key], reduction="sum")
 
 
-class MultipleChoiceTask(Task):
+class MultipleChoiceTask(SequenceTask):
     name = "multiple-choice"
+    Options = MultipleChoiceOptions
     head = MultipleChoiceHead
     metric_names = ("accuracy",)
 
@@ -156,4 +166,4 @@ class MultipleChoiceTask(Task):
         atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-__all__ = ["MultipleChoiceHead", "MultipleChoiceTask"]
+__all__ = ["MultipleChoiceHead", "MultipleChoiceOptions", "MultipleChoiceTask"]

@@ -27,15 +27,20 @@ import json
 import re
 import string
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config, check_choice, setting
 from ..errors import UserError, require_file
 from ..models.model import SequenceHead
-from .base import SpecialTokens, Task, write_json
+from ..textio import read_text
+from .base import SpecialTokens, Task, TaskOptions, write_json
+
+LANGUAGES = ("auto", "en", "zh")
 
 
 # ---- metrics ------------------------------------------------------------------------------------
@@ -122,6 +127,42 @@ def detect_language(texts: list[str]) -> str:
     return "zh" if sample and len(_CHINESE.findall(sample)) > 0.1 * len(sample) else "en"
 
 
+# ---- options ------------------------------------------------------------------------------------
+@dataclass
+class LanguageOptions(Config):
+    """The language of the texts, where it changes how answers or entities are read."""
+
+    language: str = setting("auto", choices=LANGUAGES, help="en or zh: qa answer normalisation (SQuAD, or CMRC2018 "
+                                                            "character level), text2text entities (words joined by "
+                                                            "spaces, or not); auto: by the text")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.language, LANGUAGES, "language")
+
+    def language_of(self, texts: list[str]) -> str:
+        """``language``, or the one detected in ``texts`` for auto."""
+        return detect_language(texts) if self.language == "auto" else self.language
+
+
+@dataclass
+class QAOptions(TaskOptions, LanguageOptions):
+    """Extractive question answering (SQuAD JSON)."""
+
+    doc_stride: int | None = setting(None, help="tokens between window starts (default: half a window)")
+    max_query_length: int = setting(64, help="question tokens kept")
+    max_answer_length: int = setting(30, help="longest answer in tokens")
+    n_best: int = setting(20, help="start/end candidates per window")
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("max_query_length", "max_answer_length", "n_best"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.doc_stride is not None and self.doc_stride < 1:
+            raise UserError("--doc-stride must be at least 1")
+
+
 # ---- windows and span search --------------------------------------------------------------------
 def window_spans(n_tokens: int, length: int, stride: int) -> list[tuple[int, int]]:
     """(first token, token count) of the windows covering ``n_tokens`` context tokens."""
@@ -149,8 +190,7 @@ def read_squad(path: str) -> list[dict]:
     """One row per question: id, question, context, answers [{text, answer_start}]."""
     require_file(path, "data file")
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            data = json.load(fh)
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -220,6 +260,7 @@ class SpanHead(SequenceHead):
 
 class QATask(Task):
     name = "qa"
+    Options = QAOptions
     head = SpanHead
     metric_names = ("f1", "exact_match")
     prediction_suffix = ".json"
@@ -295,9 +336,7 @@ class QATask(Task):
                 for i in range(count)]
 
     def evaluate(self, rows, samples, outputs):
-        language = self.options.language
-        if language == "auto":
-            language = detect_language([r["context"] for r in rows])
+        language = self.options.language_of([r["context"] for r in rows])
         answered = [(o["answer"], [a["text"] for a in r["answers"]]) for r, o in zip(rows, outputs) if r["answers"]]
         return qa_metrics([p for p, _ in answered], [a for _, a in answered], language)
 
@@ -306,5 +345,5 @@ class QATask(Task):
         write_json(path, {r["id"]: o["answer"] for r, o in zip(rows, outputs)})
 
 
-__all__ = ["QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1", "qa_metrics",
-           "read_squad", "squad_em", "squad_f1", "window_spans"]
+__all__ = ["LANGUAGES", "LanguageOptions", "QAOptions", "QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1",
+           "qa_metrics", "read_squad", "squad_em", "squad_f1", "window_spans"]

@@ -22,15 +22,41 @@ own chunking rules (IOB2 or IOBES) -- plus token accuracy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import check_choice, setting
 from ..errors import UserError, require_file
 from ..models.model import Head, unwrap
-from .base import SpecialTokens, Task, pad, write_jsonl
+from ..textio import open_text
+from .base import SpecialTokens, Task, TaskOptions, pad, write_jsonl
 from .crf import CRF, pack
 from .tables import read_json_records, read_table
+
+SCHEMES = ("auto", "bio", "iob1", "bioes")
+
+
+@dataclass
+class TagFileOptions(TaskOptions):
+    """Files of words and their tags (CoNLL, JSON(L), TSV cells; CLUENER spans)."""
+
+    tokens_column: str = setting("tokens", help="the words (a list, or space-separated)")
+    tags_column: str = setting("tags", help="the tags (a list, or space-separated)")
+    scheme: str = setting("auto", choices=SCHEMES, help="tag scheme of the files (iob1 is trained as bio)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.scheme, SCHEMES, "tag scheme")
+
+
+@dataclass
+class TaggingOptions(TagFileOptions):
+    """Token classification."""
+
+    crf: bool = setting(False, help="a CRF layer with Viterbi decoding")
 
 
 # ---- schemes and entities -----------------------------------------------------------------------
@@ -170,7 +196,7 @@ def read_conll(path: str) -> list[dict]:
     words: list[str] = []
     tags: list[str] = []
     first_line = 0
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         for number, line in enumerate(fh, start=1):
             cells = line.split()
             if not cells or cells[0] == "-DOCSTART-":
@@ -278,6 +304,7 @@ class TaggingHead(Head):
 
 class TaggingTask(Task):
     name = "tagging"
+    Options = TaggingOptions
     head = TaggingHead
     metric_names = ("f1", "strict_f1", "token_accuracy")
     prediction_suffix = ".jsonl"

@@ -37,19 +37,45 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import check_choice, setting
 from ..errors import UserError
 from ..io import atomic_write_text
-from .base import Task, label_vocabulary
+from ..textio import text_lines
+from .base import TextColumns, label_vocabulary
 from .classification import classification_metrics
-from .qa import detect_language
+from .qa import LanguageOptions
 from .tables import read_table, require_columns
-from .tagging import TaggingTask, get_entities
-from .translation import TranslationTask
+from .tagging import TagFileOptions, TaggingTask, get_entities
+from .translation import TargetTextOptions, TranslationTask
 
 NO_ENTITIES = "none"
+TARGET_KINDS = ("label", "text", "entities")
+
+
+@dataclass
+class Text2TextOptions(TargetTextOptions, TextColumns, TagFileOptions, LanguageOptions):
+    """Text-to-text (T5): inputs rendered as text, targets generated as text."""
+
+    target_kind: str = setting("label", choices=TARGET_KINDS, help="label: the label's name; text: --target-column; "
+                                                                   "entities: NER files as 'TYPE: words; ...'")
+    prefix: str = setting("", help="task prefix before the input, e.g. sst2")
+    field_names: str | None = setting(None, help="names before each text, e.g. premise,hypothesis ('none': no names; "
+                                                 "default sentence, or sentence1,sentence2 for pairs)")
+    label_names: str | None = setting(None, help="label values to target texts: 0=negative,1=positive, or names of "
+                                                 "the labels 0, 1, ... as a list (negative,positive) or a file, one "
+                                                 "a line")
+    constrained: bool = setting(False, help="decode only label names (a prefix tree of their tokens; exact best "
+                                            "label)")
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.target_kind, TARGET_KINDS, "target kind")
+        if self.constrained and self.target_kind != "label":
+            raise UserError("--constrained decodes only the label names; it needs --target-kind label")
 
 
 def normalize(text: str) -> str:
@@ -101,8 +127,7 @@ def label_name_map(spec: str | None, values: list[str]) -> dict[str, str]:
             names[value] = name
     else:
         if os.path.isfile(spec):
-            with open(spec, encoding="utf-8-sig") as fh:
-                listed = [line.strip() for line in fh if line.strip()]
+            listed = [line.strip() for line in text_lines(spec) if line.strip()]
         else:
             listed = [name.strip() for name in spec.split(",")]
         if not all(listed):
@@ -119,6 +144,7 @@ def label_name_map(spec: str | None, values: list[str]) -> dict[str, str]:
 
 class Text2TextTask(TranslationTask):
     name = "text2text"
+    Options = Text2TextOptions
     metric_names = ("score", "exact_match")
 
     def __init__(self, options, tokenizer, labels, max_positions, label_map: dict[str, str] | None = None):
@@ -215,9 +241,7 @@ class Text2TextTask(TranslationTask):
                         f"({', '.join(self.label_map)})")
 
     def _render_entities(self, rows, path, with_labels):
-        language = self.options.language
-        if language == "auto":
-            language = detect_language(["".join(row["tokens"]) for row in rows])
+        language = self.options.language_of(["".join(row["tokens"]) for row in rows])
         joiner = "" if language == "zh" else " "
         sources = [self.render_input([row.get("text") or joiner.join(row["tokens"])]) for row in rows]
         if not with_labels:
@@ -295,8 +319,9 @@ class Text2TextTask(TranslationTask):
 
     @classmethod
     def from_meta(cls, meta, tokenizer, max_positions) -> Text2TextTask:
-        return cls(Task.meta_options(meta), tokenizer, meta.get("labels", []), max_positions,
+        return cls(cls.meta_options(meta), tokenizer, meta.get("labels", []), max_positions,
                    label_map=meta.get("label_map") if meta.get("label_map") else None)
 
 
-__all__ = ["NO_ENTITIES", "Text2TextTask", "entity_metrics", "label_name_map", "parse_entities", "render_entities"]
+__all__ = ["NO_ENTITIES", "TARGET_KINDS", "Text2TextOptions", "Text2TextTask", "entity_metrics", "label_name_map",
+           "parse_entities", "render_entities"]

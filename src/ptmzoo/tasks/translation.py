@@ -11,22 +11,46 @@ decoder reads it shifted right behind the model's decoder start token (teacher f
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..config import setting
 from ..errors import UserError
 from ..generation.unilm import generate_unilm, seq2seq_batch
 from ..models.seq2seq import Seq2SeqLMHead
 from ..models.unilm import UnilmModel
 from ..objectives.mlm import MLMHead
-from .base import Task, pad
+from .base import Task, TaskOptions, pad
 from .tables import read_table
+
+
+@dataclass
+class TargetTextOptions(TaskOptions):
+    """Tasks that generate their target text (an encoder-decoder or UniLM)."""
+
+    target_column: str = setting("target", help="the target text")
+    num_beams: int = setting(4, help="beam size when predicting")
+    label_smoothing: float = setting(0.1, help="label smoothing eps of the training loss")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_beams < 1 or not 0 <= self.label_smoothing < 1:
+            raise UserError("--num-beams must be at least 1 and --label-smoothing in [0, 1)")
+
+
+@dataclass
+class TranslationOptions(TargetTextOptions):
+    """Translation: a source and a target column."""
+
+    source_column: str = setting("source", help="the source text")
 
 
 class TranslationTask(Task):
     name = "translation"
+    Options = TranslationOptions
     metric_names = ("bleu",)
     prediction_suffix = ".tsv"
 

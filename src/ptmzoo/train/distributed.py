@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass
 class DistEnv:
@@ -38,9 +40,18 @@ class DistEnv:
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"train.device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device={name}, but this machine has no usable CUDA device (torch "
+                        f"{torch.__version__}); use train.device=cpu or auto")
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise UserError(f"train.device={name}: there are only {torch.cuda.device_count()} CUDA device(s); "
+                        "use cuda:0 ... or auto")
     return device
 
 

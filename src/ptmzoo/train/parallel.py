@@ -20,7 +20,6 @@ then the root; ``torch.compile`` (Trainer) comes last.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Any
 
@@ -39,9 +38,10 @@ from torch.utils.checkpoint import checkpoint
 
 from ..checkpoint import SHARDED_WEIGHTS_DIR
 from ..errors import UserError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, read_json
 from .distributed import DistEnv
 from .sharded import is_sharded, load_sharded, save_sharded
+from .state import load_trainer_file
 
 MODES = ("auto", "none", "ddp", "fsdp")
 OPTIMIZER_DIR = "optimizer"  # in trainer_state/
@@ -167,11 +167,7 @@ class Parallelism:
             load_sharded(sharded, state)
             set_model_state_dict(model, state)
             return
-        path = os.path.join(checkpoint_dir, "model.safetensors")
-        if not os.path.exists(path):
-            raise UserError(f"{checkpoint_dir} has neither model.safetensors nor a sharded {SHARDED_WEIGHTS_DIR}/; "
-                            "resume from an earlier checkpoint")
-        full = load_file(path, device="cpu")
+        full = load_trainer_file(os.path.join(checkpoint_dir, "model.safetensors"), lambda p: load_file(p, device="cpu"))
         set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, strict=False))
 
     def load_optimizer(self, state_dir: str, model: nn.Module, optimizer, scheduler) -> None:
@@ -179,22 +175,20 @@ class Parallelism:
         legacy = os.path.join(state_dir, "optimizer.pt")
         if not os.path.exists(groups_file) and os.path.exists(legacy) and not self.sharded:
             # written by ptmzoo 0.1 (format 1): tensors and numbers only, so weights_only reads it safely
-            optimizer.load_state_dict(torch.load(legacy, map_location=self.env.device, weights_only=True))
-            scheduler.load_state_dict(torch.load(os.path.join(state_dir, "scheduler.pt"), weights_only=True))
+            load_trainer_file(legacy, lambda p: optimizer.load_state_dict(
+                torch.load(p, map_location=self.env.device, weights_only=True)))
+            load_trainer_file(os.path.join(state_dir, "scheduler.pt"),
+                              lambda p: scheduler.load_state_dict(torch.load(p, weights_only=True)))
             return
-        if not os.path.exists(groups_file):
-            raise UserError(f"{state_dir} has no {OPTIMIZER_GROUPS_FILE}; resume from an earlier checkpoint")
         state = get_optimizer_state_dict(model, optimizer)  # state tensors of the right shapes, to fill
         flat = flatten(state["state"])
-        load_sharded(os.path.join(state_dir, OPTIMIZER_DIR), flat)
-        with open(groups_file, encoding="utf-8") as fh:
-            groups = json.load(fh)
+        load_trainer_file(os.path.join(state_dir, OPTIMIZER_DIR), lambda p: load_sharded(p, flat))
+        groups = load_trainer_file(groups_file, read_json)
         for group in groups:  # JSON gives lists; torch keeps betas as a tuple
             if "betas" in group:
                 group["betas"] = tuple(group["betas"])
         set_optimizer_state_dict(model, optimizer, {"state": unflatten(flat), "param_groups": groups})
-        with open(os.path.join(state_dir, SCHEDULER_FILE), encoding="utf-8") as fh:
-            scheduler.load_state_dict(json.load(fh))
+        load_trainer_file(os.path.join(state_dir, SCHEDULER_FILE), lambda p: scheduler.load_state_dict(read_json(p)))
 
 
 def flatten(state: dict[str, dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -30,6 +30,10 @@ class DataConfig(Config):
     seq_len: int | None = None  # default: the preset's
     document_attention: bool = False  # packed documents attend only within themselves
 
+    def validate(self) -> None:
+        if self.seq_len is not None and self.seq_len < 4:  # room for [CLS], [SEP] and a token or two
+            raise UserError(f"data.seq_len (--seq-len) must be at least 4, not {self.seq_len}")
+
 
 @dataclass
 class PretrainRecipe(Config):
@@ -180,9 +184,14 @@ def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None
     job = PretrainJob(recipe)
     if job.env.is_main:
         os.makedirs(out_dir, exist_ok=True)
-        save_recipe(recipe, out_dir)
+        if not resume:
+            save_recipe(recipe, out_dir)
     trainer = job.trainer(out_dir, progress, callbacks)
-    result = trainer.train(resume)
+    try:
+        result = trainer.train(resume)
+    finally:  # a resume that failed leaves the run's recipe as it was
+        if resume and trainer.resumed_from and job.env.is_main:
+            save_recipe(recipe, out_dir)
     trainer.save_model(os.path.join(out_dir, "final"))
     return result
 

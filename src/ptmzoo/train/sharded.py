@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.filesystem import FileSystemReader, FileSystemWriter, _StorageInfo
 from torch.distributed.checkpoint.metadata import (
     ChunkStorageMetadata,
@@ -27,6 +28,7 @@ from torch.distributed.checkpoint.metadata import (
 
 from ..errors import UserError
 from ..io import atomic_write_text
+from .state import first_line, load_trainer_file
 
 METADATA_FILE = "metadata.json"
 DTYPES = {str(dtype): dtype for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64,
@@ -96,12 +98,20 @@ def save_sharded(directory: str, state: dict[str, torch.Tensor]) -> None:
     os.makedirs(directory, exist_ok=True)
     with warnings.catch_warnings():  # one process writing alone is what we mean
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
-        dcp.save(state, storage_writer=JsonMetadataWriter(directory))
+        try:
+            dcp.save(state, storage_writer=JsonMetadataWriter(directory))
+        except CheckpointException as exc:  # a full disk is an OSError inside DCP's writer
+            raise first_failure(exc) from None
 
 
 def load_sharded(directory: str, state: dict[str, torch.Tensor]) -> None:
     """Fill ``state`` (plain or DTensor tensors of the right global shapes) in place from a sharded
-    checkpoint written by any number of processes."""
+    checkpoint written by any number of processes. A missing, truncated or crafted checkpoint (a
+    chunk that unpickles more than tensors) is one line, as for every trainer-state file."""
+    load_trainer_file(directory, lambda path: _read_into(path, state))
+
+
+def _read_into(directory: str, state: dict[str, torch.Tensor]) -> None:
     if not os.path.exists(os.path.join(directory, METADATA_FILE)):
         raise UserError(f"{directory} has no {METADATA_FILE}; the sharded checkpoint is incomplete")
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
@@ -109,9 +119,16 @@ def load_sharded(directory: str, state: dict[str, torch.Tensor]) -> None:
         with warnings.catch_warnings():  # one process reading a checkpoint of several is what we mean
             warnings.filterwarnings("ignore", message="torch.distributed is disabled")
             dcp.load(state, storage_reader=JsonMetadataReader(directory), no_dist=not distributed)
-    except (RuntimeError, ValueError, KeyError, AssertionError) as exc:  # DCP wraps per-rank errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{directory} does not fit the model ({first}); the checkpoint is from another model") from None
+    except CheckpointException as exc:  # DCP gathers every rank's failure; the first one says why
+        raise first_failure(exc) from None
+    except (RuntimeError, ValueError, KeyError, AssertionError) as exc:
+        raise UserError(f"{directory} does not fit the model ({first_line(exc)}); the checkpoint is from another "
+                        "model") from None
+
+
+def first_failure(exc: CheckpointException) -> BaseException:
+    """The exception one rank raised inside DCP (a BaseException wrapper with every rank's)."""
+    return next(iter(exc.failures.values()))[0] if exc.failures else RuntimeError(str(exc))
 
 
 def is_sharded(directory: str) -> bool:

@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
@@ -36,18 +38,22 @@ from ..checkpoint import write_model_files
 from ..config import TrainConfig
 from ..data.sampling import StepSampler, eval_batches
 from ..errors import UserError
-from ..io import atomic_directory, atomic_write_json, atomic_write_text
+from ..io import atomic_directory, atomic_write_json, atomic_write_text, durable_rename
 from ..models.model import unwrap
+from ..textio import open_text
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
 from .parallel import Parallelism
 from .state import (
     STATE_DIR,
+    checkpoint_write_error,
     latest_checkpoint,
+    load_rng_state,
+    load_trainer_file,
     mark_latest,
     read_state,
-    rng_state,
-    set_rng_state,
+    rng_file,
+    save_rng_state,
     step_dir_name,
 )
 from .step import TrainingStep
@@ -99,11 +105,23 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
-        """On resume, forget what an interrupted run logged after its last checkpoint."""
+        """On resume, forget what an interrupted run logged after its last checkpoint -- and a
+        last line torn by a crash or a full disk."""
         if not self.enabled or not os.path.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as fh:
-            kept = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= step]
+        with open_text(self.path) as fh:
+            lines = [line for line in fh if line.strip()]
+        kept = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    break  # the record being written when the run stopped
+                raise UserError(f"{self.path}:{number}: not a JSON record; the metrics log is damaged "
+                                "(remove that line to resume)") from None
+            if record.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
         atomic_write_text(self.path, "".join(kept))
 
     def reset(self) -> None:
@@ -190,6 +208,7 @@ class Trainer:
         self.best_metric: float | None = None
         self.best_step: int | None = None
         self._stop_signal: int | None = None
+        self.resumed_from: str | None = None  # the checkpoint, once resume_from has restored it
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self) -> dict[str, Any]:
@@ -212,25 +231,29 @@ class Trainer:
         final = os.path.join(self.checkpoint_dir, name)
         tmp = os.path.join(self.checkpoint_dir, f".{name}.tmp")
         env = self.env
-        if env.is_main:
-            os.makedirs(os.path.join(tmp, STATE_DIR), exist_ok=True)
-        env.barrier()
-        torch.save(rng_state(), os.path.join(tmp, STATE_DIR, f"rng_rank{env.rank}.pt"))
-        carried = self.training_step.carried_state()  # objectives' memories, per process (its own rows)
-        if carried:
-            save_file({k: v.detach().contiguous().cpu() for k, v in carried.items()},
-                      os.path.join(tmp, STATE_DIR, f"objectives_rank{env.rank}.safetensors"))
-        self.parallel.save_weights(tmp, self.model)  # sharded runs: every process its shards
-        self.parallel.save_optimizer(os.path.join(tmp, STATE_DIR), self.model, self.optimizer, self.scheduler)
-        env.barrier()
-        if env.is_main:
-            write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step},
-                              weights=not self.parallel.sharded)
-            atomic_write_json(os.path.join(tmp, STATE_DIR, "state.json"), self._state())
-            if os.path.exists(final):
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-            mark_latest(self.checkpoint_dir, name, self.config.keep_checkpoints)
+        try:
+            if env.is_main:
+                os.makedirs(os.path.join(tmp, STATE_DIR), exist_ok=True)
+            env.barrier()
+            save_rng_state(os.path.join(tmp, STATE_DIR, rng_file(env.rank)))
+            carried = self.training_step.carried_state()  # objectives' memories, per process (its own rows)
+            if carried:
+                save_file({k: v.detach().contiguous().cpu() for k, v in carried.items()},
+                          os.path.join(tmp, STATE_DIR, f"objectives_rank{env.rank}.safetensors"))
+            self.parallel.save_weights(tmp, self.model)  # sharded runs: every process its shards
+            self.parallel.save_optimizer(os.path.join(tmp, STATE_DIR), self.model, self.optimizer, self.scheduler)
+            env.barrier()
+            if env.is_main:
+                write_model_files(tmp, self.model, self.tokenizer, {**self.extra_meta, "step": self.step},
+                                  weights=not self.parallel.sharded)
+                atomic_write_json(os.path.join(tmp, STATE_DIR, "state.json"), self._state())
+                if os.path.exists(final):
+                    shutil.rmtree(final)
+                durable_rename(tmp, final)  # every file on disk before the name appears
+                mark_latest(self.checkpoint_dir, name, self.config.keep_checkpoints)
+        except (OSError, RuntimeError, SafetensorError) as exc:  # a full disk: torch says "unexpected pos"
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise checkpoint_write_error(final, exc) from None
         env.barrier()
         return final
 
@@ -250,15 +273,18 @@ class Trainer:
         self.parallel.load_weights(checkpoint, self.model)
         state_dir = os.path.join(checkpoint, STATE_DIR)
         self.parallel.load_optimizer(state_dir, self.model, self.optimizer, self.scheduler)
-        rng_file = os.path.join(state_dir, f"rng_rank{self.env.rank}.pt")
-        if state["world_size"] == self.env.world_size and os.path.exists(rng_file):
-            set_rng_state(torch.load(rng_file, weights_only=False))
+        if state["world_size"] == self.env.world_size:
+            load_rng_state(state_dir, self.env.rank)
+        elif self.env.is_main:  # each process's generator belongs to its rank: say that dropout differs
+            print(f"note: {checkpoint} was written by {state['world_size']} processes, this run has "
+                  f"{self.env.world_size}: the data continues where it stopped, the dropout masks differ", file=sys.stderr)
         carried_file = os.path.join(state_dir, f"objectives_rank{self.env.rank}.safetensors")
         if any(name.startswith("objectives_rank") for name in os.listdir(state_dir)):
             if state["world_size"] != self.env.world_size or not os.path.exists(carried_file):
                 raise UserError(f"cannot resume from {checkpoint}: its objectives carry state per process, saved for "
                                 f"{state['world_size']} process(es); resume with the same number of processes")
-            self.training_step.load_carried_state(load_file(carried_file, device=str(self.env.device)))
+            self.training_step.load_carried_state(
+                load_trainer_file(carried_file, lambda path: load_file(path, device=str(self.env.device))))
         self.step = state["step"]
         self.samples_seen = state["samples_seen"]
         self.tokens_seen = state["tokens_seen"]
@@ -266,6 +292,7 @@ class Trainer:
         self.best_metric = state.get("best_metric")
         self.best_step = state.get("best_step")
         self.metrics.truncate_after(self.step)
+        self.resumed_from = checkpoint
 
     def save_model(self, directory: str, extra: dict[str, Any] | None = None) -> None:
         """A model directory (best/, final/): whole weights, also from a sharded run (gathered)."""

@@ -10,17 +10,19 @@ import os
 from ..errors import UserError
 from .names import METHODS, SEGMENTS
 
+DESCRIPTION = ("Train word vectors on plain text, evaluate them on analogies and word similarity, list nearest "
+               "neighbours.")
+TRAIN_DESCRIPTION = ("Input: UTF-8 text (or .gz), one sentence a line, words separated by whitespace; read again on "
+                     "every pass, so any size works. Output: DIR/vectors.txt and DIR/vectors.bin (word2vec text and "
+                     "binary formats), DIR/vectors.json (the settings), and for FastText DIR/ngrams.npz (vectors for "
+                     "words outside the vocabulary). Options left out take the method's defaults (those of "
+                     "word2vec.c/gensim, the GloVe paper, fastText, Bengio et al.).")
+EVAL_DESCRIPTION = ("Analogies: questions-words format (': section', then 'a b c d'; Google, CA8), answered by 3CosAdd "
+                    "and 3CosMul. Similarity: 'w1<TAB>w2<TAB>score' (WordSim-353, SimLex-999), Spearman and Pearson "
+                    "correlation.")
 
-def add_vectors_parser(verbs, common) -> None:
-    p = verbs.add_parser("vectors", parents=[common], help="static word vectors: word2vec, GloVe, FastText, NNLM",
-                         description="Train word vectors on plain text, evaluate them on analogies and word "
-                                     "similarity, list nearest neighbours.")
-    actions = p.add_subparsers(dest="vectors_verb", metavar="<action>")
-    _train_parser(actions, common)
-    ev = actions.add_parser("eval", parents=[common], help="analogy accuracy and word-similarity correlation",
-                            description="Analogies: questions-words format (': section', then 'a b c d'; Google, "
-                                        "CA8), answered by 3CosAdd and 3CosMul. Similarity: 'w1<TAB>w2<TAB>score' "
-                                        "(WordSim-353, SimLex-999), Spearman and Pearson correlation.")
+
+def eval_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("vectors", metavar="DIR", help="output directory of `ptmzoo vectors train`, or a vector file")
     ev.add_argument("--analogy", nargs="+", default=[], metavar="FILE", help="analogy files")
     ev.add_argument("--similarity", nargs="+", default=[], metavar="FILE", help="word-pair similarity files")
@@ -28,21 +30,15 @@ def add_vectors_parser(verbs, common) -> None:
                     help="only the N most frequent words answer and are asked (gensim's default 300000)")
     ev.add_argument("--case-sensitive", action="store_true", help="compare words as written (default: ignore case)")
     ev.add_argument("--json", action="store_true", help="print the full results (per section) as JSON")
-    nb = actions.add_parser("neighbors", parents=[common], help="the nearest words by cosine similarity")
+
+
+def neighbors_arguments(nb: argparse.ArgumentParser) -> None:
     nb.add_argument("vectors", metavar="DIR", help="output directory of `ptmzoo vectors train`, or a vector file")
     nb.add_argument("words", nargs="+", metavar="WORD")
     nb.add_argument("--topn", type=int, default=10)
 
 
-def _train_parser(actions, common) -> None:
-    t = actions.add_parser("train", parents=[common], help="train word vectors on plain text",
-                           description="Input: UTF-8 text (or .gz), one sentence a line, words separated by "
-                                       "whitespace; read again on every pass, so any size works. Output: DIR/"
-                                       "vectors.txt and DIR/vectors.bin (word2vec text and binary formats), "
-                                       "DIR/vectors.json (the settings), and for FastText DIR/ngrams.npz (vectors "
-                                       "for words outside the vocabulary). Options left out take the method's "
-                                       "defaults (those of word2vec.c/gensim, the GloVe paper, fastText, Bengio "
-                                       "et al.).")
+def train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--method", required=True, choices=METHODS)
     t.add_argument("--input", nargs="+", required=True, metavar="FILE", help="corpus files")
     t.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -93,18 +89,11 @@ OPTION_FLAGS = ("dim", "window", "min_count", "epochs", "alpha", "workers", "see
 
 
 def cmd_vectors(args: argparse.Namespace) -> None:
-    if args.vectors_verb == "train":
-        _train(args)
-    elif args.vectors_verb == "eval":
-        _eval(args)
-    elif args.vectors_verb == "neighbors":
-        _neighbors(args)
-    else:
-        raise UserError("say what to do: `ptmzoo vectors train ...`, `ptmzoo vectors eval DIR ...` or "
-                        "`ptmzoo vectors neighbors DIR WORD ...`")
+    raise UserError("say what to do: `ptmzoo vectors train ...`, `ptmzoo vectors eval DIR ...` or "
+                    "`ptmzoo vectors neighbors DIR WORD ...`")
 
 
-def _train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> None:
     from .train import train_vectors
 
     options = {name: getattr(args, name) for name in OPTION_FLAGS if getattr(args, name) is not None}
@@ -127,7 +116,7 @@ def _load(path: str):
     return WordVectors.load(path)
 
 
-def _eval(args: argparse.Namespace) -> None:
+def cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import evaluate_analogies, evaluate_similarity
 
     if not (args.analogy or args.similarity):
@@ -151,7 +140,7 @@ def _eval(args: argparse.Namespace) -> None:
         print(f"similarity {os.path.basename(r['file'])}: {shown} ({r['pairs']:,} pairs; {r['skipped']:,} skipped)")
 
 
-def _neighbors(args: argparse.Namespace) -> None:
+def cmd_neighbors(args: argparse.Namespace) -> None:
     if args.topn < 1:
         raise UserError("--topn must be at least 1")
     vectors = _load(args.vectors)

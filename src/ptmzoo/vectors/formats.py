@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from ..errors import UserError, require_file
+from ..textio import open_text
 
 ROWS_PER_WRITE = 4096  # rows formatted at a time when writing
 
@@ -103,33 +104,30 @@ def read_word2vec_text(path: str, what: str = "vector file") -> tuple[list[str],
     declared: tuple[int, int] | None = None
     dim: int | None = None
     seen: dict[str, int] = {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if number == 1 and (declared := _header(fields)) is not None:
-                    dim = declared[1]
-                    continue
-                if dim is None:
-                    dim = len(fields) - 1
-                if len(fields) != dim + 1:
-                    raise UserError(f"{path}:{number}: expected a name and {dim} numbers (word2vec text format "
-                                    f"'name v1 ... v{dim}'), found {len(fields)} fields")
-                name = fields[0]
-                if name in seen:
-                    raise UserError(f"{path}:{number}: '{name}' is listed twice (first on line {seen[name]}); "
-                                    "each name needs one vector")
-                try:
-                    rows.append(np.asarray(fields[1:], dtype=np.float32))
-                except ValueError:
-                    bad = next(f for f in fields[1:] if not _is_number(f))
-                    raise UserError(f"{path}:{number}: '{bad}' is not a number; expected 'name v1 ... v{dim}'") from None
-                seen[name] = number
-                names.append(name)
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; is it a binary word2vec file (read it as .bin)?") from None
+    with open_text(path) as fh:
+        for number, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if number == 1 and (declared := _header(fields)) is not None:
+                dim = declared[1]
+                continue
+            if dim is None:
+                dim = len(fields) - 1
+            if len(fields) != dim + 1:
+                raise UserError(f"{path}:{number}: expected a name and {dim} numbers (word2vec text format "
+                                f"'name v1 ... v{dim}'), found {len(fields)} fields")
+            name = fields[0]
+            if name in seen:
+                raise UserError(f"{path}:{number}: '{name}' is listed twice (first on line {seen[name]}); "
+                                "each name needs one vector")
+            try:
+                rows.append(np.asarray(fields[1:], dtype=np.float32))
+            except ValueError:
+                bad = next(f for f in fields[1:] if not _is_number(f))
+                raise UserError(f"{path}:{number}: '{bad}' is not a number; expected 'name v1 ... v{dim}'") from None
+            seen[name] = number
+            names.append(name)
     if not names or not dim:
         raise UserError(f"{path} holds no vectors; expected a 'count dim' line, then 'name v1 ... vdim' lines")
     if declared is not None and declared[0] != len(names):
@@ -178,12 +176,9 @@ def read_vectors(path: str, what: str = "vector file") -> tuple[list[str], np.nd
     with open(path, "rb") as fh:
         fh.readline()
         sample = fh.read(4096)
-    binary = path.endswith(".bin") or b"\0" in sample  # text never holds NUL; float32 zeros do
-    if not binary:
-        try:
-            sample.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            binary = exc.start < len(sample) - 4  # not just a character cut at the end of the sample
+    # text never holds NUL, and thousands of float32 bytes nearly always do; a text file in another
+    # encoding is then read as text and refused in one line (textio)
+    binary = path.endswith(".bin") or b"\0" in sample
     return (read_word2vec_binary if binary else read_word2vec_text)(path, what)
 
 

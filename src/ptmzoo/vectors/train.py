@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from ..errors import UserError
-from .names import METHODS
 from .corpus import LineCorpus, Vocabulary
 from .keyed import WordVectors, check_output_directory
+from .names import METHODS
 
 
 def method_classes(method: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from typing import Any
 
 import torch
@@ -117,6 +118,10 @@ def read_hf_weights(directory: str) -> dict[str, torch.Tensor]:
             return state
         if os.path.exists(os.path.join(directory, TORCH_BIN)):
             return torch.load(os.path.join(directory, TORCH_BIN), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refuses any object that is not plain tensors and numbers
+        raise UserError(f"{directory}/{TORCH_BIN} holds more than tensors (pickled objects that could run code), so "
+                        "ptmzoo does not load it; save the model as model.safetensors with transformers "
+                        "(save_pretrained(..., safe_serialization=True)) if you trust it") from None
     except (SafetensorError, OSError, RuntimeError, KeyError, json.JSONDecodeError, EOFError) as exc:
         raise UserError(f"weights in {directory} are corrupt or unreadable ({str(exc).splitlines()[0]})") from None
     raise UserError(f"{directory} has {CONFIG_FILE} but no weights ({SAFETENSORS} or {TORCH_BIN})")
