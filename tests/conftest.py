@@ -156,3 +156,12 @@ class RunsCode:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
+
+
+def pytest_collection_modifyitems(items):
+    """A test module's ``KNOWN_GAPS`` ({test id: why}) marks those tests strict xfail: they must
+    still fail, so that one fixed is noticed and taken off the list."""
+    for item in items:
+        gaps = getattr(item.module, "KNOWN_GAPS", None)
+        if gaps and item.name in gaps:
+            item.add_marker(pytest.mark.xfail(reason=gaps[item.name], strict=True))

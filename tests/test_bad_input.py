@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import RunsCode, assert_user_error, read_lines, run_main, shared_path
+from tests.conftest import RunsCode, assert_user_error, read_lines, run_main, shared_path
 
 import ptmzoo
 from ptmzoo.data.tokenizers import train_tokenizer
@@ -106,7 +106,7 @@ def test_load_of_none_is_a_value_error():
 
 def test_evaluate_names_the_model_whose_tokenizer_differs(capsys, tmp_path, wiki_shards, bpe_tokenizer):
     """`evaluate MODEL --data SHARDS` said 'a different tokenizer than None' (the path given without --model)."""
-    from conftest import tiny_checkpoint
+    from tests.conftest import tiny_checkpoint
 
     other = tiny_checkpoint(str(tmp_path / "other"), "bert", bpe_tokenizer, ("mlm",))
     err = one_line_error(capsys, ["evaluate", other, "--data", wiki_shards], "tokenized with a different tokenizer than")

@@ -5,8 +5,9 @@ import json
 import os
 
 import pytest
-from conftest import assert_user_error as _assert_user_error
-from conftest import run_cli, shared_path
+
+from tests.conftest import assert_user_error as _assert_user_error
+from tests.conftest import run_cli, shared_path
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_PRETRAIN as TINY
-from conftest import assert_user_error, run_cli, run_main, shared_path
+from tests.conftest import TINY_PRETRAIN as TINY
+from tests.conftest import assert_user_error, run_cli, run_main, shared_path
 
 
 def snapshot(directory) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_user_error, run_main, shared_path
+from tests.conftest import assert_user_error, run_main, shared_path
 
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_lines, shared_path
+from tests.conftest import read_lines, shared_path
 
 from ptmzoo.data import prepare
 

@@ -3,11 +3,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import make_shards, read_lines, shared_path
 
 from ptmzoo.data.prepare import prepare_corpus
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
+from tests.conftest import make_shards, read_lines, shared_path
 
 
 def test_documents_round_trip_through_shards(wiki_shards, wordpiece_tokenizer):

@@ -2,16 +2,11 @@
 the prompt builder, answer log-likelihoods, and predictions on a hand case."""
 
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.evaluation import (
     FewShotTask,
@@ -22,6 +17,7 @@ from ptmzoo.evaluation import (
     strided_windows,
 )
 from ptmzoo.evaluation import fewshot as fewshot_module
+from tests.generation.generation_helpers import tiny_gpt2
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import read_lines, run_cli, shared_path
 
 from ptmzoo.catalog import build_backbone
 from ptmzoo.checkpoint import save_pretrained
@@ -27,6 +26,7 @@ from ptmzoo.finetune.multitask import (
 from ptmzoo.finetune.run import FinetuneConfig, evaluate_file
 from ptmzoo.loading import load
 from ptmzoo.models.model import PtmModel
+from tests.conftest import read_lines, run_cli, shared_path
 
 
 @pytest.fixture(scope="session")

@@ -2,26 +2,14 @@
 
 import pytest
 import torch
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.generation import KVCache
+from tests.generation.generation_helpers import assert_cache_equals_full_pass, step_by_step, tiny_gpt2
 
 
 @pytest.fixture(scope="module")
 def model():
     return tiny_gpt2()
-
-
-def _step_by_step(model, ids, mask, positions, cache, chunks):
-    """Logits of ``ids`` fed through the cache in chunks of the given sizes."""
-    logits, start = [], 0
-    for size in chunks:
-        end = start + size
-        out = model(ids[:, start:end], attention_mask=mask[:, :end], position_ids=positions[:, start:end],
-                    cache=cache)
-        logits.append(out.logits)
-        start = end
-    return torch.cat(logits, dim=1)
 
 
 @pytest.mark.parametrize("static", [False, True])
@@ -33,7 +21,7 @@ def test_cached_logits_equal_full_forward(model, static, chunks):
     positions = torch.arange(12)[None].expand(3, -1)
     cache = KVCache.for_backbone(model.backbone, 3, 16, static=static)
     with torch.no_grad():
-        cached = _step_by_step(model, ids, mask, positions, cache, chunks)
+        cached = step_by_step(model, ids, mask, positions, cache, chunks)
         full = model(ids).logits
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=0)
     assert cache.length == 12
@@ -41,25 +29,7 @@ def test_cached_logits_equal_full_forward(model, static, chunks):
 
 @pytest.mark.parametrize("static", [False, True])
 def test_left_padded_batch_with_cache_equals_each_row_alone(model, static):
-    torch.manual_seed(2)
-    lengths = [9, 4, 7]
-    rows = [torch.randint(1, 97, (n,)) for n in lengths]
-    new = torch.randint(1, 97, (3, 4))  # continued a token at a time after the prompts
-    width = max(lengths)
-    ids = torch.zeros(3, width + 4, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):width] = row
-        mask[i, width - len(row):] = 1
-    ids[:, width:] = new
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = KVCache.for_backbone(model.backbone, 3, width + 4, static=static)
-    with torch.no_grad():
-        cached = _step_by_step(model, ids, mask, positions, cache, [width, 1, 1, 1, 1])
-        for i, row in enumerate(rows):
-            alone = model(torch.cat([row, new[i]])[None]).logits[0]
-            torch.testing.assert_close(cached[i, width - len(row):], alone, atol=1e-5, rtol=0)
-    assert torch.isfinite(cached).all()  # padded query rows too
+    assert_cache_equals_full_pass(model, lengths=(9, 4, 7), new=4, chunkings=[(9, 1, 1, 1, 1)], static=static, seed=2)
 
 
 def test_reorder_moves_whole_rows(model):

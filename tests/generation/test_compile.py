@@ -3,10 +3,10 @@
 
 import pytest
 import torch
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.generation import generate
 from ptmzoo.generation.decoding import CachedLM
+from tests.generation.generation_helpers import tiny_gpt2
 
 
 @pytest.mark.slow

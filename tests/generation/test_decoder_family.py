@@ -3,13 +3,13 @@ the KV cache giving the logits of full forwards, and the GPT-3 size table."""
 
 import pytest
 import torch
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.catalog import count_parameters
-from ptmzoo.generation import KVCache, generate
+from ptmzoo.generation import generate
 from ptmzoo.nn import AttentionMask, banded_mask, causal_mask
 from ptmzoo.presets import get_preset
 from ptmzoo.presets.gpt import GPT3_SIZES
+from tests.generation.generation_helpers import assert_cache_equals_full_pass, tiny_gpt2
 
 DECODERS = {"gpt1": {"preset": "gpt1-tiny"}, "gpt3-banded": {"preset": "gpt3-tiny", "attention_window": 4}}
 
@@ -43,35 +43,11 @@ def test_banded_layers_see_only_the_window():
         torch.testing.assert_close(banded(ids).logits[:, 4:], banded(changed).logits[:, 4:])
 
 
-def _step_by_step(model, ids, mask, positions, cache, chunks):
-    logits, start = [], 0
-    for size in chunks:
-        out = model(ids[:, start:start + size], attention_mask=mask[:, :start + size],
-                    position_ids=positions[:, start:start + size], cache=cache)
-        logits.append(out.logits)
-        start += size
-    return torch.cat(logits, dim=1)
-
-
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("decoder", list(DECODERS))
 def test_cache_equals_full_forward(decoder, static):
-    model = tiny_gpt2(**DECODERS[decoder])
-    torch.manual_seed(1)
-    lengths = [9, 4, 7]
-    width, new = max(lengths), 5
-    ids = torch.randint(1, 97, (3, width + new))
-    mask = torch.ones_like(ids)
-    for row, n in enumerate(lengths):  # left padding
-        mask[row, : width - n] = 0
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    for chunks in ([width] + [1] * new, [3, 4, 2, 2, 3]):
-        cache = KVCache.for_backbone(model.backbone, 3, width + new, static=static)
-        with torch.no_grad():
-            cached = _step_by_step(model, ids, mask, positions, cache, chunks)
-            for row, n in enumerate(lengths):
-                alone = model(ids[row:row + 1, width - n:]).logits[0]
-                torch.testing.assert_close(cached[row, width - n:], alone, atol=1e-5, rtol=0)
+    assert_cache_equals_full_pass(tiny_gpt2(**DECODERS[decoder]), lengths=(9, 4, 7), new=5,
+                                  chunkings=[(9, 1, 1, 1, 1, 1), (3, 4, 2, 2, 3)], static=static)
 
 
 @pytest.mark.parametrize("decoder", list(DECODERS))

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from generation_helpers import TableLM, tiny_gpt2
 
 import ptmzoo
 from ptmzoo.catalog import HEADS
@@ -21,6 +20,7 @@ from ptmzoo.generation import (
     top_k_filter,
     top_p_filter,
 )
+from tests.generation.generation_helpers import TableLM, tiny_gpt2
 
 INF = float("-inf")
 

@@ -4,13 +4,13 @@ import re
 
 import pytest
 import torch
-from conftest import run_cli
-from generation_helpers import tiny_gpt2
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.models.model import PtmModel
+from tests.conftest import run_cli
+from tests.generation.generation_helpers import tiny_gpt2
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.generation import generate
+from tests.generation.generation_helpers import tiny_gpt2
 
 transformers = pytest.importorskip("transformers")
 

@@ -5,7 +5,6 @@ pair that transformers opens and that ptmzoo opens again as one model."""
 
 import pytest
 import torch
-from hf_models import padded_batch, randomize, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS as HEAD_CLASSES
@@ -14,6 +13,7 @@ from ptmzoo.checkpoint import Pretrained
 from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.objectives.rtd import generator_of
+from tests.interop.hf_models import padded_batch, randomize, transformers
 
 TOL = 1e-4
 SHAPES = {  # E != H with projection and odd head count; E = H (no projection), other vocab and pad id

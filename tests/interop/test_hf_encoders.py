@@ -4,7 +4,6 @@ identical tensors, and settings HF cannot express are refused with one clear lin
 
 import pytest
 import torch
-from hf_models import padded_batch, randomize, round_trip, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS as HEAD_TYPES
@@ -12,6 +11,7 @@ from ptmzoo.catalog import build_backbone
 from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.models.model import PtmModel
+from tests.interop.hf_models import padded_batch, randomize, round_trip, transformers
 
 TOL = 1e-4
 def _bert(vocab, hidden, layers, heads, ffn, positions, **extra):

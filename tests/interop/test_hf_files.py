@@ -6,13 +6,13 @@ import os
 
 import pytest
 import torch
-from conftest import run_cli
-from hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
+from tests.conftest import run_cli
+from tests.interop.hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, transformers
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "ran", "a", "big",
          "red", "##s", "##ed", "house", "play", "today", ",", ".", "!", "中", "文", "很", "好"]

@@ -4,7 +4,6 @@ batches, several shapes), identical tensors after a round trip, directories that
 
 import pytest
 import torch
-from hf_models import padded_batch, randomize, transformers
 
 import ptmzoo
 from ptmzoo.catalog import build_backbone
@@ -13,6 +12,7 @@ from ptmzoo.errors import UserError
 from ptmzoo.generation import generate
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.models.model import PtmModel
+from tests.interop.hf_models import padded_batch, randomize, transformers
 
 TOL = 1e-4
 CONFIGS = {

@@ -3,9 +3,9 @@ float32, padded batches), and HF -> ptmzoo -> HF gives back identical tensors.""
 
 import pytest
 import torch
-from hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, padded_batch, round_trip
 
 from ptmzoo.interop.hf import from_hf_model
+from tests.interop.hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, padded_batch, round_trip
 
 TOL = 1e-4
 BERT_ARCHS = ["BertModel", "BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction",

@@ -3,11 +3,11 @@ encoder states and decoder logits (padded batches, several shapes), greedy gener
 
 import pytest
 import torch
-from hf_models import padded_batch, randomize
 
 from ptmzoo.generation.seq2seq import generate_seq2seq
 from ptmzoo.interop.hf import export_hf, from_hf_model, import_hf, to_hf_model
 from ptmzoo.interop.hf.convert import adapter_for_family
+from tests.interop.hf_models import padded_batch, randomize
 
 transformers = pytest.importorskip("transformers")
 

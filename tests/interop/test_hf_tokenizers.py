@@ -23,14 +23,14 @@ import shutil
 
 import pytest
 import torch
-from conftest import shared_path
-from hf_models import randomize, transformers
 from tokenizers import Tokenizer as Backend
 from tokenizers import models, normalizers, pre_tokenizers, trainers
 
 import ptmzoo
 from ptmzoo.data.tokenizers import Tokenizer
 from ptmzoo.tasks.classification import ClassificationTask
+from tests.conftest import shared_path
+from tests.interop.hf_models import randomize, transformers
 
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 LEFT_OUT = set("ï花呗ç")  # any vocabulary entry with one of these goes: the words holding them are [UNK]

@@ -9,8 +9,6 @@ import os
 
 import pytest
 import torch
-from conftest import run_cli
-from hf_models import randomize, round_trip, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone
@@ -18,6 +16,8 @@ from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.models.model import PtmModel
 from ptmzoo.presets import get_preset
+from tests.conftest import run_cli
+from tests.interop.hf_models import randomize, round_trip, transformers
 
 TOL = 1e-4
 CONFIGS = {  # shapes: odd head counts, one language (no table) and several, sinusoidal, ReLU, causal

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
-from hf_models import randomize, round_trip, transformers
+from tests.conftest import run_cli
+from tests.interop.hf_models import randomize, round_trip, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone, count_parameters

@@ -7,11 +7,11 @@ import torch
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_model, count_parameters
 from ptmzoo.checkpoint import save_pretrained
-from ptmzoo.generation.seq2seq import Seq2SeqLM, generate_seq2seq
+from ptmzoo.generation.seq2seq import generate_seq2seq
 from ptmzoo.models import BartConfig, BartModel, T5Config, T5Model
 from ptmzoo.models.seq2seq import Seq2SeqModel
-from ptmzoo.nn.attention import padding_mask
 from ptmzoo.presets import PRESETS
+from tests.generation.generation_helpers import seq2seq_cached_logits
 
 # Exact counts of transformers' T5ForConditionalGeneration / BartForConditionalGeneration for the
 # released configs, and the papers' rounded sizes (T5 Table 14 says "770M" for 738M).
@@ -60,15 +60,11 @@ def test_cached_decoding_equals_full_pass(family, overrides):
     target = torch.randint(3, 61, (3, 20), generator=gen)  # longer than T5's max_distance: far buckets too
     with torch.no_grad():
         full = model(source, mask, decoder_input_ids=target).logits
-        for static in (False, True):
-            lm = Seq2SeqLM(model, 3, 25, static=static)
-            lm.memory = model.backbone.encode(source, mask)
-            lm.memory_mask = padding_mask(mask)
-            steps = [lm._logits(target[:, :5])]  # a first pass of several tokens, then one at a time
-            steps += [lm._logits(target[:, i : i + 1]) for i in range(5, 20)]
-            cached = torch.stack(steps, dim=1)
-            assert len(lm.cache.cross_kv) == model.backbone.num_decoder_layers  # computed once per layer
-            torch.testing.assert_close(cached, full[:, [4] + list(range(5, 20))], atol=1e-5, rtol=1e-5)
+    for static in (False, True):
+        # a first pass of several tokens, then one at a time
+        cached, cache = seq2seq_cached_logits(model, source, mask, target, first=5, static=static)
+        assert len(cache.cross_kv) == model.backbone.num_decoder_layers  # computed once per layer
+        torch.testing.assert_close(cached, full[:, 4:], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("family", ["t5", "bart"])

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from ptmzoo.catalog import HEADS, build_model
-from ptmzoo.generation.unilm import UnilmLM, generate_unilm, seq2seq_batch
+from ptmzoo.generation.unilm import generate_unilm, seq2seq_batch
 from ptmzoo.models.unilm import UnilmConfig, UnilmModel
 from ptmzoo.nn.attention import unified_mask
+from tests.generation.generation_helpers import unilm_cached_and_full_logits
 
 PAD = [[1, 1, 1, 1, 0]]  # four tokens and one pad
 TYPES = [[0, 0, 1, 1, 0]]  # source: 2 tokens, target: 2
@@ -117,20 +118,10 @@ MASK, SEP, CLS = 3, 2, 1
 
 def test_cached_decoding_matches_the_full_seq2seq_mask():
     model = tiny_model().eval()
-    source = [CLS, 11, 12, 13, SEP]
-    chosen = [21, 22, 23]
-    lm = UnilmLM(model, 1, 16, MASK)
-    with torch.no_grad():
-        cached = [lm.prefill(torch.tensor([source]), torch.ones(1, len(source), dtype=torch.long))]
-        cached += [lm.step(torch.tensor([token])) for token in chosen]
-        for step in range(len(chosen) + 1):  # uncached: the whole sequence, the [MASK] last
-            target = chosen[:step] + [MASK]
-            ids = torch.tensor([source + target])
-            types = torch.tensor([[0] * len(source) + [1] * len(target)])
-            mask = unified_mask("seq2seq", torch.ones_like(ids), types)
-            states = model.backbone(ids, mask, types).last_hidden_state
-            full = model.heads["unilm"].logits(type("O", (), {"last_hidden_state": states})(), {})[0, -1]
-            torch.testing.assert_close(cached[step][0], full, atol=1e-5, rtol=1e-5)
+    cached, full = unilm_cached_and_full_logits(model, [CLS, 11, 12, 13, SEP], [21, 22, 23], MASK)
+    assert len(cached) == len(full) == 4
+    for step, (with_cache, without) in enumerate(zip(cached, full)):
+        torch.testing.assert_close(with_cache, without, atol=1e-5, rtol=1e-5, msg=f"step {step}")
 
 
 def test_generate_left_pads_and_beam_search_runs():

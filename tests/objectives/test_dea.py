@@ -12,8 +12,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from ernie_helpers import LINES, ernie_corpus
-from objective_helpers import people_daily_lines
 
 from ptmzoo.cli import main
 from ptmzoo.data.packing import PackedBlocks
@@ -27,6 +25,8 @@ from ptmzoo.models.ernie import ErnieConfig, ErnieModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
 from ptmzoo.objectives.dea import DEAHead
 from ptmzoo.train.pretrain import PretrainJob, PretrainRecipe
+from tests.objectives.ernie_helpers import LINES, ernie_corpus
+from tests.objectives.objective_helpers import people_daily_lines
 
 STEPS = 150
 SMALL = {"num_layers": 2, "knowledge_layers": 1, "hidden_size": 64, "num_heads": 2, "intermediate_size": 128}

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ernie_helpers import LINES, ernie_corpus
-from objective_helpers import people_daily_lines
 
 from ptmzoo.cli import main
 from ptmzoo.data.packing import PackedBlocks, SentencePairs
@@ -15,6 +13,8 @@ from ptmzoo.data.prepare import Segmenter, prepare_corpus
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
 from ptmzoo.knowledge.vectors import read_vectors, write_vectors
+from tests.objectives.ernie_helpers import LINES, ernie_corpus
+from tests.objectives.objective_helpers import people_daily_lines
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from objective_helpers import masked_batch, people_daily_corpus
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone, build_model
@@ -15,6 +14,7 @@ from ptmzoo.errors import UserError
 from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import build_objectives
 from ptmzoo.objectives.rtd import replace_tokens
+from tests.objectives.objective_helpers import masked_batch, people_daily_corpus
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
 
@@ -117,7 +117,7 @@ def test_discriminator_labels_are_actual_replacements(wiki_shards, wordpiece_tok
 
 
 def test_electra_tiny_pretrains_from_the_cli_and_round_trips(tmp_path, wiki_shards, wordpiece_tokenizer):
-    from conftest import run_cli
+    from tests.conftest import run_cli
 
     out = str(tmp_path / "electra")
     result = run_cli("pretrain", "--preset", "electra-tiny", "--data", wiki_shards, "--out", out, "--steps", "12",

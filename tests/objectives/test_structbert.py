@@ -5,7 +5,6 @@ other-document segment)."""
 import numpy as np
 import pytest
 import torch
-from objective_helpers import masked_batch, special_or_pad
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone
@@ -17,6 +16,7 @@ from ptmzoo.models.model import PtmModel
 from ptmzoo.objectives import PretrainCollator, build_objectives
 from ptmzoo.presets import get_preset
 from ptmzoo.train.pretrain import build_pretrain_dataset
+from tests.objectives.objective_helpers import masked_batch, special_or_pad
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
 

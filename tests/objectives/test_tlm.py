@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, shared_path
 
 from ptmzoo.catalog import HEADS, build_backbone, build_model
 from ptmzoo.data.parallel import ParallelPairs, prepare_parallel
@@ -15,6 +14,7 @@ from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.errors import UserError
 from ptmzoo.objectives import PretrainCollator, build_objectives
 from ptmzoo.train.pretrain import build_pretrain_dataset
+from tests.conftest import run_cli, shared_path
 
 PAIRS = 400
 

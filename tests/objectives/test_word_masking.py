@@ -4,12 +4,6 @@ whole-entity integrity, specials never masked, labels only where corrupted, span
 import numpy as np
 import pytest
 import torch
-from objective_helpers import (
-    masked_batch,
-    people_daily_corpus,
-    special_or_pad,
-    word_ids,
-)
 
 from ptmzoo.data.packing import PackedBlocks, SentencePairs
 from ptmzoo.data.prepare import Segmenter, token_marks
@@ -17,6 +11,7 @@ from ptmzoo.data.shards import ENTITY, ENTITY_START, WORD_START, ShardedCorpus
 from ptmzoo.errors import UserError
 from ptmzoo.objectives import build_objectives
 from ptmzoo.objectives.masking import span_length_distribution, span_units
+from tests.objectives.objective_helpers import masked_batch, people_daily_corpus, special_or_pad, word_ids
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +110,7 @@ def test_whole_word_masking_follows_wordpieces(wiki_shards, wordpiece_tokenizer)
 
 
 def test_character_tokenizer_without_segmentation_is_refused(tmp_path, char_tokenizer):
-    from conftest import make_shards, shared_path
+    from tests.conftest import make_shards, shared_path
 
     shards = make_shards(str(tmp_path), char_tokenizer, shared_path("zh", "corpus", "clue_small_sampled.txt"))
     for masking in ("whole_word", "knowledge", "span"):

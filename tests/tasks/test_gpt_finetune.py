@@ -7,21 +7,17 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
-from generation_helpers import tiny_gpt2
 
 from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import main
 from ptmzoo.loading import load
 from ptmzoo.tasks import ClassificationOptions, ClassificationTask, MultipleChoiceOptions, MultipleChoiceTask
 from ptmzoo.tasks.gpt_input import DELIMITER, EXTRACT, START
+from tests.generation.generation_helpers import tiny_gpt2
 
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

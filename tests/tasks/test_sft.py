@@ -2,19 +2,15 @@
 and `ptmzoo finetune --task sft` + `ptmzoo chat` on a tiny decoder."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "generation"))
-from generation_helpers import tiny_gpt2
-
 from ptmzoo.errors import UserError
 from ptmzoo.tasks import TaskOptions
 from ptmzoo.tasks.sft import ChatTemplate, SFTTask, conversation, encode_conversation
+from tests.generation.generation_helpers import tiny_gpt2
 
 RECORDS = [
     {"instruction": "Name a colour.", "input": "", "output": "Blue."},

@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_cli
+
+from tests.conftest import run_cli
 
 ARGS = ["--preset", "bert-tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "64", "--no-progress",
         "--lr", "2e-3", "train.warmup_steps=1", "train.log_every=1", "train.eval_every=3",

@@ -20,9 +20,9 @@ import os
 import re
 
 import pytest
-from conftest import read_lines, shared_path
 
 from ptmzoo.cli import main
+from tests.conftest import read_lines, shared_path
 
 STEPS = 200
 WINDOW = 20  # steps averaged at each end of the run

@@ -9,7 +9,8 @@ import sys
 import time
 
 import pytest
-from conftest import run_cli
+
+from tests.conftest import run_cli
 
 ARGS = ["--preset", "gpt2-tiny", "--steps", "400", "--batch-size", "4", "--seq-len", "32", "--no-progress",
         "train.log_every=1", "train.eval_every=1000", "train.save_every=1000"]

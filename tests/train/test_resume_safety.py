@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_PRETRAIN as TINY
-from conftest import RunsCode, assert_user_error, run_cli, run_main
+from tests.conftest import TINY_PRETRAIN as TINY
+from tests.conftest import RunsCode, assert_user_error, run_cli, run_main
 
 from ptmzoo.cli import main
 

@@ -4,7 +4,8 @@ import json
 import os
 
 import pytest
-from conftest import make_shards, run_cli, shared_path
+
+from tests.conftest import make_shards, run_cli, shared_path
 
 
 @pytest.mark.parametrize("preset, style, objective", [("t5-tiny", "t5", "span_corruption"),

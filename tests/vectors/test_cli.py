@@ -6,11 +6,10 @@ import json
 import os
 
 import pytest
-from conftest import run_cli, shared_path
 
 from ptmzoo.cli import main
-
-from .helpers import topic_corpus
+from tests.conftest import run_cli, shared_path
+from tests.vectors.helpers import topic_corpus
 
 
 def _error(capsys, *argv) -> str:

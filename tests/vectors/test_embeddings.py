@@ -7,15 +7,15 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
 
-from ptmzoo.loading import load
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
 from ptmzoo.finetune.run import FinetuneConfig, FinetuneRun
 from ptmzoo.init_model import init_checkpoint
+from ptmzoo.loading import load
 from ptmzoo.vectors.embeddings import init_embeddings, token_words
 from ptmzoo.vectors.keyed import WordVectors
+from tests.conftest import shared_path
 
 DIM = 128  # bert-tiny's embedding size
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import shared_path
 
 from ptmzoo.vectors.evaluate import evaluate_analogies, evaluate_similarity, rank, spearman
 from ptmzoo.vectors.keyed import WordVectors
+from tests.conftest import shared_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated:DeprecationWarning")  # gensim's own init_sims
 

@@ -8,8 +8,7 @@ from ptmzoo.vectors.corpus import LineCorpus, Vocabulary
 from ptmzoo.vectors.fasttext import FastText, FastTextOptions, NgramTable, word_ngram_buckets
 from ptmzoo.vectors.keyed import WordVectors
 from ptmzoo.vectors.train import train_vectors
-
-from .helpers import topic_corpus, topic_separation
+from tests.vectors.helpers import topic_corpus, topic_separation
 
 WORDS = ["where", "a", "of", "naïve", "北京大学", "Ünïcödé", "😀ok", "x" * 30]
 

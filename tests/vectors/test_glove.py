@@ -11,8 +11,7 @@ from ptmzoo.vectors import kernels
 from ptmzoo.vectors.corpus import LineCorpus, Vocabulary
 from ptmzoo.vectors.glove import GloVe, GloVeOptions, count_cooccurrences, weighting
 from ptmzoo.vectors.train import train_vectors
-
-from .helpers import topic_corpus, topic_separation
+from tests.vectors.helpers import topic_corpus, topic_separation
 
 TEXT = """the cat sat on the mat
 the dog sat on the log and the cat saw the dog

@@ -8,8 +8,7 @@ import torch
 from ptmzoo.vectors.corpus import LineCorpus, Vocabulary
 from ptmzoo.vectors.nnlm import NNLM, NNLMNetwork, NNLMOptions, windows
 from ptmzoo.vectors.train import train_vectors
-
-from .helpers import topic_corpus, topic_separation
+from tests.vectors.helpers import topic_corpus, topic_separation
 
 
 def test_windows_hold_the_previous_words_and_pad_at_sentence_starts():

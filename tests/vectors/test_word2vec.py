@@ -11,8 +11,7 @@ from ptmzoo.vectors import kernels
 from ptmzoo.vectors.corpus import LineCorpus, Vocabulary
 from ptmzoo.vectors.train import train_vectors
 from ptmzoo.vectors.word2vec import Word2Vec, Word2VecOptions, keep_probabilities, negative_table, sample_thresholds
-
-from .helpers import topic_corpus, topic_separation
+from tests.vectors.helpers import topic_corpus, topic_separation
 
 COUNTS = np.asarray([1000, 400, 400, 120, 60, 33, 20, 7, 5, 5, 2, 1], dtype=np.int64)
 

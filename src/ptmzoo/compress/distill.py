@@ -226,6 +226,7 @@ class Distiller(Objective):
 
     name = "distill"
     has_step = True
+    named_in_recipes = False  # the distill verb builds it with its teachers
     shardable = False  # the teachers run outside the student's forward
     head = None
     needs_states: ClassVar[bool] = False

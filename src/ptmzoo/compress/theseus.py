@@ -41,6 +41,7 @@ class ModuleReplacing(Objective):
     layers and predecessor modules (drawn anew every step); evaluation runs the successor alone."""
 
     name = "theseus"
+    named_in_recipes = False  # run_theseus builds it with the predecessor
     has_step = True
     shardable = False
     head = None

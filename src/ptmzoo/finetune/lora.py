@@ -47,13 +47,19 @@ def replace_module(root: nn.Module, name: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent_name) if parent_name else root, child, module)
 
 
+# ``qkv`` names the attention's query/key/value projections whether fused (BERT, GPT) or not (``q`` and
+# ``kv``: the encoder-decoders' attention)
+TARGET_ALIASES = {"qkv": ("qkv", "q", "kv")}
+
+
 def add_lora(module: nn.Module, targets: list[str], rank: int, alpha: float, dropout: float = 0.0) -> list[str]:
     """Wrap every ``nn.Linear`` whose name ends with one of ``targets`` (e.g. qkv, out, up, down);
     returns the wrapped names."""
     if rank < 1:
         raise UserError("LoRA rank must be at least 1")
+    names = {name for target in targets for name in TARGET_ALIASES.get(target, (target,))}
     chosen = [name for name, m in module.named_modules()
-              if type(m) is nn.Linear and name.rsplit(".", 1)[-1] in targets]
+              if type(m) is nn.Linear and name.rsplit(".", 1)[-1] in names]
     if not chosen:
         raise UserError(f"no linear layer named {', '.join(targets)} in the model; LoRA targets are module "
                         "names such as qkv, out, up, down")

@@ -109,6 +109,9 @@ class LayerMixHead(Head):
 
     def __init__(self, backbone, inner_class: type[Head], inner_options: dict[str, Any], layers: str = "scalar_mix",
                  top_k: int = 4, layer_norm: bool = False):
+        if backbone.is_encoder_decoder:
+            raise UserError(f"strategy.layers={layers} mixes the hidden states of every layer, which encoder-decoder "
+                            "models do not return; use strategy.layers=last")
         inner = {"kind": inner_class.kind, "options": inner_options}
         super().__init__(backbone, inner=inner, layers=layers, top_k=top_k, layer_norm=layer_norm)
         self.layer_norm = layer_norm
@@ -185,7 +188,7 @@ def trainable_names(model: PtmModel, method: str) -> list[str]:
     keep: set[str] = set()
     if method == "adapters":
         for name, module in model.backbone.named_modules(prefix="backbone"):
-            if isinstance(module, (Adapter, nn.LayerNorm)):
+            if isinstance(module, (Adapter, nn.LayerNorm, nn.RMSNorm)):  # RMSNorm: T5's LayerNorm
                 keep.update(n for n, _ in module.named_parameters(prefix=name))
     names = []
     for name, _ in model.named_parameters():
@@ -275,6 +278,9 @@ class Strategy:
         add_structure(model, cfg)
         self.model, self.cfg, self.base_path = model, cfg, base_path
         self.trainable = trainable_names(model, cfg.method)
+        if not self.trainable:  # e.g. frozen, and the only head is tied to the (frozen) input embeddings
+            raise UserError(f"strategy {cfg.method} leaves nothing to train: the heads of this {model.family} model "
+                            f"({', '.join(model.heads) or 'none'}) have no weights of their own; use adapters or lora")
         wanted = set(self.trainable)
         for name, param in model.named_parameters():
             param.requires_grad_(name in wanted)

@@ -19,6 +19,7 @@ from ..errors import UserError
 from ..nn import FeedForward, init_transformer_weights, padding_mask
 from ..nn.attention import Attention
 from .base import TransformerConfig
+from .inputs import check_length
 from .seq2seq import EncoderDecoder
 
 POSITION_OFFSET = 2  # fairseq reserved the first two rows of the position table
@@ -83,9 +84,7 @@ class BartStack(nn.Module):
     def forward(self, tokens, mask, start: int, memory=None, memory_mask=None, cache=None):
         """``tokens``: the scaled token embeddings of positions start, start + 1, ..."""
         end = start + tokens.shape[1]
-        if end > self.max_positions:
-            raise UserError(f"sequence of {end} tokens is longer than the model's {self.max_positions} positions; "
-                            "truncate the input")
+        check_length(end, self.max_positions)
         positions = torch.arange(start, end, device=tokens.device) + POSITION_OFFSET
         x = self.dropout(self.embed_norm(tokens + self.position(positions)))
         for layer, block in enumerate(self.layers):

@@ -36,6 +36,7 @@ from ..nn import (
 from ..nn.ffn import ACTIVATIONS
 from ..nn.positions import nezha_relative_positions
 from .base import Backbone, BackboneOutput, TransformerConfig
+from .inputs import check_length
 
 # ALBERT cross-layer sharing: nothing, whole layers, attention only, feed-forward only
 Sharing = Literal["none", "all", "attention", "ffn"]
@@ -96,6 +97,7 @@ class BertEmbeddings(nn.Module):
         size = config.embedding_size or config.hidden_size
         self.offset = config.position_offset
         self.pad_token_id = config.pad_token_id
+        self.max_positions = config.max_position_embeddings
         self.word = nn.Embedding(config.vocab_size, size, padding_idx=config.pad_token_id)
         self.position = None if config.relative_positions else nn.Embedding(
             config.max_position_embeddings + self.offset, size, padding_idx=config.pad_token_id if self.offset else None)
@@ -122,6 +124,7 @@ class BertEmbeddings(nn.Module):
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
         x = self.word(input_ids)
         if self.position is not None:
+            check_length(input_ids.shape[1], self.max_positions)
             x = x + self.position(self.position_rows(input_ids, position_ids))
         if self.token_type is not None:
             x = x + self.segments(token_type_ids)

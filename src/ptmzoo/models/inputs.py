@@ -13,6 +13,14 @@ import torch
 from ..errors import BadInput
 
 
+def check_length(length: int, max_positions: int) -> None:
+    """Also called by position tables themselves (a backbone used without its PtmModel, a cache that
+    grows past the table), so that the limit is named rather than an index error raised inside it."""
+    if length > max_positions:
+        raise BadInput(f"input of {length} tokens is longer than the model's {max_positions} positions "
+                       "(max_position_embeddings); truncate it")
+
+
 def check_token_ids(input_ids, vocab_size: int, max_positions: int | None) -> None:
     """``input_ids``: an integer tensor ``[length]``, ``[batch, length]`` or ``[batch, group, length]``
     of ids in ``[0, vocab_size)``, at most ``max_positions`` long (None: relative positions, no limit)."""
@@ -24,9 +32,8 @@ def check_token_ids(input_ids, vocab_size: int, max_positions: int | None) -> No
     if input_ids.dim() not in (1, 2, 3) or input_ids.shape[-1] == 0 or input_ids.numel() == 0:
         raise BadInput(f"input_ids of shape {tuple(input_ids.shape)}: expected [length], [batch, length] or "
                        "[batch, group, length] with at least one token")
-    if max_positions is not None and input_ids.shape[-1] > max_positions:
-        raise BadInput(f"input of {input_ids.shape[-1]} tokens is longer than the model's {max_positions} "
-                       "positions (max_position_embeddings); truncate it")
+    if max_positions is not None:
+        check_length(input_ids.shape[-1], max_positions)
     if torch.compiler.is_compiling():  # a data-dependent branch would break the compiled graph
         return
     low, high = (int(v) for v in torch.aminmax(input_ids))

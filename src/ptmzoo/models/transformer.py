@@ -19,6 +19,7 @@ from torch import nn
 from ..nn import init_transformer_weights, padding_mask
 from ..nn.positions import sinusoidal_positions
 from .bart import BartConfig, BartLayer
+from .inputs import check_length
 from .seq2seq import EncoderDecoder
 
 
@@ -51,6 +52,7 @@ class TransformerStack(nn.Module):
                              persistent=False)  # fixed: not in the checkpoint
 
     def forward(self, tokens, mask, start: int, memory=None, memory_mask=None, cache=None):
+        check_length(start + tokens.shape[1], len(self.positions))
         x = self.dropout(tokens + self.positions[start : start + tokens.shape[1]].to(tokens.dtype))
         for layer, block in enumerate(self.layers):
             x = block(x, mask, memory, memory_mask, cache, layer)

@@ -54,6 +54,9 @@ class Objective:
     direction: ClassVar[str] = "any"  # "bidirectional" (encoders), "causal" (decoders) or "any"
     salt: ClassVar[int] = 0  # separates this objective's random stream from the others'
     has_step: ClassVar[bool] = False  # ``step`` replaces the model's forward in training
+    # False: a step built by another job (distillation, module replacing) with networks it is handed,
+    # not a pre-training objective a recipe can name (so not in OBJECTIVES)
+    named_in_recipes: ClassVar[bool] = True
     extra_losses: ClassVar[tuple[str, ...]] = ()  # losses ``step`` reports beyond the model's heads
     perplexity_losses: ClassVar[tuple[str, ...]] = ()  # those of them that are a language model's (eval_ppl)
     shardable: ClassVar[bool] = True  # the step runs the model only through its forward (FSDP can shard it)
