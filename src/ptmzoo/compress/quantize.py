@@ -287,26 +287,27 @@ def describe(method: str, names: list[str]) -> dict[str, Any]:
     return {"method": method, "mode": MODES[method], "bits": 8, "scheme": scheme[method], "modules": names}
 
 
+def _listed_module(model: nn.Module, name: str, kind: type[nn.Module], what: str) -> nn.Module:
+    """The module a ``quantization`` entry names, which must exist and be of ``kind``."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        raise UserError(f"ptmzoo.json quantizes {name}, which the model does not have; the checkpoint is damaged") from None
+    if not isinstance(module, kind):
+        raise UserError(f"ptmzoo.json quantizes {name}, which is not {what}")
+    return module
+
+
 def apply_quantization(model: nn.Module, entry: dict[str, Any]) -> None:
     """Rebuild the int8 layers a checkpoint's ``quantization`` entry lists (before its weights load)."""
     mode = entry.get("mode")
     if mode not in MODES.values():
         raise UserError(f"unknown quantization mode {mode!r} in ptmzoo.json; the checkpoint may come from a newer ptmzoo")
     for name in entry.get("modules", []):
-        try:
-            linear = model.get_submodule(name)
-        except AttributeError:
-            raise UserError(f"ptmzoo.json quantizes {name}, which the model does not have; the checkpoint is damaged") from None
-        if not isinstance(linear, nn.Linear):
-            raise UserError(f"ptmzoo.json quantizes {name}, which is not a Linear layer")
+        linear = _listed_module(model, name, nn.Linear, "a Linear layer")
         _replace(model, name, Int8Linear(linear.in_features, linear.out_features, linear.bias is not None, mode))
     for name in entry.get("embeddings", []):
-        try:
-            table = model.get_submodule(name)
-        except AttributeError:
-            raise UserError(f"ptmzoo.json quantizes {name}, which the model does not have; the checkpoint is damaged") from None
-        if not isinstance(table, nn.Embedding):
-            raise UserError(f"ptmzoo.json quantizes {name}, which is not an embedding table")
+        table = _listed_module(model, name, nn.Embedding, "an embedding table")
         _replace(model, name, Int8Embedding(table.num_embeddings, table.embedding_dim, table.padding_idx))
 
 
