@@ -35,7 +35,7 @@ from ptmzoo.errors import UserError
 from ptmzoo.finetune.lora import LoRALinear
 from ptmzoo.finetune.run import prepare_model
 from ptmzoo.finetune.strategies import Strategy, StrategyConfig
-from ptmzoo.generation import KVCache
+from ptmzoo.generation.decoding import decoding_cache
 from ptmzoo.generation.decoding import generate as generate_decoder
 from ptmzoo.generation.seq2seq import generate_seq2seq
 from ptmzoo.generation.unilm import generate_unilm, seq2seq_batch
@@ -92,12 +92,6 @@ FAMILY_NAMES = list(FAMILIES)
 KNOWN_GAPS: dict[str, str] = {
     "test_declared_inputs_are_taken_and_cache_support_is_declared_truly[elmo]":
         "the battery builds inputs without ELMo's derived char_ids (ELMo reads char_ids first)",
-    "test_declared_inputs_are_taken_and_cache_support_is_declared_truly[awd_lstm]":
-        "the battery sizes its KV cache from num_heads, which LSTM families do not have",
-    "test_declared_inputs_are_taken_and_cache_support_is_declared_truly[cove]":
-        "the battery sizes its KV cache from num_heads, which LSTM families do not have",
-    "test_declared_inputs_are_taken_and_cache_support_is_declared_truly[bilstm]":
-        "the battery sizes its KV cache from num_heads, which LSTM families do not have",
     "test_output_shapes[elmo]":
         "the battery builds inputs without ELMo's derived char_ids (ELMo reads char_ids first)",
     "test_output_shapes[cove]":
@@ -118,8 +112,6 @@ KNOWN_GAPS: dict[str, str] = {
         "the battery's full pass passes position_ids; Transformer-XL has relative positions",
     "test_cached_decoding_equals_full_passes[awd_lstm]":
         "the battery's cache is a KVCache; AWD-LSTM carries a RecurrentState",
-    "test_cached_decoding_equals_full_passes[cove]":
-        "the battery's cache is a KVCache; CoVe's decoder carries an LSTM state",
     "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[transfo_xl-full]":
         "the battery generates through a clm head; Transformer-XL generates through its xl_lm head",
     "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[transfo_xl-adapters]":
@@ -249,8 +241,13 @@ def test_declared_inputs_are_taken_and_cache_support_is_declared_truly(family):
     inputs.update({name: OPTIONAL_INPUTS[name](ids) for name in backbone.inputs if name in OPTIONAL_INPUTS})
     with torch.no_grad():
         assert torch.isfinite(backbone(**inputs).last_hidden_state).all()  # every declared input is taken
-        cache = KVCache.for_backbone(backbone, 2, 8)
+        try:  # what generation keeps between steps: an LSTM's state, else keys and values
+            cache = decoding_cache(backbone, 2, 8)
+        except AttributeError:  # no attention heads to size a KVCache by, and no recurrent state
+            cache = None
         try:
+            if cache is None:
+                raise TypeError("no cache")
             backbone(ids, cache=cache)
             takes_cache = True
         except TypeError as exc:
@@ -436,8 +433,13 @@ class Decoding:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+def cache_kinds(backbone) -> tuple[bool, ...]:
+    """Dynamic and static caches; a recurrent backbone keeps its state instead (no static cache)."""
+    return (False,) if backbone.recurrent else (False, True)
+
+
 def check_decoder_cache(model) -> None:
-    for static in (False, True):
+    for static in cache_kinds(model.backbone):
         for lengths in ((9, 4, 7), (9, 9, 9)):  # left-padded prompts, and none (the cache's unpadded shortcuts)
             assert_cache_equals_full_pass(model, lengths=lengths, new=5,
                                           chunkings=[(9, 1, 1, 1, 1, 1), (3, 4, 2, 2, 3)], static=static)
@@ -449,9 +451,10 @@ def check_seq2seq_cache(model) -> None:
     target = token_ids((3, 20), gen)  # longer than T5's max distance: the far buckets too
     with torch.no_grad():
         full = model(source, mask, decoder_input_ids=target).logits
-    for static in (False, True):
+    for static in cache_kinds(model.backbone):
         cached, cache = seq2seq_cached_logits(model, source, mask, target, first=4, static=static)
-        assert len(cache.cross_kv) == model.backbone.num_decoder_layers
+        if not model.backbone.recurrent:  # the encoder's keys and values, projected once per layer
+            assert len(cache.cross_kv) == model.backbone.num_decoder_layers
         torch.testing.assert_close(cached, full[:, 3:], atol=1e-5, rtol=1e-5)
 
 
