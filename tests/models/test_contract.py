@@ -128,8 +128,6 @@ KNOWN_GAPS: dict[str, str] = {
         "LoRA targets qkv/out projections, which LSTM families lack (a clear UserError today)",
     "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[elmo-lora+scalar_mix]":
         "LoRA targets qkv/out projections, which LSTM families lack (a clear UserError today)",
-    "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[awd_lstm-full]":
-        "the battery builds inputs without ELMo's derived char_ids",
     "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[awd_lstm-adapters]":
         "adapters sit after attention/FFN projections, which LSTM families lack (a clear UserError today)",
     "test_strategy_trains_what_it_should_and_its_run_reloads_in_the_family_wrapper[awd_lstm-lora]":

@@ -498,10 +498,7 @@ def cached_stepper(model, batch: int, input_ids: torch.Tensor, options: Generati
     head = lm_head(model)
     if input_ids is None:
         return head
-    total, context = input_ids.shape[1] + options.max_new_tokens, model.config.max_position_embeddings
-    if total > context:
-        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
-                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    total = input_ids.shape[1] + options.max_new_tokens  # within the model's context: checked by _run
     return (compiled_lm(model, batch, total) if options.compile
             else CachedLM(model, batch, total, options.static_cache))
 
