@@ -78,7 +78,7 @@ def test_corruption_rates_targets_and_untouched_tokens(pd):
 
 
 def test_head_softmax_over_each_sequences_entities():
-    config = ErnieConfig(vocab_size=20, hidden_size=16, num_layers=1, knowledge_layers=1, num_heads=2,
+    config = ErnieConfig(vocab_size=20, hidden_size=16, num_layers=2, knowledge_layers=1, num_heads=2,
                          intermediate_size=32, num_entities=6, entity_size=4, entity_heads=2)
     torch.manual_seed(0)
     backbone = ErnieModel(config)
