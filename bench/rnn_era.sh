@@ -4,7 +4,7 @@
 # From the repository root:
 #
 #     bash bench/rnn_era.sh                  # stages 0-5, 4b, 4c: the measured ones
-#     STAGES="6" bash bench/rnn_era.sh       # CoVe (translation pre-training; not measured yet)
+#     STAGES="6" bash bench/rnn_era.sh       # CoVe (translation pre-training, then SST-2 features)
 #
 # OUT (default bench/results/rnn) receives one log per command and the runs under OUT/runs;
 # DATA (default ../shared/data) holds the corpora.
