@@ -632,11 +632,21 @@ def _verb_named(argv: list[str]) -> str:
     return next((word for word in argv if not word.startswith("-")), "")
 
 
+def _take_override_back_from_resume(args) -> None:
+    """`--resume` takes an optional value (a checkpoint), so argparse gives it the `key=value`
+    override that follows it (`pretrain --out R --resume train.max_minutes=0.3`): that is an
+    override, and the run resumes from its latest checkpoint."""
+    resume = getattr(args, "resume", None)  # only the verbs that resume have the option
+    if isinstance(resume, str) and "=" in resume and not os.path.exists(resume):
+        args.overrides, args.resume = [resume, *args.overrides], True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(only=_verb_named(argv))
     args = parser.parse_args(argv)
     args.debug = getattr(args, "debug", False)
+    _take_override_back_from_resume(args)
     if not args.verb:
         parser.print_help()
         return 2

@@ -112,6 +112,13 @@ def test_a_missing_or_corrupt_trainer_state_file_is_one_line_and_keeps_the_recip
     assert Path(os.path.join(run_copy, "recipe.yaml")).read_bytes() == recipe  # --steps 9 not written
 
 
+def test_an_override_after_resume_is_an_override(run_copy):
+    """`--resume key=value` used to take the override as the checkpoint to resume from."""
+    assert main(["pretrain", "--out", run_copy, "--resume", "train.max_steps=6", "--no-progress"]) == 0
+    records = [json.loads(line) for line in Path(run_copy, "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r][-3:] == [4, 5, 6]  # resumed at 4, ran to the new end
+
+
 def test_a_torn_last_metrics_line_does_not_stop_resume(run_copy, capsys):
     """A full disk leaves half a record at the end of metrics.jsonl; every --resume used to fail
     with JSONDecodeError."""
