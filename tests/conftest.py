@@ -158,6 +158,17 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
+def perturb(model, scale: float = 0.1):
+    """Every parameter moved by N(0, scale) noise from the global RNG (seed it first), so that a
+    model compared against a reference is far from its initialisation; returns the model in eval mode."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * scale)
+    return model.eval()
+
+
 def pytest_collection_modifyitems(items):
     """A test module's ``KNOWN_GAPS`` ({test id: why}) marks those tests strict xfail: they must
     still fail, so that one fixed is noticed and taken off the list."""

@@ -10,6 +10,7 @@ import torch
 from ptmzoo.catalog import HEADS, build_model
 from ptmzoo.errors import UserError
 from ptmzoo.evaluation.perplexity import perplexity_with_memory
+from tests.conftest import perturb
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +19,7 @@ def model():
     net = build_model("transfo_xl", {"vocab_size": 53, "hidden_size": 24, "num_layers": 2, "num_heads": 2,
                                      "intermediate_size": 40, "mem_len": 7, "cutoffs": [10, 30]})
     net.add_head("xl_lm", HEADS["xl_lm"])
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    return net.eval()
+    return perturb(net)
 
 
 def nll_of(model, ids, context_of):

@@ -11,7 +11,7 @@ import ptmzoo
 from ptmzoo.catalog import HEADS
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
-from tests.conftest import run_cli
+from tests.conftest import perturb, run_cli
 from tests.interop.hf_models import BERT_CONFIGS, GPT2_CONFIGS, hf_model, transformers
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "ran", "a", "big",
@@ -201,10 +201,7 @@ def test_ptmzoo_checkpoint_exports_to_transformers(family, tmp_path):
     model = PtmModel(family, build_backbone(family, {"vocab_size": tokenizer.vocab_size, "hidden_size": 32,
                                                      "num_layers": 2, "num_heads": 2, "intermediate_size": 48}))
     model.add_head(*(("clm", HEADS["clm"]) if family == "gpt2" else ("mlm", HEADS["mlm"])))  # BERT: MLM only, pooler kept
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    save_pretrained(str(tmp_path / "ptm"), model.eval(), tokenizer)
+    save_pretrained(str(tmp_path / "ptm"), perturb(model), tokenizer)
     result = run_cli("convert", str(tmp_path / "ptm"), str(tmp_path / "hf"), "--to", "hf")
     assert result.returncode == 0, result.stderr
 

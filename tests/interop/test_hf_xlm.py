@@ -16,7 +16,7 @@ from ptmzoo.errors import UserError
 from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.models.model import PtmModel
 from ptmzoo.presets import get_preset
-from tests.conftest import run_cli
+from tests.conftest import perturb, run_cli
 from tests.interop.hf_models import randomize, round_trip, transformers
 
 TOL = 1e-4
@@ -140,10 +140,7 @@ def _ptm_xlm(**model):
     torch.manual_seed(0)
     net = PtmModel("xlm", build_backbone("xlm", config))
     net.add_head("tlm", HEADS["mlm"])
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    return net.eval()
+    return perturb(net)
 
 
 @pytest.mark.parametrize("model", [{}, {"sinusoidal_positions": True, "languages": ["en", "fr", "zh"]},

@@ -11,8 +11,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from tests.conftest import run_cli
-from tests.interop.hf_models import randomize, round_trip, transformers
 
 import ptmzoo
 from ptmzoo.catalog import HEADS, build_backbone, count_parameters
@@ -22,6 +20,8 @@ from ptmzoo.interop.hf import export_hf, from_hf_model, to_hf_model
 from ptmzoo.models.transfo_xl import MemoryModel
 from ptmzoo.objectives.plm import permutation_mask, permutation_ranks, span_targets
 from ptmzoo.presets import get_preset
+from tests.conftest import perturb, run_cli
+from tests.interop.hf_models import randomize, round_trip, transformers
 
 TOL = 1e-4
 CONFIGS = {  # shapes: even and odd head counts, ReLU, clamped distances, a bounded memory, reuse_len, uni
@@ -186,10 +186,7 @@ def _ptm_xlnet(**model):
     torch.manual_seed(0)
     net = MemoryModel("xlnet", build_backbone("xlnet", config))
     net.add_head("plm", HEADS["plm"])
-    with torch.no_grad():
-        for param in net.parameters():
-            param.add_(torch.randn_like(param) * 0.1)
-    return net.eval()
+    return perturb(net)
 
 
 @pytest.mark.parametrize("model", [{}, {"mem_len": 0}, {"mem_len": 5, "hidden_act": "relu"}])

@@ -1,7 +1,6 @@
 """AWD-LSTM's language modelling: variable BPTT lengths over a stream, AR/TAR, the LSTM state carried
 across batches (and through an exact resume)."""
 
-import json
 import os
 
 import numpy as np
@@ -9,14 +8,12 @@ import pytest
 import torch
 
 from ptmzoo.catalog import build_model
-from ptmzoo.config import TrainConfig
 from ptmzoo.data.sampling import StepSampler
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.data.stream import StreamSegments, VariableLengths
 from ptmzoo.objectives import PretrainCollator
 from ptmzoo.objectives.awd import AwdLM, AwdOptions
-from ptmzoo.train.distributed import DistEnv
-from ptmzoo.train.trainer import Trainer
+from tests.train.stream_helpers import train_on_stream
 
 TINY = {"vocab_size": 3000, "hidden_size": 16, "lstm_size": 24, "num_layers": 2}
 
@@ -113,13 +110,7 @@ def run(shards, out, max_steps, save_every, resume=None):
     objective.attach(model)
     data = StreamSegments(ShardedCorpus(shards).split("train"), 12, 4, separator_id=0,
                           **objective.sample_options())
-    config = TrainConfig(batch_size=4, max_steps=max_steps, save_every=save_every, log_every=1, lr=3e-3,
-                         schedule="constant", keep_checkpoints=10, precision="fp32")
-    trainer = Trainer(model, data, PretrainCollator([objective], 0), config, out, DistEnv(), progress=False,
-                      objectives=[objective], shuffle=False)
-    trainer.train(resume)
-    with open(os.path.join(out, "metrics.jsonl")) as fh:
-        return [r["loss"] for r in map(json.loads, fh) if "loss" in r], objective
+    return train_on_stream(model, objective, data, out, max_steps, save_every, resume), objective
 
 
 def test_a_resumed_run_continues_with_the_carried_state_exactly(wiki_shards, tmp_path):

@@ -1,7 +1,6 @@
 """Stream samples (each batch row continues the previous step's text) and state that an objective
 carries from step to step, saved with the trainer state for an exact resume."""
 
-import json
 import os
 
 import numpy as np
@@ -9,14 +8,11 @@ import pytest
 import torch
 
 from ptmzoo.catalog import HEADS, build_model
-from ptmzoo.config import TrainConfig
 from ptmzoo.data.sampling import StepSampler
 from ptmzoo.data.shards import ShardedCorpus
 from ptmzoo.data.stream import StreamSegments
-from ptmzoo.objectives import PretrainCollator
 from ptmzoo.objectives.base import Objective
-from ptmzoo.train.distributed import DistEnv
-from ptmzoo.train.trainer import Trainer
+from tests.train.stream_helpers import train_on_stream
 
 
 def test_every_row_continues_its_text_on_any_number_of_processes(shakespeare_bpe_shards):
@@ -79,13 +75,7 @@ def run(shards, out, max_steps, save_every, resume=None):
     objective = RunningMean(rows=4, width=16)
     objective.attach(model)
     data = StreamSegments(ShardedCorpus(shards).split("train"), 16, 4, separator_id=0)
-    config = TrainConfig(batch_size=4, max_steps=max_steps, save_every=save_every, log_every=1, lr=3e-3,
-                         schedule="constant", keep_checkpoints=10, precision="fp32")
-    trainer = Trainer(model, data, PretrainCollator([objective], 0), config, out, DistEnv(), progress=False,
-                      objectives=[objective], shuffle=False)
-    trainer.train(resume)
-    with open(os.path.join(out, "metrics.jsonl")) as fh:
-        return [r["loss"] for r in map(json.loads, fh) if "loss" in r], objective
+    return train_on_stream(model, objective, data, out, max_steps, save_every, resume), objective
 
 
 def test_carried_state_is_saved_and_a_resume_is_exact(shakespeare_bpe_shards, tmp_path):
