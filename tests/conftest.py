@@ -9,6 +9,11 @@ import sys
 
 import pytest
 
+# `train.precision: auto` picks bf16 on CPUs with native bf16 (ptmzoo.train.precision): the suite's
+# numbers stay those of float32 on every CPU (subprocesses too); tests of auto set the detection.
+os.environ.setdefault("PTMZOO_CPU_BF16", "0")
+# and the shared test machine's load does not add warning lines to the output tests read
+os.environ.setdefault("PTMZOO_LOAD_WARNING", "0")
 # `ptmzoo pretrain` flags of a bert-tiny shrunk to 1 layer x 32 that checkpoints every 2 steps
 TINY_PRETRAIN = ["--preset", "bert-tiny", "--seq-len", "32", "--batch-size", "4", "--no-progress",
                  "model.num_layers=1", "model.hidden_size=32", "model.num_heads=2", "model.intermediate_size=64",

@@ -46,6 +46,9 @@ def _common() -> argparse.ArgumentParser:
     # SUPPRESS: a --debug given before the verb is not reset by the verb's own default
     parent = argparse.ArgumentParser(add_help=False)
     parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
+    parent.add_argument("--threads", type=int, default=argparse.SUPPRESS, metavar="N",
+                        help="CPU threads of this process (default: one per physical core, divided among the "
+                             "processes torchrun starts; OMP_NUM_THREADS if set); wins over train.threads")
     return parent
 
 
@@ -516,12 +519,28 @@ def cmd_generate(args) -> None:
                "seed": args.seed, "compile": args.compile}
     if len(prompts) == 1 and not args.no_stream:  # one prompt: show the text as it comes
         print(prompts[0], end="", flush=True)
-        generate(pretrained, prompts, on_text=lambda _, piece: print(piece, end="", flush=True), **options)
+        result = generate(pretrained, prompts, on_text=lambda _, piece: print(piece, end="", flush=True), **options)
         print()
-        return
-    result = generate(pretrained, prompts, **options)  # several prompts: one left-padded batch
-    for i, (prompt, text) in enumerate(zip(prompts, result.texts)):
-        print(("\n" if i else "") + prompt + text)
+    else:
+        result = generate(pretrained, prompts, **options)  # several prompts: one left-padded batch
+        for i, (prompt, text) in enumerate(zip(prompts, result.texts)):
+            print(("\n" if i else "") + prompt + text)
+    _say_why_generation_stopped(result.finish_reasons, args.max_new_tokens)
+
+
+STOP_REASONS = {"eos": "end of text", "stop": "a stop string", "length": "max tokens"}
+
+
+def _say_why_generation_stopped(reasons: list[str], max_new_tokens: int) -> None:
+    """One line on stderr (stdout holds only the texts): why each text ended."""
+    def said(reason: str) -> str:
+        shown = STOP_REASONS.get(reason, reason)
+        return f"{shown} ({max_new_tokens})" if reason == "length" else shown
+
+    if len(reasons) == 1:
+        print(f"stopped: {said(reasons[0])}", file=sys.stderr)
+    else:
+        print("stopped: " + "; ".join(f"{i + 1}: {said(r)}" for i, r in enumerate(reasons)), file=sys.stderr)
 
 
 def _chat_arguments(chat: argparse.ArgumentParser) -> None:
@@ -650,9 +669,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    from .train.resources import use_flag_threads
     from .train.trainer import TrainingInterrupted
 
     try:
+        use_flag_threads(getattr(args, "threads", None))  # every verb, before any work
         args.run(args)
     except UserError as exc:
         if args.debug:

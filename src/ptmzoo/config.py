@@ -221,6 +221,9 @@ def load_yaml(path: str) -> dict[str, Any]:
 # Trainer settings, shared by pre-training and fine-tuning.
 
 
+DEFAULT_WARMUP_RATIO = 0.06  # the warmup of a run that sets neither warmup_steps nor warmup_ratio
+
+
 @dataclasses.dataclass
 class TrainConfig(Config):
     # Batch: `batch_size` is the global number of sequences per optimizer step, the same for any
@@ -235,7 +238,7 @@ class TrainConfig(Config):
     adam_beta2: float = 0.999
     adam_eps: float = 1e-8
     warmup_steps: int = 0
-    warmup_ratio: float = 0.0
+    warmup_ratio: float | None = None  # default: DEFAULT_WARMUP_RATIO of the steps (when warmup_steps is 0)
     schedule: typing.Literal["linear", "cosine", "constant", "slanted_triangular"] = "linear"
     min_lr_ratio: float = 0.0
     stlr_cut_frac: float = 0.1  # slanted_triangular (ULMFiT): fraction of steps rising, and
@@ -251,7 +254,10 @@ class TrainConfig(Config):
     keep_checkpoints: int = 2
     num_workers: int = 0
     device: str = "auto"
-    max_minutes: float | None = None  # stop cleanly (with a checkpoint) after this wall time
+    # a time budget: the steps that fit it are estimated from the first steps' speed (max_steps
+    # stays the upper bound) and the LR schedule follows them; the run stops cleanly at the end
+    max_minutes: float | None = None
+    threads: int | None = None  # CPU threads (--threads wins); default: physical cores / processes on the machine
     # none | ddp | fsdp (FSDP2: sharded weights, gradients and optimizer state); auto: ddp under torchrun
     parallel: typing.Literal["auto", "none", "ddp", "fsdp"] = "auto"
     activation_checkpointing: bool = False  # recompute each layer's activations in the backward pass
@@ -266,8 +272,12 @@ class TrainConfig(Config):
             raise UserError(f"train.max_steps (--steps) must be at least 1, not {self.max_steps}")
         if self.lr <= 0:
             raise UserError(f"train.lr (--lr) must be positive, not {self.lr}")
-        if not 0 <= self.warmup_ratio < 1:
+        if self.warmup_ratio is not None and not 0 <= self.warmup_ratio < 1:
             raise UserError("train.warmup_ratio must be in [0, 1)")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"train.threads must be at least 1, not {self.threads}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserError(f"train.max_minutes must be positive, not {self.max_minutes:g}")
         if not 0 < self.stlr_cut_frac < 1 or self.stlr_ratio < 1:
             raise UserError("train.stlr_cut_frac must be in (0, 1) and train.stlr_ratio at least 1")
         for name in ("log_every", "eval_every", "save_every"):
@@ -276,5 +286,9 @@ class TrainConfig(Config):
         if not 0 <= self.layerdrop < 1:
             raise UserError("train.layerdrop must be in [0, 1) (the probability of skipping a layer; 0.2 in the paper)")
 
-    def warmup(self) -> int:
-        return self.warmup_steps if self.warmup_steps > 0 else int(self.warmup_ratio * self.max_steps)
+    def warmup(self, total: int | None = None) -> int:
+        """Warmup steps of a run of ``total`` steps (default: max_steps)."""
+        if self.warmup_steps > 0:
+            return self.warmup_steps
+        ratio = DEFAULT_WARMUP_RATIO if self.warmup_ratio is None else self.warmup_ratio
+        return int(ratio * (total or self.max_steps))

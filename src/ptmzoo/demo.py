@@ -27,17 +27,7 @@ import numpy as np
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
 from .textio import open_text
-
-
-def cpu_bf16_is_fast() -> bool:
-    """Whether this CPU has native bfloat16 matrix instructions (AVX512-BF16 / AMX), where
-    bf16 autocast runs matrix products several times faster than float32."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+from .train.precision import cpu_bf16_is_fast
 
 
 @dataclass

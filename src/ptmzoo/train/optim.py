@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -40,16 +41,18 @@ def build_optimizer(model: nn.Module, config: TrainConfig, device: torch.device,
     return torch.optim.AdamW(groups, **kwargs)
 
 
-def lr_factor(step: int, config: TrainConfig) -> float:
-    """Multiplier of the peak learning rate before optimizer step ``step`` (0-based)."""
+def lr_factor(step: int, config: TrainConfig, total: int | None = None) -> float:
+    """Multiplier of the peak learning rate before optimizer step ``step`` (0-based) of a run of
+    ``total`` steps (default: max_steps; a time-budgeted run: its planned steps)."""
+    total = total or config.max_steps
     if config.schedule == "slanted_triangular":
-        return slanted_triangular(step, config.max_steps, config.stlr_cut_frac, config.stlr_ratio)
-    warmup = config.warmup()
+        return slanted_triangular(step, total, config.stlr_cut_frac, config.stlr_ratio)
+    warmup = config.warmup(total)
     if step < warmup:
         return (step + 1) / warmup
     if config.schedule == "constant":
         return 1.0
-    progress = min(1.0, (step - warmup) / max(1, config.max_steps - warmup))
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
     floor = config.min_lr_ratio
     if config.schedule == "cosine":
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -67,5 +70,7 @@ def slanted_triangular(step: int, total: int, cut_frac: float = 0.1, ratio: floa
     return (1 + p * (ratio - 1)) / ratio
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, config))
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total: Callable[[], int] | None = None):
+    """``total()``: the run's planned steps, read at every step (they change with a time budget)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, config, total() if total is not None else None))

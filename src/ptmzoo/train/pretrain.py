@@ -175,6 +175,10 @@ class PretrainJob:
         return evaluate_loss(model, self.valid_data, self.collate, self.env, train.batch_size, train.eval_batches,
                              train.precision, self.objectives)
 
+    def summary(self, trainer: Trainer) -> str:
+        objectives = ",".join(o.name for o in self.objectives)
+        return run_summary(trainer, f"pre-training {self.recipe.preset} ({objectives})", self.seq_len)
+
     def trainer(self, out_dir: str, progress: bool = True, callbacks=None) -> Trainer:
         extra = {"preset": self.recipe.preset, "objectives": [o.name for o in self.objectives],
                  "seq_len": self.seq_len, "recipe": self.recipe.to_dict(), **self.corpus_meta}
@@ -183,6 +187,27 @@ class PretrainJob:
                        tokenizer=self.tokenizer, extra_meta=extra,
                        evaluate=self.evaluate if self.valid_data is not None else None, progress=progress,
                        callbacks=callbacks, objectives=self.objectives, shuffle=self.shuffles, after_step=self.after_step)
+
+
+def run_summary(trainer: Trainer, what: str, seq_len: int) -> str:
+    """The first lines of a training run: the model, where and how it runs, and how much it will see."""
+    config, env = trainer.config, trainer.env
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    processes = f" x {env.world_size} processes" if env.distributed else ""
+    plan = trainer.plan
+    samples = len(trainer.train_data)
+    epochs = plan.total * config.batch_size / max(samples, 1)
+    if plan.budget_s is not None:
+        steps = (f"time budget {plan.budget_s / 60:g} min: steps planned from the speed of the first steps "
+                 f"(at most {plan.total:,})")
+    else:
+        steps = f"{plan.total:,} steps"
+    return (f"{what}: {parameters:,} parameters on {env.device} ({trainer.precision}, {trainer.threads} "
+            f"threads{processes})\n"
+            f"  {config.batch_size} sequences x {seq_len} tokens = {config.batch_size * seq_len:,} tokens per step; "
+            f"{steps} = {epochs:.2f} epochs over {samples:,} training sequences; warmup "
+            f"{'per the plan' if plan.budget_s is not None and not config.warmup_steps else config.warmup(plan.total)}"
+            f", lr {config.lr:g} ({config.schedule})")
 
 
 def save_recipe(recipe: PretrainRecipe, out_dir: str) -> None:
@@ -197,6 +222,8 @@ def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None
         if not resume:
             save_recipe(recipe, out_dir)
     trainer = job.trainer(out_dir, progress, callbacks)
+    if job.env.is_main:
+        print(job.summary(trainer), flush=True)
     try:
         result = trainer.train(resume)
     finally:  # a resume that failed leaves the run's recipe as it was

@@ -1,8 +1,10 @@
 """The one Trainer, for pre-training and fine-tuning.
 
-AdamW with warmup and linear/cosine decay, gradient accumulation, clipping, bf16 autocast on
-CUDA, DDP under torchrun, optional torch.compile, periodic evaluation with best-model selection,
-a progress bar (loss, tokens/s, ETA), metrics as JSONL, atomic checkpoints and an exact resume.
+AdamW with warmup and linear/cosine decay, gradient accumulation, clipping, bf16 autocast (GPUs
+and CPUs with native bf16), DDP under torchrun, optional torch.compile, periodic evaluation with
+best-model selection, a progress bar or plain progress lines (loss, tokens/s, ETA), metrics as
+JSONL, atomic checkpoints and an exact resume. With a time budget (``train.max_minutes``) the
+steps are planned from the measured speed (``budget.StepPlan``) and the schedule follows the plan.
 
 Loss normalisation: each head returns the *sum* of its loss and its number of targets. Before
 the backward passes of a step the target counts of all micro-batches on all processes are
@@ -13,7 +15,6 @@ processes (up to float rounding), which is what makes 2-process DDP reproduce 1-
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -32,7 +33,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..checkpoint import write_model_files
 from ..config import TrainConfig
@@ -41,9 +41,19 @@ from ..errors import UserError
 from ..io import atomic_directory, atomic_write_json, atomic_write_text, durable_rename
 from ..models.model import unwrap
 from ..textio import open_text
+from .budget import StepPlan
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
 from .parallel import Parallelism
+from .precision import autocast_context, resolve_precision
+from .progress import Progress, clock_text
+from .resources import (
+    collapse_warning,
+    load_average,
+    start_warning,
+    use_config_threads,
+    warn,
+)
 from .state import (
     STATE_DIR,
     checkpoint_write_error,
@@ -77,15 +87,6 @@ def seed_everything(seed: int) -> None:
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     non_blocking = device.type == "cuda"
     return {k: v.to(device, non_blocking=non_blocking) for k, v in batch.items()}
-
-
-def autocast_context(precision: str, device: torch.device):
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if use_bf16:
-        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 @dataclass
@@ -205,8 +206,15 @@ class Trainer:
         wrapped = self.parallel.wrap(self.training_step, self.model)
         self.optimizer = build_optimizer(self.model, config, env.device, optimizer_groups,
                                          fused=not self.parallel.sharded)
-        self.scheduler = build_scheduler(self.optimizer, config)
-        self.autocast = autocast_context(config.precision, env.device)
+        budget_s = 60 * config.max_minutes if config.max_minutes else None
+        self.plan = StepPlan(config.max_steps, budget_s)
+        self.scheduler = build_scheduler(self.optimizer, config, lambda: self.plan.total)
+        self.precision = resolve_precision(config.precision, env.device)
+        self.autocast = autocast_context(self.precision, env.device)
+        self.threads = use_config_threads(config.threads)
+        self.clock: Callable[[], float] = time.time  # tests replace the clock and the load reading
+        self.read_load: Callable[[], float | None] = load_average
+        self._progress: Progress | None = None  # while train() runs
         if config.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
@@ -231,6 +239,7 @@ class Trainer:
             "world_size": self.env.world_size,
             "batch_size": self.config.batch_size,
             "max_steps": self.config.max_steps,
+            "planned_steps": self.plan.total if self.plan.estimated else None,  # from a time budget
             "num_samples": len(self.train_data),
         }
 
@@ -302,6 +311,11 @@ class Trainer:
         self.best_step = state.get("best_step")
         self.metrics.truncate_after(self.step)
         self.resumed_from = checkpoint
+        planned = state.get("planned_steps")
+        if planned and state.get("max_steps") == self.config.max_steps:  # the schedule continues as planned
+            self.plan.total, self.plan.estimated = min(planned, self.config.max_steps), True
+        if self.env.is_main:
+            print(f"resuming from step {self.step} ({checkpoint})", flush=True)
 
     def save_model(self, directory: str, extra: dict[str, Any] | None = None) -> None:
         """A model directory (best/, final/): whole weights, also from a sharded run (gathered)."""
@@ -363,55 +377,99 @@ class Trainer:
             self.resume_from(resume)
         else:
             self.metrics.reset()
-        if self.step >= config.max_steps:
+        if self.step >= self.plan.total:
             return TrainResult(self.step, best_metric=self.best_metric, best_step=self.best_step)
+        if env.is_main and env.device.type == "cpu":
+            message = start_warning(self.threads, self.read_load)
+            if message:
+                warn(message)
         batches = self._micro_batches()
         previous_handlers = self._install_signal_handlers()
-        deadline = time.time() + 60 * config.max_minutes if config.max_minutes else None
-        bar = tqdm(total=config.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
-                   disable=not (self.progress and env.is_main), mininterval=0.5)
+        clock = self.clock
+        deadline = clock() + self.plan.budget_s if self.plan.budget_s else None
+        progress = Progress(self.plan.total, self.step, self.progress and env.is_main)
+        self._progress = progress
         self.wrapped.train()
-        window_tokens, window_start = 0, time.time()
-        start_time = time.time() - self.elapsed
+        window_tokens, window_start, window_train = 0, clock(), 0.0
+        best_speed, collapse_warned = 0.0, False
+        start_time = clock() - self.elapsed
+        overhead, steps_here = 0.0, 0  # evaluation and checkpoint seconds, steps of this process
         result = TrainResult(self.step)
         try:
-            while self.step < config.max_steps:
+            while self.step < self.plan.total:
                 if self.before_step is not None:
                     self.before_step(self.step)
+                step_start = clock()
                 record = self._train_step(batches)
+                step_s = clock() - step_start
                 self.step += 1
-                self.elapsed = time.time() - start_time
+                steps_here += 1
+                window_train += step_s
+                self.elapsed = clock() - start_time
                 window_tokens += record.pop("_tokens")
-                if self.step % config.log_every == 0 or self.step == config.max_steps:
-                    now = time.time()
+                if deadline is not None and self._replan(step_s, overhead / steps_here, deadline - clock()):
+                    progress.set_total(self.plan.total)
+                last = self.step >= self.plan.total
+                logged = None
+                if self.step % config.log_every == 0 or last:
+                    now = clock()
                     record.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
                                   tokens_per_s=window_tokens / max(now - window_start, 1e-9),
                                   elapsed=round(self.elapsed, 3))
                     self.metrics.write(record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                    window_tokens, window_start = 0, now
+                    logged = record
+                    if window_train >= 1.0 and not collapse_warned:  # long enough windows to compare
+                        speed = window_tokens / window_train
+                        message = collapse_warning(self.step, speed, best_speed, self.read_load)
+                        if message and env.is_main:
+                            warn(message)
+                        collapse_warned = message is not None
+                        best_speed = max(best_speed, speed)
+                    window_tokens, window_start, window_train = 0, now, 0.0
                     for callback in self.callbacks:
                         callback(self.step, record)
-                bar.update(1)
-                if self.evaluate_fn is not None and (self.step % config.eval_every == 0 or self.step == config.max_steps):
+                progress.update(self.step, logged, self.plan.eta_s(self.step), last)
+                busy = clock()
+                if self.evaluate_fn is not None and (self.step % config.eval_every == 0 or last):
                     result.final_metrics = self.run_evaluation()
                 stop = self._should_stop(deadline) or self._out_of_patience()
-                if self.step % config.save_every == 0 or self.step == config.max_steps or stop:
+                if self.step % config.save_every == 0 or last or stop:
                     checkpoint = self.save_checkpoint()
+                overhead += clock() - busy
                 if stop == "signal":
                     raise TrainingInterrupted(self.step, checkpoint)
                 if stop:
                     result.stopped_early = stop
-                    if self.evaluate_fn is not None and self.step % config.eval_every != 0:
+                    if self.evaluate_fn is not None and self.step % config.eval_every != 0 and not last:
                         result.final_metrics = self.run_evaluation()
                     break
+            if self.plan.estimated and self.step < config.max_steps and result.stopped_early is None:
+                result.stopped_early = "time budget"  # the planned steps that fit it are done
         finally:
-            bar.close()
+            progress.close()
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         result.step = self.step
         result.best_metric, result.best_step = self.best_metric, self.best_step
         return result
+
+    def _replan(self, step_s: float, overhead_s: float, remaining_s: float) -> bool:
+        """Re-plan the steps that fit the time budget (every process the same: the main process's
+        plan is broadcast); True when the plan changed."""
+        changed = self.plan.observe(self.step, step_s, overhead_s, remaining_s)
+        if self.env.distributed:
+            total = torch.tensor([float(self.plan.total if self.env.is_main else 0)], device=self.env.device)
+            self.env.all_reduce_sum(total)
+            changed = int(total.item()) != self.plan.total or changed
+            self.plan.total = int(total.item())
+            self.plan.estimated = self.plan.estimated or changed
+        if changed and self.env.is_main:
+            eta = self.plan.eta_s(self.step)
+            what = "re-planned" if self.plan.changes else "planned"
+            self._progress.write(
+                f"time budget: {what} {self.plan.total} steps (the speed of steps so far; warmup "
+                f"{self.config.warmup(self.plan.total)}, schedule to the end), about {clock_text(eta or 0)} to go")
+        return changed
 
     def _train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, Any]:
         env = self.env
@@ -463,9 +521,13 @@ class Trainer:
             self.wrapped.train()
         record = {"step": self.step, **metrics}
         self.metrics.write(record)
-        if self.progress and self.env.is_main:
+        if self.env.is_main:  # shown with --no-progress too
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-            tqdm.write(f"step {self.step}: {shown}")
+            line = f"step {self.step}: {shown}"
+            if self._progress is not None:
+                self._progress.write(line)
+            else:
+                print(line, flush=True)
         if self.select_metric is not None and self.select_metric in metrics:
             value = metrics[self.select_metric]
             better = self.best_metric is None or (
