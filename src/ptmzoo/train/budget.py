@@ -4,7 +4,8 @@ re-estimated when the speed changes a lot. The learning-rate schedule (warmup an
 progress total and the ETA follow the planned number, so the rate has decayed when the time is up.
 
 The speed is that of training steps alone plus the time evaluations and checkpoints took so far,
-spread over the steps made; a safety margin keeps the last step inside the budget.
+spread over the steps made; the plan ends 5% of the budget before the deadline, so the last step
+finishes inside it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections import deque
 WARM_STEPS = 3  # the first steps allocate memory and pick kernels: not measured
 MEASURED_STEPS = 5  # then the plan is made from this many steps
 RECENT_STEPS = 20  # re-estimates read the speed of the last steps
-REPLAN_CHANGE = 0.1  # a new estimate that differs by more than this fraction replaces the plan
-MARGIN = 1.05  # each remaining step is planned 5% slower than measured
+REPLAN_CHANGE = 0.1  # a new estimate that differs by more than this fraction of the steps left
+REPLAN_MIN_STEPS = 2  # (and by more than this many steps) replaces the plan
+RESERVE = 0.05  # the plan ends this fraction of the budget before the deadline
 
 
 def steps_that_fit(done: int, remaining_s: float, step_s: float, cap: int) -> int:
     """Total steps of a run that has made ``done`` steps, has ``remaining_s`` seconds left and
     makes a step in ``step_s`` seconds; at most ``cap``, at least one more than ``done``."""
-    more = int(max(0.0, remaining_s) / (step_s * MARGIN)) if step_s > 0 else cap
+    more = int(max(0.0, remaining_s) / step_s) if step_s > 0 else cap
     return max(done + 1, min(cap, done + more))
 
 
@@ -51,8 +53,9 @@ class StepPlan:
         if len(self._recent) < MEASURED_STEPS:
             return False
         speed = sum(self._recent) / len(self._recent) + overhead_s
-        estimate = steps_that_fit(step, remaining_s, speed, self.max_steps)
-        if self.estimated and abs(estimate - self.total) <= REPLAN_CHANGE * max(self.total - step, 1):
+        estimate = steps_that_fit(step, remaining_s - RESERVE * self.budget_s, speed, self.max_steps)
+        allowed = max(REPLAN_MIN_STEPS, REPLAN_CHANGE * (self.total - step))
+        if self.estimated and abs(estimate - self.total) <= allowed:
             return False
         if estimate == self.total:
             self.estimated = True

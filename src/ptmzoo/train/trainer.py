@@ -363,7 +363,7 @@ class Trainer:
 
     def _should_stop(self, deadline: float | None) -> str | None:
         flags = torch.tensor([float(self._stop_signal is not None),
-                              float(deadline is not None and time.time() >= deadline)])
+                              float(deadline is not None and self.clock() >= deadline)])
         self.env.all_reduce_sum(flags)  # every process stops at the same step
         if flags[0] > 0:
             return "signal"
