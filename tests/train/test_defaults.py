@@ -23,7 +23,6 @@ def restore_threads(monkeypatch):
     """Each test starts with no --threads flag seen and gets torch's thread count back."""
     threads = torch.get_num_threads()
     monkeypatch.setattr(resources, "_flag_threads", None)
-    monkeypatch.setattr(resources, "_configured", False)
     yield
     torch.set_num_threads(threads)
 

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Callable
 
 _flag_threads: int | None = None  # set by --threads: it wins over train.threads
-_configured = False
 
 
 def physical_cores() -> int:
@@ -75,27 +74,20 @@ def set_threads(threads: int) -> None:
 
 def use_flag_threads(threads: int | None) -> None:
     """``--threads N`` of any verb (None: the default), applied once for the whole process."""
-    global _flag_threads, _configured
+    global _flag_threads
     _flag_threads = threads
     chosen = threads if threads is not None else default_threads()
     if chosen is not None:
         set_threads(chosen)
-    _configured = True
 
 
 def use_config_threads(threads: int | None) -> int:
-    """A training run's ``train.threads`` (a --threads flag wins); without either, the default
-    once per process. Returns the threads torch now uses."""
-    global _configured
+    """A training run's ``train.threads`` (a --threads flag wins; without either the threads stay
+    as they are: the CLI's default, or the caller's choice). Returns the threads torch now uses."""
     import torch
 
     if _flag_threads is None and threads is not None:
         set_threads(threads)
-    elif not _configured:
-        chosen = default_threads()
-        if chosen is not None:
-            set_threads(chosen)
-    _configured = True
     return torch.get_num_threads()
 
 

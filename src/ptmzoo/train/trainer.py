@@ -466,9 +466,10 @@ class Trainer:
         if changed and self.env.is_main:
             eta = self.plan.eta_s(self.step)
             what = "re-planned" if self.plan.changes else "planned"
+            epochs = self.plan.total * self.config.batch_size / max(len(self.train_data), 1)
             self._progress.write(
-                f"time budget: {what} {self.plan.total} steps (the speed of steps so far; warmup "
-                f"{self.config.warmup(self.plan.total)}, schedule to the end), about {clock_text(eta or 0)} to go")
+                f"time budget: {what} {self.plan.total} steps = {epochs:.2f} epochs (from the speed so far; warmup "
+                f"{self.config.warmup(self.plan.total)}, the schedule ends there), about {clock_text(eta or 0)} to go")
         return changed
 
     def _train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, Any]:
