@@ -46,6 +46,7 @@ def test_tagging_with_crf_then_evaluate_and_predict(tiny_bert, tmp_path, capsys)
     assert {"f1", "precision", "recall", "strict_f1", "token_accuracy"} <= set(report["dev"])
     best = load(os.path.join(out, "best"))
     assert best.task["labels"] == report["labels"] and best.model.heads["tagging"].crf is not None
+    capsys.readouterr()  # the run's evaluation lines (shown without progress too)
     assert main(["evaluate", "--model", out, "--file", str(conll)]) == 0
     assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(report["dev"]["f1"])
     predictions = str(tmp_path / "pred.jsonl")
