@@ -168,8 +168,11 @@ def test_time_budget_replans_when_the_speed_changes(wiki_shards, tmp_path):
     trainer = _job(wiki_shards, max_minutes=1.0).trainer(str(tmp_path / "run"), progress=False)
     clock = FakeTime(trainer, lambda step: 0.5 if step <= 20 else 1.0)  # twice as slow from step 21
     result = trainer.train()
-    first = budget.steps_that_fit(8, 60.0 - 4.0 - 3.0, 0.5, 1000)
-    assert trainer.plan.changes >= 1 and result.step < first
+    # step 8 (4 s used, 3 s reserved): 8 + 53 / 0.5 = 114 steps planned. At step 28, the last 20 steps
+    # took 0.7 s on average: the plan would end 21 s late, more than 5% of the budget (3 s) off:
+    # 28 + 39 / 0.7 = 83. At step 48 (20 steps of 1 s): 48 + 19 / 1.0 = 67, and that holds.
+    assert budget.steps_that_fit(8, 60.0 - 4.0 - 3.0, 0.5, 1000) == 114
+    assert trainer.plan.changes == 2 and result.step == trainer.plan.total == 67
     assert clock.now - 1000.0 <= 60.0 and result.stopped_early == "time budget"
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)
 

@@ -215,6 +215,7 @@ class Trainer:
         self.clock: Callable[[], float] = time.time  # tests replace the clock and the load reading
         self.read_load: Callable[[], float | None] = load_average
         self._progress: Progress | None = None  # while train() runs
+        self._plan_shown: int | None = None  # the planned steps last printed
         if config.compile:
             wrapped = torch.compile(wrapped)
         self.wrapped = wrapped
@@ -463,9 +464,11 @@ class Trainer:
             changed = int(total.item()) != self.plan.total or changed
             self.plan.total = int(total.item())
             self.plan.estimated = self.plan.estimated or changed
-        if changed and self.env.is_main:
+        shown = self._plan_shown
+        if changed and self.env.is_main and (shown is None or abs(self.plan.total - shown) >= 0.1 * shown):
+            self._plan_shown = self.plan.total  # small corrections are not worth a line
             eta = self.plan.eta_s(self.step)
-            what = "re-planned" if self.plan.changes else "planned"
+            what = "re-planned" if shown is not None else "planned"
             epochs = self.plan.total * self.config.batch_size / max(len(self.train_data), 1)
             self._progress.write(
                 f"time budget: {what} {self.plan.total} steps = {epochs:.2f} epochs (from the speed so far; warmup "
