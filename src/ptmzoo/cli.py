@@ -113,9 +113,11 @@ def cmd_tokenizer_train(args) -> None:
 
     claim_output_dir(args.out, args.overwrite)
 
-    def documents():
-        for path in args.input:
-            yield from CorpusReader(path, args.format, args.field, args.docs)
+    readers = [CorpusReader(path, args.format, args.field, args.docs, args.encoding) for path in args.input]
+
+    def documents():  # (iterated by the tokenizers library, outside this thread's --encoding)
+        for reader in readers:
+            yield from reader
 
     if args.vocab_size < 10:
         raise UserError("--vocab-size must be at least 10")
