@@ -26,7 +26,7 @@ from .errors import UserError
 
 BOM = b"\xef\xbb\xbf"
 DEFAULT_ENCODING = "utf-8"
-ENCODING_HELP = "encoding of the input text files, e.g. gbk, gb18030, latin-1 (default: utf-8)"
+ENCODING_HELP = "encoding of the input text files, e.g. gbk, gb18030, latin-1"
 
 _ENCODING: contextvars.ContextVar[str] = contextvars.ContextVar("ptmzoo_text_encoding", default=DEFAULT_ENCODING)
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")

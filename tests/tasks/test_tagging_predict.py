@@ -92,6 +92,9 @@ def test_conll_without_tags_and_with_tags(english_tagger, tmp_path):
     assert not plain_text_lines(str(tagged), labels)
     records = predict(english_tagger, tagged, tmp_path)
     assert records[0]["tags"] == ["B-ORG", "O"] and records[1]["tokens"] == ["Peter"]  # IOB1 read as BIO
+    other = tmp_path / "other_tags.txt"
+    other.write_text("Paris B-CITY\nis O\n\nnice O\n", encoding="utf-8")  # tags the model does not know
+    assert not plain_text_lines(str(other), labels)
 
 
 def test_jsonl_text_is_split_by_the_model_word_rule(english_tagger, tmp_path):
@@ -149,3 +152,15 @@ def test_classification_refuses_plain_text_format(tmp_path, tiny_bert):
     header, first = out.read_text(encoding="utf-8").splitlines()[:2]
     assert header == "text\tlabel\tprediction\tconfidence"  # label names and a score, as before
     assert first.split("\t")[2] in ("x", "y") and 0.5 <= float(first.split("\t")[3]) <= 1
+
+
+def test_multilabel_predictions_carry_the_names_and_scores_of_the_labels():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ptmzoo.tasks import MultiLabelTask
+
+    task = SimpleNamespace(labels=["sports", "news", "tech"], options=SimpleNamespace(label_separator=","))
+    cells = MultiLabelTask.prediction_cells(task, np.array([0.9, 0.2, 0.51]))
+    assert cells == ["sports,tech", "0.9000,0.5100"] and MultiLabelTask.prediction_header == ("prediction", "scores")

@@ -51,7 +51,8 @@ class FinetuneConfig(Config):
     task: str = setting("classification", choices=tuple(TASKS),
                         help="what to learn: the files it reads, its head, loss and metrics")
     format: str = setting("auto", choices=DATA_FORMATS,
-                          help="data format (auto: by extension; conll = token ... tag columns)")
+                          help="data format (auto: by extension; conll = token ... tag columns; text = one "
+                               "sentence a line, for predict with a tagging model)")
     columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
     keep_columns: list[str] | None = setting(None, help="TSV/CSV: read only these columns (comma-separated); rows "
                                                         "with more fields than the header then drop the extra "

@@ -75,6 +75,9 @@ def detect_format(path: str) -> str:
 def read_table(path: str, fmt: str = "auto", columns: list[str] | None = None) -> list[dict[str, str]]:
     """Rows as dicts of column name -> value (strings for TSV/CSV)."""
     require_file(path, "data file")
+    if fmt == "text":
+        raise UserError("--format text (plain sentences, one a line) is an input of `ptmzoo predict` with a tagging "
+                        "model; labelled files are tsv, csv, jsonl or conll")
     if fmt not in TABLE_FORMATS:
         raise UserError(f"unknown data format '{fmt}' (choose from {', '.join(TABLE_FORMATS)})")
     fmt = detect_format(path) if fmt == "auto" else fmt

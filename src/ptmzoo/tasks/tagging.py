@@ -328,6 +328,9 @@ def as_bio(rows: list[dict], options) -> list[dict]:
     return rows
 
 
+_TAG_LIKE = re.compile(r"^(O|[BIESLU]-\S+)$")
+
+
 class Tagged(list):
     """The predicted tags of one sentence, with ``scores``: each word's probability of its tag."""
 
@@ -335,9 +338,9 @@ class Tagged(list):
 
 
 def plain_text_lines(path: str, labels: list[str]) -> bool:
-    """Whether a CoNLL-looking file is plain text to tag: not lines of ``token tag`` whose last
-    cell is one of the model's ``labels``, and not one token a line between blank lines (CoNLL
-    without tags)."""
+    """Whether a CoNLL-looking file is plain text to tag: not mostly lines of ``token ... tag``
+    whose last cell is one of the model's ``labels`` or looks like a tag (O, B-X, I-X ...), and
+    not one token a line between blank lines (CoNLL without tags)."""
     cells, blank, started = [], False, False
     with open_text(path) as fh:
         for line in fh:
@@ -352,7 +355,8 @@ def plain_text_lines(path: str, labels: list[str]) -> bool:
     if all(len(c) == 1 for c in cells):
         return not blank
     known = set(labels)
-    return sum(len(c) > 1 and c[-1] in known for c in cells) < 0.5 * len(cells)
+    tagged = sum(len(c) > 1 and (c[-1] in known or bool(_TAG_LIKE.match(c[-1]))) for c in cells)
+    return tagged < 0.5 * len(cells)
 
 
 # ---- the task -----------------------------------------------------------------------------------
