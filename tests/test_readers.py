@@ -214,3 +214,30 @@ def test_english_conll_and_numbers_are_not_position_suffixes(tmp_path):
     path = tmp_path / "n.txt"
     path.write_text("a1 O\nb2 O\nc3 O\nword O\nmore O\nthan O\nten O\nwords O\nhere O\nnow O\n", encoding="utf-8")
     assert read_conll(str(path))[0]["tokens"][0] == "a1"  # 30% suffixed: not the format
+
+
+def test_every_kind_of_user_file_reads_in_the_encoding_in_effect(tmp_path):
+    """The readers behind finetune (CoNLL, SQuAD JSON, JSONL), transe, prepare --entities and
+    evaluate --perplexity, on files written in GBK."""
+    from ptmzoo.knowledge.transe import read_triples
+    from ptmzoo.tasks.qa import read_squad
+    from ptmzoo.tasks.tables import read_json_records
+    from ptmzoo.vectors.formats import read_vectors
+
+    files = {"ner.conll": "北 B-LOC\n京 I-LOC\n", "kg.tsv": "北京\t首都\t中国\n", "e.vec": "1 2\n北京 0.5 0.25\n",
+             "rows.jsonl": json.dumps({"text": "北京"}, ensure_ascii=False) + "\n",
+             "squad.json": json.dumps({"data": [{"paragraphs": [{"context": "北京是首都", "qas": [
+                 {"id": "1", "question": "首都?", "answers": [{"text": "北京", "answer_start": 0}]}]}]}]},
+                 ensure_ascii=False)}
+    for name, text in files.items():
+        (tmp_path / name).write_bytes(text.encode("gbk"))
+    with reading("gbk"):
+        assert read_conll(str(tmp_path / "ner.conll"))[0]["tokens"] == ["北", "京"]
+        assert read_triples(str(tmp_path / "kg.tsv")).entities == ["北京", "中国"]
+        assert read_vectors(str(tmp_path / "e.vec"))[0] == ["北京"]
+        assert read_json_records(str(tmp_path / "rows.jsonl"))[0]["text"] == "北京"
+        assert read_squad(str(tmp_path / "squad.json"))[0]["context"] == "北京是首都"
+        assert read_text(tmp_path / "kg.tsv") == "北京\t首都\t中国\n"
+    for name in files:
+        with pytest.raises(UserError, match="not UTF-8 text"):
+            read_text(tmp_path / name)
