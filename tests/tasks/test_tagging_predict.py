@@ -118,9 +118,9 @@ def test_chinese_plain_text_and_jsonl_are_characters(chinese_tagger, tmp_path):
     assert [r["tokens"] for r in records] == [list("我在北京工作"), list("上海很大")]
     check_names_and_scores(records, labels)
     data = tmp_path / "zh.jsonl"
-    data.write_text(json.dumps({"text": "我在北京工作"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    data.write_text(json.dumps({"id": 7, "text": "我在北京工作"}, ensure_ascii=False) + "\n", encoding="utf-8")
     records = predict(chinese_tagger, data, tmp_path)
-    assert records[0]["tokens"] == list("我在北京工作")
+    assert records[0]["tokens"] == list("我在北京工作") and records[0]["id"] == 7  # CLUENER's test rows
     assert [r["offsets"] if "offsets" in r else None for r in records] == [None]  # offsets are not written
     for span in records[0]["spans"]:
         assert span["text"] == "我在北京工作"[span["start"]:span["end"]] and 0 < span["score"] <= 1

@@ -295,6 +295,8 @@ def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None
         if isinstance(record.get("text"), str) and options.tokens_column not in record:
             row = cluener_row(record, where) if "label" in record else {"tokens": list(record["text"]),
                                                                             "text": record["text"]}
+            if "id" in record:  # CLUENER's test rows: kept for the predictions
+                row["id"] = record["id"]
             rows.append({**row, "_line": line} if line else row)
             continue
         row = {"_line": line} if line else {}
@@ -551,7 +553,8 @@ class TaggingTask(Task):
         words'); for text inputs the text and the entities' character spans ([start, end))."""
         records = []
         for row, tags in zip(rows, outputs):
-            record = {"tokens": row["tokens"]}
+            record = {"id": row["id"]} if "id" in row else {}
+            record["tokens"] = row["tokens"]
             if "tags" in row:
                 record["tags"] = row["tags"]
             scores = getattr(tags, "scores", None)
