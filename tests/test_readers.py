@@ -8,7 +8,6 @@ import json
 import os
 
 import pytest
-from tests.conftest import assert_user_error, run_main, shared_path
 
 from ptmzoo.cli import main
 from ptmzoo.errors import UserError
@@ -16,6 +15,7 @@ from ptmzoo.tasks import TaggingOptions
 from ptmzoo.tasks.tables import read_table, reading
 from ptmzoo.tasks.tagging import read_conll, read_tagged
 from ptmzoo.textio import check_encoding, current_encoding, read_text, reading_encoding
+from tests.conftest import assert_user_error, run_main, shared_path
 
 CHINESE = ["今天天气很好", "适合出去走走", "北京欢迎你"]
 FRENCH = ["déjà vu", "garçon", "Noël à Paris"]
@@ -136,7 +136,8 @@ def test_keep_columns_on_the_command_line_fine_tunes_a_regression(tmp_path, tiny
                  "--out", out, "--text-column", "sentence1", "--text-pair-column", "sentence2",
                  "--label-column", "score", "--keep-columns", "sentence1,sentence2,score", "--epochs", "1",
                  "--no-progress"]) == 0
-    assert json.loads(open(os.path.join(out, "metrics.json"), encoding="utf-8").read())["train_examples"] == 12
+    with open(os.path.join(out, "metrics.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["train_examples"] == 12
 
 
 # ---- files without a header --------------------------------------------------------------------
