@@ -28,7 +28,7 @@ from ..tasks.base import ListDataset
 from ..tasks.tables import reading
 from ..textio import ENCODING_HELP, check_encoding
 from ..train.distributed import setup
-from ..train.trainer import Trainer, seed_everything
+from ..train.trainer import Trainer, autocast_context, seed_everything
 from ..vectors.embeddings import init_embeddings
 from .strategies import Strategy, StrategyConfig, export_merged
 
@@ -59,7 +59,8 @@ class FinetuneConfig(Config):
                                                         "fields at their end")
     encoding: str = setting("utf-8", help=ENCODING_HELP)
     epochs: float = setting(3.0, help="passes over the training file")
-    evals_per_epoch: int = setting(1, flag=False, help="dev evaluations per epoch (config and overrides only)")
+    evals_per_epoch: float = setting(1.0, flag=False, help="dev evaluations per epoch, e.g. 4, or 0.25 for one every "
+                                                           "4 epochs (config and overrides only)")
     metric: str | None = setting(None, help="dev metric that selects the best checkpoint (default: the task's main "
                                             "one: accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score "
                                             "(text2text))")
@@ -94,6 +95,8 @@ class FinetuneConfig(Config):
         check_encoding(self.encoding)
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        if self.evals_per_epoch <= 0:
+            raise UserError(f"evals_per_epoch must be positive, not {self.evals_per_epoch:g}")
         for name in ("max_train_examples", "patience", "runs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -233,7 +236,7 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
         meta.update(carried)
     options.update(trainer_options or {})
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
     train = train.replace(max_steps=max_steps, eval_every=eval_every, save_every=max_steps,
                           log_every=min(train.log_every, max_steps))
     micro = train.micro_batch_size or train.batch_size // env.world_size
@@ -256,19 +259,25 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     if run.embeddings_initialised is not None:
         report["embeddings_initialised"] = run.embeddings_initialised
     if env.is_main:
-        best = load(os.path.join(out_dir, "best"), device=env.device)
-        suffix = run.task.prediction_suffix
-        report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
-                                     os.path.join(out_dir, f"predictions.dev{suffix}"))
-        if run.test_samples is not None:
-            path = os.path.join(out_dir, f"predictions.test{suffix}")
-            outputs = run.task.predict(best.model, run.test_samples, micro, env.device)
-            run.task.write_predictions(path, run.test_rows, run.test_samples, outputs)
-            if run.task.has_labels(run.test_rows):
-                report["test"] = run.task.evaluate(run.test_rows, run.test_samples, outputs)
-        if cfg.strategy.merge_lora:
-            export_merged(best, os.path.join(out_dir, "merged"))
+        with autocast_context(train.precision, env.device)():  # evaluated in the precision it trained in
+            _evaluate_best(cfg, run, out_dir, micro, env, report)
         report["elapsed_s"] = round(time.time() - started, 2)
         atomic_write_json(os.path.join(out_dir, "metrics.json"), report)
     env.barrier()
     return report
+
+
+def _evaluate_best(cfg: FinetuneConfig, run: FinetuneRun, out_dir: str, micro: int, env, report: dict) -> None:
+    """Dev (and test) metrics and predictions of the run's best checkpoint, into ``report``."""
+    best = load(os.path.join(out_dir, "best"), device=env.device)
+    suffix = run.task.prediction_suffix
+    report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
+                                 os.path.join(out_dir, f"predictions.dev{suffix}"))
+    if run.test_samples is not None:
+        path = os.path.join(out_dir, f"predictions.test{suffix}")
+        outputs = run.task.predict(best.model, run.test_samples, micro, env.device)
+        run.task.write_predictions(path, run.test_rows, run.test_samples, outputs)
+        if run.task.has_labels(run.test_rows):
+            report["test"] = run.task.evaluate(run.test_rows, run.test_samples, outputs)
+    if cfg.strategy.merge_lora:
+        export_merged(best, os.path.join(out_dir, "merged"))
