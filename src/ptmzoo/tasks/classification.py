@@ -421,7 +421,7 @@ class MultiLabelTask(ClassificationTask):
     head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
-    prediction_header = ("prediction",)
+    prediction_header = ("prediction", "scores")  # scores: the probability of each predicted label
 
     @classmethod
     def split(cls, value, options) -> list[str]:
@@ -450,7 +450,9 @@ class MultiLabelTask(ClassificationTask):
         return multilabel_metrics(np.asarray([s["labels"] for s in samples]) > 0.5, outputs >= 0.5)
 
     def prediction_cells(self, output):
-        return [self.options.label_separator.join(self.labels[i] for i in np.flatnonzero(output >= 0.5))]
+        chosen = np.flatnonzero(output >= 0.5)
+        return [self.options.label_separator.join(self.labels[i] for i in chosen),
+                self.options.label_separator.join(f"{float(output[i]):.4f}" for i in chosen)]
 
     def gold_cell(self, value):
         return self.options.label_separator.join(value) if isinstance(value, list) else str(value)

@@ -110,7 +110,7 @@ class MetricsLog:
         last line torn by a crash or a full disk."""
         if not self.enabled or not os.path.exists(self.path):
             return
-        with open_text(self.path) as fh:
+        with open_text(self.path, encoding="utf-8") as fh:
             lines = [line for line in fh if line.strip()]
         kept = []
         for number, line in enumerate(lines, start=1):
@@ -519,7 +519,7 @@ class Trainer:
     def run_evaluation(self) -> dict[str, float]:
         self.wrapped.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():  # in the precision it trains in
                 metrics = self.evaluate_fn(self.model)
         finally:
             self.wrapped.train()
