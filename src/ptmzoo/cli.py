@@ -306,9 +306,10 @@ def cmd_finetune(args) -> None:
             from .tasks import task_class
 
             def shown(metrics):
-                return ", ".join(f"{name} {metrics[name]:.4f}" for name in task_class(cfg.task).metric_names)
+                return ", ".join(f"{name} {metrics[name]:.4f}" for name in task_class(cfg.task).metric_names
+                                 if name in metrics)  # f1, accuracy_f1: two classes only
 
-            line = f"dev {shown(report['dev'])} (best step {report['best_step']})"
+            line = f"dev {shown(report['dev'])} (best step {report['best_step']}, lr {report['lr']:g})"
             if "test" in report:
                 line += f"; test {shown(report['test'])}"
             print(line)
