@@ -313,6 +313,11 @@ def cmd_finetune(args) -> None:
             if "test" in report:
                 line += f"; test {shown(report['test'])}"
             print(line)
+            if "lr_search" in report:  # --lr auto
+                search = report["lr_search"]
+                print(f"--lr auto: dev {search['selected_by']} " + ", ".join(
+                    f"{t['dev'][search['selected_by']]:.4f} at {t['lr']:g}" for t in search["trials"])
+                      + f"; chosen {search['chosen_lr']:g}")
             print(f"best model -> {os.path.join(args.out, 'best')}; metrics -> {os.path.join(args.out, 'metrics.json')}")
     finally:
         teardown()

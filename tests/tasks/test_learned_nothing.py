@@ -151,3 +151,22 @@ def test_unigram_entropy_of_the_shards_and_the_language_model_warning(wiki_shard
     assert language_model_warning({"eval_ppl": math.exp(1.2 * entropy)}, entropy) is not None
     assert language_model_warning({"eval_ppl": math.exp(0.8 * entropy)}, entropy) is None
     assert language_model_warning({"eval_loss": 0.1}, entropy) is None  # no language-model head
+
+
+def test_pretraining_that_learned_nothing_says_so_in_its_log(wiki_shards, tmp_path, capsys):
+    from ptmzoo.data.shards import ShardedCorpus
+    from ptmzoo.train.pretrain import PretrainRecipe, run_pretrain
+
+    recipe = PretrainRecipe.from_dict({
+        "preset": "bert-tiny", "data": {"shards": wiki_shards, "seq_len": 32},
+        "model": {"num_layers": 1, "hidden_size": 32, "num_heads": 2, "intermediate_size": 64},
+        "train": {"batch_size": 4, "max_steps": 8, "lr": 1e-9, "log_every": 1, "eval_every": 8, "eval_batches": 2}})
+    out = tmp_path / "run"
+    result = run_pretrain(recipe, str(out), progress=False)
+    entropy = unigram_entropy(ShardedCorpus(wiki_shards).split("train"))
+    assert math.log(result.final_metrics["eval_ppl"]) > entropy  # 1e-9: still a uniform guess over the vocabulary
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 8 and len(last["warnings"]) == 2
+    assert f"unigram entropy of the training tokens ({entropy:.3f} nats" in last["warnings"][0]
+    assert "the training loss of the pre-training did not fall" in last["warnings"][1]
+    assert capsys.readouterr().err.count("warning: ") == 2
