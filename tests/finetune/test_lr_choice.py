@@ -1,6 +1,6 @@
 """Fine-tuning learning rates: the width rule (used without --lr), --lr auto (a grid chosen on dev
 only, the chosen run's best checkpoint kept), the flags, --metric f1, and the warnings of a run
-that learned nothing in metrics.json."""
+that learned nothing in metrics.json. ``tiny_bert``: conftest's (32 wide)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from ptmzoo.checkpoint import save_pretrained
 from ptmzoo.cli import build_parser
 from ptmzoo.errors import UserError
 from ptmzoo.finetune.flags import finetune_settings
@@ -17,21 +16,10 @@ from ptmzoo.finetune.lr import default_grid, lr_for_width
 from ptmzoo.finetune.run import FinetuneConfig, evaluate_file, run_finetune
 from ptmzoo.io import read_json
 from ptmzoo.loading import load
-from ptmzoo.models import BertConfig, BertModel
-from ptmzoo.models.model import PtmModel
 from tests.conftest import run_main
 
 GOOD = ["great", "wonderful", "fine", "lovely", "superb", "nice", "excellent", "brilliant"]
 BAD = ["awful", "terrible", "boring", "dreadful", "poor", "bad", "horrible", "dull"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, wordpiece_tokenizer):
-    config = BertConfig(vocab_size=wordpiece_tokenizer.vocab_size, hidden_size=32, num_layers=1, num_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    path = str(tmp_path_factory.mktemp("tiny") / "bert")
-    save_pretrained(path, PtmModel("bert", BertModel(config)), wordpiece_tokenizer)
-    return path
 
 
 def sentiment(path, n: int, offset: int = 0, flip: bool = False) -> str:
