@@ -70,12 +70,23 @@ def test_how_the_rate_is_chosen_from_the_config_and_the_flags(tiny_bert, tmp_pat
         parser.parse_args(["finetune", "--model", "m", "--train", "t", "--dev", "d", "--out", "o", "--lr", "fast"])
 
 
-def test_help_shows_the_defaults(capsys):
+def help_text(capsys, *verb: str) -> str:
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["finetune", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+        build_parser().parse_args([*verb, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_defaults(capsys):
+    text = help_text(capsys, "finetune")
     assert "default: by the model's width, 5e-05 x (768 / hidden_size)^2" in text
     assert "(default: 3.0)" in text and "train.batch_size; default: 32" in text  # --epochs, --batch-size
+    assert "--seed SEED (default: 0)" in help_text(capsys, "init")  # a default of 0 is shown too
+    assert "(0: zero-shot) (default: 0)" in help_text(capsys, "evaluate")  # --shots
+    pretrain = help_text(capsys, "pretrain")
+    assert "train.max_steps; default: the recipe's, else 1000" in pretrain and "else 0.0001" in pretrain
+    for verb in ("generate", "chat"):
+        text = help_text(capsys, verb, "M")
+        assert "default: greedy, or 1 with --top-k or --top-p" in text and "(default: no top-k filter)" in text
 
 
 def test_rule_rate_used_without_lr(tiny_bert, tmp_path):
