@@ -67,6 +67,18 @@ def test_two_class_evaluation_reports_f1_and_accuracy_f1(wordpiece_tokenizer):
     assert "f1" not in three.available_metrics() and "macro_f1" in three.available_metrics()
 
 
+def test_sts_pearson_and_spearman_on_fixed_predictions(wordpiece_tokenizer):
+    stats = pytest.importorskip("scipy.stats")
+    task = RegressionTask(ClassificationOptions(), wordpiece_tokenizer, [], 64)
+    gold = [0.0, 1.2, 2.5, 2.5, 3.8, 4.0, 5.0, 1.0]  # STS-B scores, a tie
+    pred = [0.4, 1.0, 2.0, 3.1, 3.0, 4.4, 4.2, 1.8]
+    metrics = task.evaluate([], labelled(gold), np.array(pred))
+    assert metrics["pearson"] == pytest.approx(stats.pearsonr(gold, pred)[0]) == pytest.approx(0.9305, abs=1e-4)
+    assert metrics["spearman"] == pytest.approx(stats.spearmanr(gold, pred)[0])
+    assert metrics["spearman"] == pytest.approx(0.9102, abs=1e-4)
+    assert task.available_metrics() == ("pearson", "spearman")
+
+
 # --------------------------------------------------------------------------------------- warnings
 def test_classifier_warns_on_one_class_and_on_the_majority_baseline(wordpiece_tokenizer):
     task = ClassificationTask(ClassificationOptions(), wordpiece_tokenizer, ["0", "1"], 64)
