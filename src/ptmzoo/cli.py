@@ -342,7 +342,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--file", help="labelled file for a fine-tuned task model: the task's metrics")
     _data_file_options(ev)
     ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches (default: all)")
     ev.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file (" + OVERWRITE_HELP + ")")
     lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options

@@ -62,12 +62,13 @@ class FinetuneConfig(Config):
                                             "(qa), accuracy, bleu, score (text2text)); two classes (MRPC, QQP): "
                                             "f1 of the positive class, accuracy_f1 their mean")
     max_train_examples: int | None = setting(None, help="use a seeded random subset of the training file "
-                                                        "(a label budget)")
+                                                        "(a label budget; default: all of it)")
     from_scratch: bool = setting(False, help="random weights, same architecture (baseline)")
     options: TaskOptions | None = None  # the task's options (Task.Options); None: its defaults
     train: TrainConfig = field(default_factory=finetune_defaults)
     strategy: StrategyConfig = field(default_factory=StrategyConfig)  # full/frozen/adapters/LoRA, ULMFiT
-    patience: int | None = setting(None, help="early stopping: evaluations without a better dev metric")
+    patience: int | None = setting(None, help="early stopping: evaluations without a better dev metric "
+                                              "(default: none, every epoch runs)")
     runs: int = setting(1, help="K runs with seeds seed..seed+K-1; reports mean ± std")
     init_embeddings: str | None = setting(None, metavar="DIR", help="word vectors (`ptmzoo vectors train --out "
                                           "DIR`) for the token embeddings of the words both vocabularies share")
