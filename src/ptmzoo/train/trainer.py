@@ -457,7 +457,7 @@ class Trainer:
     def run_evaluation(self) -> dict[str, float]:
         self.wrapped.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.autocast():  # in the precision it trains in
                 metrics = self.evaluate_fn(self.model)
         finally:
             self.wrapped.train()
