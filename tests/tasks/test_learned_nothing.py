@@ -181,4 +181,5 @@ def test_pretraining_that_learned_nothing_says_so_in_its_log(wiki_shards, tmp_pa
     assert last["step"] == 8 and len(last["warnings"]) == 2
     assert f"unigram entropy of the training tokens ({entropy:.3f} nats" in last["warnings"][0]
     assert "the training loss of the pre-training did not fall" in last["warnings"][1]
+    assert "--steps or train.max_minutes" in last["warnings"][1] and "--lr auto" not in last["warnings"][1]
     assert capsys.readouterr().err.count("warning: ") == 2

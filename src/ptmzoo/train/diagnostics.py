@@ -23,6 +23,11 @@ ENTROPY_MARGIN = 0.05  # a held-out LM loss within 5% of (or above) the unigram 
 ENTROPY_TOKENS = 50_000_000  # the first tokens of the shards counted for it
 
 TRY_LR = "a learning rate that fits the model (--lr auto, or a larger --lr for a small model)"
+FINETUNE_ADVICE = ("Likely causes: a learning rate too low (or too high), too few steps, targets the inputs do not "
+                   f"predict (wrong columns). Try {TRY_LR}, more epochs, and check the data's columns")
+PRETRAIN_ADVICE = ("Likely causes: too few steps (a slow machine: more threads than cores), a learning rate too low "
+                   "(or too high: the loss rises), a warmup as long as the run. Try more steps (--steps or "
+                   "train.max_minutes), --lr, train.warmup_ratio")
 
 
 def training_losses(metrics_path: str) -> list[float]:
@@ -41,7 +46,7 @@ def training_losses(metrics_path: str) -> list[float]:
     return losses
 
 
-def loss_did_not_fall(losses: list[float], what: str = "the run") -> str | None:
+def loss_did_not_fall(losses: list[float], what: str = "the run", advice: str = FINETUNE_ADVICE) -> str | None:
     """A warning when the mean loss of the last quarter of the logged steps is not at least
     ``LOSS_FALL`` below that of the first quarter; None when it fell (or with fewer than 4 logged
     losses, too few to tell)."""
@@ -52,12 +57,11 @@ def loss_did_not_fall(losses: list[float], what: str = "the run") -> str | None:
     if math.isfinite(first) and last < first * (1 - LOSS_FALL):
         return None
     return (f"the training loss of {what} did not fall: {first:.4f} over the first {k} logged steps, {last:.4f} over the "
-            f"last {k}. Likely causes: a learning rate too low (or too high), too few steps, targets the inputs "
-            f"do not predict (wrong columns). Try {TRY_LR}, more epochs or steps, and check the data's columns")
+            f"last {k}. {advice}")
 
 
-def training_loss_warnings(metrics_path: str, what: str = "the run") -> list[str]:
-    warning = loss_did_not_fall(training_losses(metrics_path), what)
+def training_loss_warnings(metrics_path: str, what: str = "the run", advice: str = FINETUNE_ADVICE) -> list[str]:
+    warning = loss_did_not_fall(training_losses(metrics_path), what, advice)
     return [warning] if warning else []
 
 
@@ -105,7 +109,7 @@ def pretraining_warnings(final_metrics: dict[str, float], corpus, metrics_path: 
         warning = language_model_warning(final_metrics, unigram_entropy(corpus.split("train")))
         if warning:
             warnings.append(warning)
-    return warnings + training_loss_warnings(metrics_path, "the pre-training")
+    return warnings + training_loss_warnings(metrics_path, "the pre-training", PRETRAIN_ADVICE)
 
 
 def report_warnings(warnings: list[str], metrics_path: str | None = None, step: int | None = None) -> list[str]:
