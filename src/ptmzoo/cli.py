@@ -27,6 +27,7 @@ from .errors import UserError
 from .finetune.flags import add_transfer_arguments, cmd_transfer
 from .knowledge.cli import add_transe_arguments, cmd_transe
 from .outputs import OVERWRITE_HELP
+from .textio import add_encoding_argument
 from .vectors import cli as vectors_cli
 
 
@@ -78,13 +79,15 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
     parser.add_argument("--docs", default="auto", choices=["auto", "line", "blank"],
                         help="plain text: one document per line, or documents separated by blank lines")
+    add_encoding_argument(parser)
 
 
 def _data_file_options(parser: argparse.ArgumentParser) -> None:
-    """How labelled files are read: --format, --columns (finetune's own FinetuneConfig flags)."""
+    """How labelled files are read: --format, --columns, --keep-columns, --encoding (finetune's own
+    FinetuneConfig flags)."""
     from .finetune.run import FinetuneConfig
 
-    add_config_flags(parser, FinetuneConfig, ("format", "columns"))
+    add_config_flags(parser, FinetuneConfig, ("format", "columns", "keep_columns", "encoding"))
 
 
 # ---------------------------------------------------------------------------------------- tokenizer
@@ -110,9 +113,11 @@ def cmd_tokenizer_train(args) -> None:
 
     claim_output_dir(args.out, args.overwrite)
 
-    def documents():
-        for path in args.input:
-            yield from CorpusReader(path, args.format, args.field, args.docs)
+    readers = [CorpusReader(path, args.format, args.field, args.docs, args.encoding) for path in args.input]
+
+    def documents():  # (iterated by the tokenizers library, outside this thread's --encoding)
+        for reader in readers:
+            yield from reader
 
     if args.vocab_size < 10:
         raise UserError("--vocab-size must be at least 10")
@@ -366,7 +371,8 @@ def cmd_evaluate(args) -> None:
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
-        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size)
+        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
+                                args.keep_columns)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 
@@ -397,7 +403,8 @@ def cmd_predict(args) -> None:
     from .outputs import claim_output_file
 
     claim_output_file(args.out, args.overwrite, inputs=[args.file])
-    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size)
+    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size,
+                         args.encoding, args.keep_columns)
     print(f"predicted {count} examples -> {args.out}")
 
 
@@ -498,6 +505,7 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model", help="checkpoint directory of a decoder with a causal LM head")
     gen.add_argument("--prompt", action="append", default=[], help="text to continue (repeat for a batch)")
     gen.add_argument("--prompt-file", help="a file with one prompt per line")
+    add_encoding_argument(gen)
     gen.add_argument("--max-new-tokens", type=int, default=50)
     _sampling_arguments(gen)
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
@@ -679,10 +687,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    from .textio import reading_encoding
     from .train.trainer import TrainingInterrupted
 
     try:
-        args.run(args)
+        with reading_encoding(getattr(args, "encoding", None)):  # --encoding of the verb's user files
+            args.run(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

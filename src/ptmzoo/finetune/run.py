@@ -26,6 +26,8 @@ from ..loading import load
 from ..models.model import PtmModel
 from ..tasks import TASKS, Task, TaskOptions, task_class, task_options
 from ..tasks.base import ListDataset
+from ..tasks.tables import reading
+from ..textio import ENCODING_HELP, check_encoding
 from ..train.diagnostics import report_warnings, training_loss_warnings
 from ..train.distributed import setup
 from ..train.trainer import Trainer, autocast_context, seed_everything
@@ -38,7 +40,7 @@ def finetune_defaults() -> TrainConfig:
     return TrainConfig(batch_size=32, lr=5e-5, warmup_ratio=0.1, weight_decay=0.01, log_every=10)
 
 
-DATA_FORMATS = ("auto", "tsv", "csv", "jsonl", "conll")
+DATA_FORMATS = ("auto", "tsv", "csv", "jsonl", "conll", "text")  # text: predict's plain sentences, one a line
 LR_CHOICES = ("rule", "given", "auto")  # lr_choice: by the model's width, train.lr as written, a dev-set grid
 
 
@@ -53,8 +55,13 @@ class FinetuneConfig(Config):
     task: str = setting("classification", choices=tuple(TASKS),
                         help="what to learn: the files it reads, its head, loss and metrics")
     format: str = setting("auto", choices=DATA_FORMATS,
-                          help="data format (auto: by extension; conll = token ... tag columns)")
+                          help="data format (auto: by extension; conll = token ... tag columns; text = one "
+                               "sentence a line, for predict with a tagging model)")
     columns: list[str] | None = setting(None, help="comma-separated column names for files without a header row")
+    keep_columns: list[str] | None = setting(None, help="TSV/CSV: read only these columns (comma-separated); rows "
+                                                        "with more fields than the header then drop the extra "
+                                                        "fields at their end")
+    encoding: str = setting("utf-8", help=ENCODING_HELP)
     epochs: float = setting(3.0, help="passes over the training file")
     evals_per_epoch: float = setting(1.0, flag=False, help="dev evaluations per epoch, e.g. 4, or 0.25 for one every "
                                                            "4 epochs (config and overrides only)")
@@ -102,6 +109,7 @@ class FinetuneConfig(Config):
         for name in ("model", "train_file", "dev_file"):
             if not getattr(self, name):
                 raise UserError(f"finetune needs --{name.replace('_', '-')}")
+        check_encoding(self.encoding)
         if self.epochs <= 0:
             raise UserError("--epochs must be positive")
         if self.evals_per_epoch <= 0:
@@ -150,14 +158,15 @@ class FinetuneRun:
             raise UserError(f"{cfg.model} has no tokenizer files; fine-tuning needs the model's tokenizer")
         training_constraints(self.source.model, self.source.meta, cfg.model)  # refused before reading any data
         opts, cls = cfg.options, task_class(cfg.task)
-        self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
+        with reading(cfg.encoding, cfg.keep_columns):
+            self.train_rows = cls.read(cfg.train_file, opts, cfg.format, cfg.columns)
+            self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
+            self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         if cfg.max_train_examples is not None and cfg.max_train_examples < len(self.train_rows):
             order = np.random.default_rng(cfg.train.seed).permutation(len(self.train_rows))
             self.train_rows = [self.train_rows[i] for i in order[: cfg.max_train_examples]]
         if augment is not None:
             self.train_rows = augment(self.train_rows)
-        self.dev_rows = cls.read(cfg.dev_file, opts, cfg.format, cfg.columns)
-        self.test_rows = cls.read(cfg.test_file, opts, cfg.format, cfg.columns) if cfg.test_file else None
         labels = cls.infer_labels(self.train_rows, opts, cfg.train_file)
         self.task = cls(opts, self.source.tokenizer, labels, self.source.model.backbone.max_length)
         if cfg.selection_metric not in self.task.available_metrics():
@@ -212,10 +221,12 @@ def task_of(pretrained: Pretrained) -> Task:
 
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
-                  batch_size: int = 32) -> dict[str, Any]:
+                  batch_size: int = 32, encoding: str | None = None,
+                  keep_columns: list[str] | None = None) -> dict[str, Any]:
     """The task's metrics of a fine-tuned checkpoint on a labelled file."""
     task = task_of(pretrained)
-    rows = task.read(path, task.options, fmt, columns)
+    with reading(encoding, keep_columns):
+        rows = task.read(path, task.options, fmt, columns)
     samples = task.encode(rows, path)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
     return {**task.evaluate(rows, samples, outputs), "examples": len(rows)}
@@ -225,10 +236,11 @@ evaluate_classifier = evaluate_file  # the name before the task registry (used b
 
 
 def predict_file(pretrained: Pretrained, path: str, out: str, fmt: str = "auto", columns: list[str] | None = None,
-                 batch_size: int = 32) -> int:
+                 batch_size: int = 32, encoding: str | None = None, keep_columns: list[str] | None = None) -> int:
     """Write the predictions of a fine-tuned checkpoint for ``path`` (gold labels not needed) to ``out``."""
     task = task_of(pretrained)
-    rows = task.read(path, task.options, fmt, columns)
+    with reading(encoding, keep_columns):
+        rows = task.read_inputs(path, fmt, columns)
     samples = task.encode(rows, path, with_labels=False)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
     task.write_predictions(out, rows, samples, outputs)
@@ -247,7 +259,8 @@ def test_report(best: Pretrained, cfg: FinetuneConfig, out_dir: str) -> dict[str
     """``write_test`` for a fine-tuned checkpoint and ``cfg.test_file`` (what ``--lr auto`` does
     once, with the chosen model)."""
     task = task_of(best)
-    rows = task.read(cfg.test_file, task.options, cfg.format, cfg.columns)
+    with reading(cfg.encoding, cfg.keep_columns):
+        rows = task.read(cfg.test_file, task.options, cfg.format, cfg.columns)
     samples = task.encode(rows, cfg.test_file, with_labels=task.has_labels(rows))
     return write_test(task, best.model, rows, samples, cfg.train.batch_size, next(best.model.parameters()).device,
                       out_dir)

@@ -476,7 +476,7 @@ class MultiLabelTask(ClassificationTask):
     head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
-    prediction_header = ("prediction",)
+    prediction_header = ("prediction", "scores")  # scores: the probability of each predicted label
 
     @classmethod
     def split(cls, value, options) -> list[str]:
@@ -515,7 +515,9 @@ class MultiLabelTask(ClassificationTask):
                 f"rare labels. Try {TRY_LR}, more --epochs")]
 
     def prediction_cells(self, output):
-        return [self.options.label_separator.join(self.labels[i] for i in np.flatnonzero(output >= 0.5))]
+        chosen = np.flatnonzero(output >= 0.5)
+        return [self.options.label_separator.join(self.labels[i] for i in chosen),
+                self.options.label_separator.join(f"{float(output[i]):.4f}" for i in chosen)]
 
     def gold_cell(self, value):
         return self.options.label_separator.join(value) if isinstance(value, list) else str(value)
