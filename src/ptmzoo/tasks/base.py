@@ -237,6 +237,15 @@ class Task:
     def evaluate(self, rows: list[dict], samples: list[dict], outputs) -> dict[str, float]:
         raise NotImplementedError
 
+    def warnings(self, rows: list[dict], samples: list[dict], outputs, metrics: dict[str, float]) -> list[str]:
+        """Signs in the dev outputs that the model learned nothing (one class for everything, only
+        O tags, constant values), each with its likely causes and what to try; [] when none."""
+        return []
+
+    def available_metrics(self) -> tuple[str, ...]:
+        """The metrics ``evaluate`` reports for this task's labels (some need two classes)."""
+        return self.metric_names
+
     def write_predictions(self, path: str, rows: list[dict], samples: list[dict], outputs) -> None:
         raise NotImplementedError
 

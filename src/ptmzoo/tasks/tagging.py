@@ -547,6 +547,15 @@ class TaggingTask(Task):
         metrics["token_accuracy"] = sum(a == b for g, p in zip(gold, outputs) for a, b in zip(g, p)) / max(total, 1)
         return metrics
 
+    def warnings(self, rows, samples, outputs, metrics):
+        """Only O predicted while the gold tags have entities."""
+        if any(t != "O" for tags in outputs for t in tags) or all(t == "O" for r in rows for t in r["tags"]):
+            return []
+        return [(f"the tagger predicts O for every word of the {len(rows)} dev sentences (entity F1 0): it "
+                "learned only the most frequent tag. Likely causes: a learning rate too low for the model (or too "
+                "high), too few epochs, tags read wrongly (check the file's tag column). Try --lr auto (or a "
+                "larger --lr for a small model), more --epochs, --crf")]
+
     def write_predictions(self, path, rows, samples, outputs):
         """JSONL: the words, the gold tags when known, the predicted tags (names) and each word's
         score, the entities ([type, first word, last word]) and their scores (the mean of their
