@@ -95,7 +95,7 @@ def test_threads_flag_on_any_verb_and_in_the_run(capsys, wiki_shards, tmp_path, 
                       "--threads", "1", *TINY_PRETRAIN, "train.threads=2")
     assert result.returncode == 0, result.stderr
     assert seen == [1, 1]
-    assert "1 threads" in result.stdout.splitlines()[0]
+    assert "(fp32, 1 thread)" in result.stdout.splitlines()[0]
     bad = run_main(capsys, "zoo", "--threads", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --threads")
 

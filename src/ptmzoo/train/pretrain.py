@@ -203,8 +203,8 @@ def run_summary(trainer: Trainer, what: str, seq_len: int) -> str:
                  f"(at most {plan.total:,})")
     else:
         steps = f"{plan.total:,} steps"
-    return (f"{what}: {parameters:,} parameters on {env.device} ({trainer.precision}, {trainer.threads} "
-            f"threads{processes})\n"
+    threads = f"{trainer.threads} thread{'s' if trainer.threads != 1 else ''}"
+    return (f"{what}: {parameters:,} parameters on {env.device} ({trainer.precision}, {threads}{processes})\n"
             f"  {config.batch_size} sequences x {seq_len} tokens = {config.batch_size * seq_len:,} tokens per step; "
             f"{steps} = {epochs:.2f} epochs over {samples:,} training sequences; warmup "
             f"{'per the plan' if plan.budget_s is not None and not config.warmup_steps else config.warmup(plan.total)}"
