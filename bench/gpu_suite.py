@@ -62,21 +62,14 @@ class Sizes:
     prompt: int = 0
 
 
-FULL = {
-    "gpt2_train": Sizes("gpt2-small", 16, 1024),
-    "bert_mlm_512": Sizes("bert-base", 32, 512),
-    "bert_mlm_128": Sizes("bert-base", 128, 128),
-    "bert_infer": Sizes("bert-base", 64, 128),
-    "gpt2_generate": Sizes("gpt2-small", 0, 0, batches=(1, 8), new_tokens=256, prompt=32),
-    "t5_train": Sizes("t5-small", 32, 512, target_length=128),
-}
-SMOKE = {
-    "gpt2_train": Sizes("gpt2-tiny", 2, 32),
-    "bert_mlm_512": Sizes("bert-tiny", 2, 32),
-    "bert_mlm_128": Sizes("bert-tiny", 2, 16),
-    "bert_infer": Sizes("bert-tiny", 2, 16),
-    "gpt2_generate": Sizes("gpt2-tiny", 0, 0, batches=(1, 2), new_tokens=8, prompt=4),
-    "t5_train": Sizes("t5-tiny", 2, 16, target_length=8),
+SIZES = {  # workload: (full sizes, --smoke sizes)
+    "gpt2_train": (Sizes("gpt2-small", 16, 1024), Sizes("gpt2-tiny", 2, 32)),
+    "bert_mlm_512": (Sizes("bert-base", 32, 512), Sizes("bert-tiny", 2, 32)),
+    "bert_mlm_128": (Sizes("bert-base", 128, 128), Sizes("bert-tiny", 2, 16)),
+    "bert_infer": (Sizes("bert-base", 64, 128), Sizes("bert-tiny", 2, 16)),
+    "gpt2_generate": (Sizes("gpt2-small", 0, 0, batches=(1, 8), new_tokens=256, prompt=32),
+                      Sizes("gpt2-tiny", 0, 0, batches=(1, 2), new_tokens=8, prompt=4)),
+    "t5_train": (Sizes("t5-small", 32, 512, target_length=128), Sizes("t5-tiny", 2, 16, target_length=8)),
 }
 
 
@@ -654,12 +647,12 @@ def main(argv=None) -> int:
     print(f"torch {env['torch']}, transformers {env['transformers']}, ptmzoo {env['ptmzoo']}; device "
           f"{env['gpu'] or env['cpu']}{' (smoke: tiny sizes)' if args.smoke else ''}; matmul peak "
           f"{peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']})", flush=True)
-    sizes = SMOKE if args.smoke else FULL
     rows, started = [], time.perf_counter()
     for name in names:
         t0 = time.perf_counter()
-        print(f"{name}: {sizes[name]}", flush=True)
-        rows += WORKLOADS[name](name, sizes[name], setting)
+        sizes = SIZES[name][1 if args.smoke else 0]
+        print(f"{name}: {sizes}", flush=True)
+        rows += WORKLOADS[name](name, sizes, setting)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         gc.collect()
         if setting.cuda:
