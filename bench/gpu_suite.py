@@ -35,6 +35,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -131,7 +132,7 @@ class Setting:
 
 def measure_peak_flops(setting: Setting) -> dict:
     """Matmul throughput of this device in the dtype the rows compute in (bf16 on CUDA): the MFU peak."""
-    n, dtype, iters = (8192, torch.bfloat16, 20) if setting.cuda else (512, torch.float32, 10)
+    n, dtype, iters = (8192, torch.bfloat16, 50) if setting.cuda else (512, torch.float32, 10)
     a = torch.randn(n, n, device=setting.device, dtype=dtype)
     b = torch.randn(n, n, device=setting.device, dtype=dtype)
     for _ in range(3):
@@ -647,12 +648,17 @@ def main(argv=None) -> int:
     print(f"torch {env['torch']}, transformers {env['transformers']}, ptmzoo {env['ptmzoo']}; device "
           f"{env['gpu'] or env['cpu']}{' (smoke: tiny sizes)' if args.smoke else ''}; matmul peak "
           f"{peak['flops_per_s'] / 1e12:.2f} TFLOP/s ({peak['dtype']}, n={peak['n']})", flush=True)
-    rows, started = [], time.perf_counter()
+    rows, errors, started = [], {}, time.perf_counter()
     for name in names:
         t0 = time.perf_counter()
         sizes = SIZES[name][1 if args.smoke else 0]
         print(f"{name}: {sizes}", flush=True)
-        rows += WORKLOADS[name](name, sizes, setting)
+        try:
+            rows += WORKLOADS[name](name, sizes, setting)
+        except Exception as exc:  # noqa: BLE001  (one broken workload must not cost the rest of the table)
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            print(f"{name}: FAILED ({errors[name]}); continuing with the next workload", flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         gc.collect()
         if setting.cuda:
@@ -667,9 +673,11 @@ def main(argv=None) -> int:
                                                   "process peak RSS during its rounds (includes every model)."))
     env["loadavg_end"] = load_average()
     failed = [f"{r['workload']} {r['case']} {r['implementation']}" for r in rows if not r["check"].get("passed")]
+    failed += [f"{name}: {error}" for name, error in errors.items()]
     if failed:
-        print("CHECK FAILED: " + "; ".join(failed))
-    out = {"env": env, "args": vars(args), "wall_seconds": time.perf_counter() - started, "rows": rows, "table": table}
+        print("FAILED (checks, workloads): " + "; ".join(failed))
+    out = {"env": env, "args": vars(args), "wall_seconds": time.perf_counter() - started, "rows": rows, "errors": errors,
+           "table": table}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(out, f, indent=2, default=str)

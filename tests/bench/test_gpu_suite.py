@@ -73,6 +73,20 @@ def test_smoke_runs_only_the_named_workload(suite, tmp_path, capsys):
     assert "bert_infer" in result["table"] and "gpt2_train" not in result["table"]
 
 
+def test_a_failing_workload_leaves_the_others_and_exit_code_1(suite, tmp_path, monkeypatch, capsys):
+    def broken(workload, sizes, setting):
+        raise RuntimeError("no kernel image")
+
+    monkeypatch.setitem(suite.WORKLOADS, "t5_train", broken)
+    out = tmp_path / "partial.json"
+    assert suite.main(["--smoke", "--only", "t5_train,bert_infer", "--warmup", "0", "--rounds", "1",
+                       "--json", str(out)]) == 1
+    result = json.loads(out.read_text())
+    assert result["errors"] == {"t5_train": "RuntimeError: no kernel image"}
+    check_rows(result["rows"], ["bert_infer"])
+    assert "t5_train: RuntimeError: no kernel image" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_smoke_runs_every_workload_and_checks_agree(tmp_path):
     out = tmp_path / "smoke.json"
@@ -83,4 +97,5 @@ def test_smoke_runs_every_workload_and_checks_agree(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     check_rows(result["rows"], list(EXPECTED_ROWS))
+    assert result["errors"] == {}
     assert result["env"]["smoke"] and result["env"]["matmul_peak"]["flops_per_s"] > 0
