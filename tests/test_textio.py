@@ -17,8 +17,8 @@ from ptmzoo.errors import UserError
 
 CHINESE = "今天天气很好，适合出去走走"
 BOM = "\ufeff"
-NOT_UTF8 = r"{path}:{line}: not UTF-8 text \(byte {byte}: invalid (start|continuation) byte\); convert the file to " \
-           r"UTF-8, e.g. `iconv -f GBK -t UTF-8"
+NOT_UTF8 = r"{path}:{line}: not UTF-8 text \(byte {byte}: invalid (start|continuation) byte\); pass --encoding " \
+           r"gb18030 \(or the file's own encoding\), or convert the file to UTF-8, e.g. `iconv -f GBK -t UTF-8"
 
 
 def gbk_file(path, lines: list[str], bad_line: int) -> tuple[str, int]:

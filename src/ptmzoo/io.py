@@ -154,4 +154,4 @@ def atomic_write_json(path: str, data: Any) -> None:
 def read_json(path: str) -> Any:
     from .textio import read_text
 
-    return json.loads(read_text(path))
+    return json.loads(read_text(path, encoding="utf-8"))

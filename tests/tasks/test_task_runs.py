@@ -79,7 +79,7 @@ def test_sentence_level_tasks(tiny_bert, tmp_path, task):
     data = tmp_path / "data.tsv"
     data.write_text("text\tlabel\n" + "".join(f"some text {i}\t{labels[i % 4]}\n" for i in range(16)))
     report = finetune(tiny_bert, str(tmp_path / task), task, str(data), str(data))
-    expected = {"classification": ({"accuracy", "macro_f1", "mcc", "eval_loss"}, ["x", "y"]),
+    expected = {"classification": ({"accuracy", "macro_f1", "mcc", "f1", "accuracy_f1", "eval_loss"}, ["x", "y"]),
                 "regression": ({"pearson", "spearman", "mse"}, []),
                 "multilabel": ({"micro_f1", "macro_f1", "subset_accuracy"}, ["a", "b"])}[task]
     assert (set(report["dev"]), report["labels"]) == expected

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterator
 
 from ..errors import UserError, require_file
-from ..textio import BOM, decode_line
+from ..textio import BOM, current_encoding, decode_line
 
 FORMATS = ("auto", "text", "jsonl")
 DOC_MODES = ("auto", "line", "blank")
@@ -31,8 +31,10 @@ def _is_gzip(path: str) -> bool:
 class CorpusReader:
     """Iterate over the documents of one file; ``bytes_read`` tracks progress on disk."""
 
-    def __init__(self, path: str, fmt: str = "auto", field: str = "text", docs: str = "auto"):
+    def __init__(self, path: str, fmt: str = "auto", field: str = "text", docs: str = "auto",
+                 encoding: str | None = None):
         self.path = require_file(path, "corpus file")
+        self.encoding = encoding or current_encoding()  # (--encoding) fixed here: workers do not see the context
         if fmt not in FORMATS:
             raise UserError(f"unknown corpus format '{fmt}' (choose from {', '.join(FORMATS)})")
         if docs not in DOC_MODES:
@@ -59,7 +61,7 @@ class CorpusReader:
             raise UserError(f"cannot read {self.path}: {exc} (is the gzip file complete?)")
         finally:
             raw.close()
-        text = data.removeprefix(BOM).decode("utf-8", errors="ignore")
+        text = data.removeprefix(BOM).decode(self.encoding, errors="ignore")
         lines = text.splitlines()
         return lines[:-1] if len(data) == _SNIFF_BYTES and len(lines) > 1 else lines
 
@@ -83,7 +85,7 @@ class CorpusReader:
         try:
             for number, chunk in enumerate(stream, start=1):
                 self.bytes_read = raw.tell()
-                yield number, decode_line(chunk, self.path, number, offset)
+                yield number, decode_line(chunk, self.path, number, offset, self.encoding)
                 offset += len(chunk)
         except (OSError, EOFError) as exc:
             raise UserError(f"cannot read {self.path}: {exc} (is the gzip file complete?)") from None

@@ -223,7 +223,7 @@ class ShardedCorpus:
         if not self.meta.get("entities"):
             return None
         try:
-            names = read_text(os.path.join(self.directory, ENTITY_NAMES)).split("\n")[:-1]
+            names = read_text(os.path.join(self.directory, ENTITY_NAMES), encoding="utf-8").split("\n")[:-1]
             vectors = np.load(os.path.join(self.directory, ENTITY_VECTORS))
         except FileNotFoundError as exc:
             raise UserError(f"shard file missing: {exc.filename}; run `ptmzoo prepare --entities` again") from None

@@ -322,7 +322,7 @@ class Tokenizer:
     def _from_vocab_txt(cls, path: str, config: dict[str, Any], lowercase: bool = True) -> Tokenizer:
         """BERT's vocab.txt, with the settings of transformers' BertTokenizer from tokenizer_config.json:
         do_lower_case (default ``lowercase``), strip_accents, tokenize_chinese_chars, added tokens."""
-        with open_text(path) as fh:
+        with open_text(path, encoding="utf-8") as fh:
             tokens = [line.rstrip("\n") for line in fh]
         if not any(tokens):
             raise UserError(f"vocabulary file is empty: {path}")
@@ -377,7 +377,7 @@ class UnsupportedTokenizer(UserError):
 def _refuse_word_end_bpe(merges_path: str, config: dict[str, Any]) -> None:
     """XLM's (and GPT-1's) vocab.json + merges.txt are BPE over Moses-tokenized words with ``</w>``
     word ends, not byte-level BPE: read as GPT-2's they would give other ids, so they are refused."""
-    with open_text(merges_path) as fh:
+    with open_text(merges_path, encoding="utf-8") as fh:
         head = [line.split()[:2] for _, line in zip(range(200), fh) if not line.startswith("#version")]
     word_ends = sum(any(part.endswith("</w>") for part in merge) for merge in head)  # e.g. "e r</w>" in XLM's
     if config.get("tokenizer_class") in ("XLMTokenizer", "OpenAIGPTTokenizer") or word_ends > len(head) // 20:

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--label-column", default="label", help="gold label (multiple choice: the right index)")
     group.add_argument("--choices-column", help="multiple choice: a JSON list of answers per row")
     group.add_argument("--normalize", action="store_true", help="score answers per token, not in total")
-    group.add_argument("--max-examples", type=int, help="evaluate the first N test examples")
+    group.add_argument("--max-examples", type=int, help="evaluate the first N test examples (default: all)")
     group.add_argument("--seed", type=int, default=0, help="draw of the demonstrations")
 
 

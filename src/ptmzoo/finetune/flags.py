@@ -101,6 +101,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, 
     ``exclude``, --lr, --batch-size, --seed, --no-progress, ``key=value`` overrides, the task
     options and the strategy flags. The compression verbs take them too (``files_required``:
     --train and --dev, which distillation on shards does without)."""
+    from .lr import RULE
     from .run import FinetuneConfig, finetune_defaults
 
     names = [f.name for f in flag_fields(FinetuneConfig) if f.name not in exclude]
@@ -110,7 +111,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, 
             if action.dest in ("train_file", "dev_file"):
                 action.required = False
     train = finetune_defaults()
-    parser.add_argument("--lr", type=float, help=f"peak learning rate (train.lr; default: {train.lr:g})")
+    parser.add_argument("--lr", type=learning_rate, metavar="LR|auto",
+                        help=f"peak learning rate (train.lr), or auto: fine-tune once per rate of --lr-grid and keep "
+                             f"the best on the dev set (default: by the model's width, {RULE})")
     parser.add_argument("--batch-size", type=int,
                         help=f"sequences per optimizer step (train.batch_size; default: {train.batch_size})")
     parser.add_argument("--seed", type=int, help=f"seed of the head, the data order and dropout "
@@ -121,18 +124,33 @@ def add_finetune_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, 
     add_strategy_arguments(parser)
 
 
+def learning_rate(text: str) -> float | str:
+    """``--lr``: a number, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither a learning rate nor auto") from None
+
+
 def finetune_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The FinetuneConfig entries that the flags of ``add_finetune_arguments`` gave (overrides not applied)."""
     from .run import FinetuneConfig, finetune_defaults
 
     train = finetune_defaults().to_dict()
-    if args.lr is not None:  # 0 too: validated, not ignored
+    del train["lr"]  # not given: the width rule (lr_choice)
+    settings: dict[str, Any] = {}
+    if args.lr == "auto":
+        settings["lr_choice"] = "auto"
+    elif args.lr is not None:  # 0 too: validated, not ignored
         train["lr"] = args.lr
     if args.batch_size is not None:
         train["batch_size"] = args.batch_size
     if args.seed is not None:
         train["seed"] = args.seed
     return {
+        **settings,
         **given_values(args, flag_fields(FinetuneConfig)),  # model, files, task, format, epochs ...
         "options": task_option_values(args),
         "train": train,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from ..textio import add_encoding_argument
 
 NORMS = ("L1", "L2")
 
@@ -26,6 +27,7 @@ def add_transe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--overwrite", action="store_true", help="replace existing vector files")
     p.add_argument("--no-progress", action="store_true")
+    add_encoding_argument(p)
 
 
 def cmd_transe(args: argparse.Namespace) -> None:

@@ -172,6 +172,14 @@ class Task:
     def read(cls, path: str, options: TaskOptions, fmt: str = "auto", columns: list[str] | None = None) -> list[dict]:
         return read_table(path, fmt, columns)
 
+    def read_inputs(self, path: str, fmt: str = "auto", columns: list[str] | None = None) -> list[dict]:
+        """The rows ``ptmzoo predict`` reads (gold labels not needed): by default those of ``read``;
+        a task may read more input formats, with the model's tokenizer at hand."""
+        if fmt == "text":
+            raise UserError(f"--format text (plain sentences) is an input of tagging models; the {self.name} task "
+                            "reads tsv, csv or jsonl")
+        return self.read(path, self.options, fmt, columns)
+
     @classmethod
     def infer_labels(cls, rows: list[dict], options: TaskOptions, path: str) -> list[str]:
         """The label vocabulary of the training rows (stored in the checkpoint)."""
@@ -228,6 +236,15 @@ class Task:
 
     def evaluate(self, rows: list[dict], samples: list[dict], outputs) -> dict[str, float]:
         raise NotImplementedError
+
+    def warnings(self, rows: list[dict], samples: list[dict], outputs, metrics: dict[str, float]) -> list[str]:
+        """Signs in the dev outputs that the model learned nothing (one class for everything, only
+        O tags, constant values), each with its likely causes and what to try; [] when none."""
+        return []
+
+    def available_metrics(self) -> tuple[str, ...]:
+        """The metrics ``evaluate`` reports for this task's labels (some need two classes)."""
+        return self.metric_names
 
     def write_predictions(self, path: str, rows: list[dict], samples: list[dict], outputs) -> None:
         raise NotImplementedError

@@ -6,7 +6,9 @@ decoders (the only one that has seen the whole input). They differ in the target
 cross-entropy over classes, mean squared error on a number, binary cross-entropy per label.
 
 Metrics follow scikit-learn / scipy: accuracy, macro-F1 (mean of per-class F1 over the classes
-present in gold or predictions) and Matthews correlation for classes; Pearson and Spearman
+present in gold or predictions) and Matthews correlation for classes; for two classes also the F1
+of the positive class (the second label in sorted order: ``1`` of 0/1, ``pos`` of neg/pos) as
+MRPC and QQP report it, and the mean of accuracy and that F1 (GLUE's acc_and_f1); Pearson and Spearman
 (average ranks for ties) for regression; micro- and macro-F1 over the label vocabulary and
 subset accuracy for multi-label.
 """
@@ -86,6 +88,15 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, classes=None
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return {"accuracy": float(np.mean(gold == predicted)), "macro_f1": float(np.mean(f1s)),
             "mcc": matthews_corrcoef(gold, predicted)}
+
+
+def binary_f1(gold: np.ndarray, predicted: np.ndarray, positive) -> float:
+    """F1 of the ``positive`` class (scikit-learn's ``f1_score`` with ``pos_label``; 0 without any
+    positive in gold or predictions)."""
+    gold, predicted = np.asarray(gold) == positive, np.asarray(predicted) == positive
+    tp = int(np.sum(gold & predicted))
+    denominator = 2 * tp + int(np.sum(~gold & predicted)) + int(np.sum(gold & ~predicted))
+    return 0.0 if tp == 0 else 2 * tp / denominator
 
 
 def matthews_corrcoef(gold: np.ndarray, predicted: np.ndarray) -> float:
@@ -271,11 +282,15 @@ class SequenceTask(Task):
         return before_step
 
 
+TRY_LR = "--lr auto (or a larger --lr for a small model)"
+PAIR_METRICS = ("f1", "accuracy_f1")  # two classes only
+
+
 class ClassificationTask(SequenceTask):
     name = "classification"
     Options = ClassificationOptions
     head = ClassificationHead
-    metric_names = ("accuracy", "macro_f1", "mcc")
+    metric_names = ("accuracy", "macro_f1", "mcc", *PAIR_METRICS)
 
     @classmethod
     def infer_labels(cls, rows, options, path):
@@ -351,12 +366,41 @@ class ClassificationTask(SequenceTask):
         return np.concatenate([self.scores(logits).numpy() for _, _, logits in
                                self.batch_logits(model, samples, batch_size, device)])
 
+    def available_metrics(self):
+        return self.metric_names if len(self.labels) == 2 else tuple(
+            m for m in self.metric_names if m not in PAIR_METRICS)
+
     def evaluate(self, rows, samples, outputs):
         gold = np.asarray([s["labels"] for s in samples])
-        metrics = classification_metrics(gold, outputs.argmax(-1))
+        predicted = outputs.argmax(-1)
+        metrics = classification_metrics(gold, predicted)
+        if len(self.labels) == 2:  # the positive class: the second label (1 of 0/1)
+            metrics["f1"] = binary_f1(gold, predicted, 1)
+            metrics["accuracy_f1"] = (metrics["accuracy"] + metrics["f1"]) / 2
         nll = F.nll_loss(torch.log(torch.from_numpy(outputs).clamp(min=1e-12)), torch.from_numpy(gold))
         metrics["eval_loss"] = float(nll)
         return metrics
+
+    def warnings(self, rows, samples, outputs, metrics):
+        """One class predicted for every example, or a macro-F1 no better than always answering
+        the most frequent class."""
+        gold = np.asarray([s["labels"] for s in samples])
+        predicted = outputs.argmax(-1)
+        if len(gold) == 0 or len(np.unique(gold)) < 2:
+            return []
+        causes = ("Likely causes: a learning rate too low for the model (or too high), too few epochs or examples, "
+                  f"one class much more frequent than the others. Try {TRY_LR}, more --epochs, and --metric "
+                  "macro_f1 (or f1) to select the checkpoint by more than accuracy")
+        if len(np.unique(predicted)) == 1:
+            return [(f"the classifier predicts one class ('{self.labels[int(predicted[0])]}') for all {len(gold)} "
+                    f"dev examples: it learned nothing from the text. {causes}")]
+        majority = np.bincount(gold).argmax()
+        baseline = classification_metrics(gold, np.full_like(gold, majority))["macro_f1"]
+        macro_f1 = classification_metrics(gold, predicted)["macro_f1"]
+        if macro_f1 <= baseline + 0.01:
+            return [(f"the dev macro-F1 {macro_f1:.4f} is at the majority-class baseline ({baseline:.4f}: answering "
+                    f"'{self.labels[int(majority)]}' for every example). {causes}")]
+        return []
 
     def prediction_cells(self, output) -> list[str]:
         return [self.labels[int(output.argmax())], f"{float(output.max()):.4f}"]
@@ -408,6 +452,17 @@ class RegressionTask(ClassificationTask):
     def evaluate(self, rows, samples, outputs):
         return regression_metrics(np.asarray([s["labels"] for s in samples]), outputs)
 
+    def warnings(self, rows, samples, outputs, metrics):
+        """Predictions that hardly vary: under 5% of the spread of the gold values."""
+        gold = np.asarray([s["labels"] for s in samples], np.float64)
+        spread, predicted = float(np.std(gold)), float(np.std(np.asarray(outputs, np.float64)))
+        if spread == 0 or predicted >= 0.05 * spread:
+            return []
+        return [(f"the regression's predictions hardly vary (standard deviation {predicted:.4g}, the gold values' "
+                f"{spread:.4g}): it predicts about the same number ({float(np.mean(outputs)):.4g}) for every "
+                f"example. Likely causes: a learning rate too low (or too high), too few epochs, targets on a "
+                f"large scale. Try {TRY_LR}, more --epochs, targets scaled to about 0..1")]
+
     def prediction_cells(self, output):
         return [f"{float(output):.6g}"]
 
@@ -421,7 +476,7 @@ class MultiLabelTask(ClassificationTask):
     head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
-    prediction_header = ("prediction",)
+    prediction_header = ("prediction", "scores")  # scores: the probability of each predicted label
 
     @classmethod
     def split(cls, value, options) -> list[str]:
@@ -449,8 +504,20 @@ class MultiLabelTask(ClassificationTask):
     def evaluate(self, rows, samples, outputs):
         return multilabel_metrics(np.asarray([s["labels"] for s in samples]) > 0.5, outputs >= 0.5)
 
+    def warnings(self, rows, samples, outputs, metrics):
+        """The same label set predicted for every example (when the gold sets differ)."""
+        gold, predicted = np.asarray([s["labels"] for s in samples]) > 0.5, np.asarray(outputs) >= 0.5
+        if len(gold) < 2 or len(np.unique(gold, axis=0)) < 2 or len(np.unique(predicted, axis=0)) > 1:
+            return []
+        chosen = ", ".join(self.labels[i] for i in np.flatnonzero(predicted[0])) or "no label"
+        return [(f"the model predicts the same labels ({chosen}) for all {len(gold)} dev examples: it learned "
+                f"nothing from the text. Likely causes: a learning rate too low (or too high), too few epochs, "
+                f"rare labels. Try {TRY_LR}, more --epochs")]
+
     def prediction_cells(self, output):
-        return [self.options.label_separator.join(self.labels[i] for i in np.flatnonzero(output >= 0.5))]
+        chosen = np.flatnonzero(output >= 0.5)
+        return [self.options.label_separator.join(self.labels[i] for i in chosen),
+                self.options.label_separator.join(f"{float(output[i]):.4f}" for i in chosen)]
 
     def gold_cell(self, value):
         return self.options.label_separator.join(value) if isinstance(value, list) else str(value)
@@ -459,6 +526,6 @@ class MultiLabelTask(ClassificationTask):
 # ---- heads --------------------------------------------------------------------------------------
 
 
-__all__ = ["POOLINGS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead",
+__all__ = ["PAIR_METRICS", "POOLINGS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "MultiLabelHead",
            "MultiLabelOptions", "MultiLabelTask", "RegressionHead", "RegressionTask", "SequenceOptions", "SequenceTask",
-           "classification_metrics", "multilabel_metrics", "regression_metrics"]
+           "binary_f1", "classification_metrics", "multilabel_metrics", "regression_metrics"]

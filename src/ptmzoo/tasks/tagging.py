@@ -6,6 +6,18 @@ space-separated words and tags (MSRA NER), or CLUENER's span JSON (``{"text", "l
 {entity: [[start, end]]}}}``, end inclusive), which becomes one BIO tag per character (of
 nested entities the outer one).
 
+A CoNLL file whose tokens carry a position digit (Weibo NER's ``科0 技1``: the character and its
+place in its word) is refused in one line unless ``--strip-position-suffix`` drops the digits.
+
+Prediction inputs (``ptmzoo predict``, ``read_inputs``): the labelled formats, CoNLL without tags
+(one token a line), plain text (``--format text``, or a ``.txt`` file whose lines are not
+``token tag`` pairs of the model's tags: one sentence a line, whitespace words, CJK characters
+one by one, a character tokenizer's characters), and JSON(L) ``{"text": ...}`` split by the
+model's own word rule (its tokenizer's pre-tokenization: words and punctuation for an English
+WordPiece model, characters for Chinese BERT). Predictions carry the tag names, each word's score
+(the softmax probability of its tag at its first sub-token; with ``--crf`` of the emissions) and,
+for text inputs, the character spans of the entities.
+
 Schemes: BIO (IOB2), IOB1 and BIOES. IOB1 files are trained as BIO -- every I- tag that starts
 an entity becomes B- -- which keeps every entity as seqeval reads it and leaves valid BIO
 unchanged. BIOES is kept as it is.
@@ -22,6 +34,7 @@ own chunking rules (IOB2 or IOBES) -- plus token accuracy.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +47,7 @@ from ..models.model import Head, unwrap
 from ..textio import open_text
 from .base import SpecialTokens, Task, TaskOptions, pad, write_jsonl
 from .crf import CRF, pack
-from .tables import read_json_records, read_table
+from .tables import looks_like_data, no_header_hint, read_json_records, read_table
 
 SCHEMES = ("auto", "bio", "iob1", "bioes")
 
@@ -46,6 +59,8 @@ class TagFileOptions(TaskOptions):
     tokens_column: str = setting("tokens", help="the words (a list, or space-separated)")
     tags_column: str = setting("tags", help="the tags (a list, or space-separated)")
     scheme: str = setting("auto", choices=SCHEMES, help="tag scheme of the files (iob1 is trained as bio)")
+    strip_position_suffix: bool = setting(False, help="CoNLL tokens that end in their position in the word "
+                                                      "(Weibo NER's 科0 技1): drop the digits")
 
     def validate(self) -> None:
         super().validate()
@@ -189,13 +204,19 @@ def spans_to_bio(text: str, spans: list[tuple[str, int, int]], where: str) -> li
 
 
 # ---- reading ------------------------------------------------------------------------------------
-def read_conll(path: str) -> list[dict]:
-    """Sentences of a CoNLL column file: the word in the first column, the tag in the last."""
+POSITION_SUFFIX = re.compile(r"^(\D)(\d{1,2})$")  # a character and its place in its word: 科0
+
+
+def read_conll(path: str, strip_position_suffix: bool = False, tags_required: bool = True) -> list[dict]:
+    """Sentences of a CoNLL column file: the word in the first column, the tag in the last. With
+    ``tags_required=False`` (prediction inputs) lines may hold the word alone; the rows then have
+    no tags unless every line has one."""
     require_file(path, "data file")
     rows: list[dict] = []
     words: list[str] = []
     tags: list[str] = []
     first_line = 0
+    untagged = 0
     with open_text(path) as fh:
         for number, line in enumerate(fh, start=1):
             cells = line.split()
@@ -205,16 +226,39 @@ def read_conll(path: str) -> list[dict]:
                 words, tags = [], []
                 continue
             if len(cells) < 2:
-                raise UserError(f"{path}:{number}: expected a word and a tag separated by spaces or tabs, "
-                                f"found {line.strip()!r}")
+                if tags_required:
+                    raise UserError(f"{path}:{number}: expected a word and a tag separated by spaces or tabs, "
+                                    f"found {line.strip()!r}")
+                untagged += 1
             if not words:
                 first_line = number
             words.append(cells[0])
-            tags.append(cells[-1])
+            tags.append(cells[-1] if len(cells) > 1 else "")
     if words:
         rows.append({"tokens": words, "tags": tags, "_line": first_line})
     if not rows:
         raise UserError(f"{path} has no sentences")
+    if untagged:
+        rows = [{"tokens": r["tokens"], "_line": r["_line"]} for r in rows]
+    return _position_suffixes(rows, path, strip_position_suffix)
+
+
+def _position_suffixes(rows: list[dict], path: str, strip: bool) -> list[dict]:
+    """Rows whose tokens lose a position suffix (``strip``); else an error when nearly every token
+    has one, as in Weibo NER's char+position files."""
+    tokens = [t for r in rows for t in r["tokens"]]
+    suffixed = sum(bool(POSITION_SUFFIX.match(t)) for t in tokens)
+    if not strip:
+        if len(tokens) >= 5 and suffixed >= 0.9 * len(tokens):
+            row = next(r for r in rows if any(POSITION_SUFFIX.match(t) for t in r["tokens"]))
+            examples = " ".join(t for t in row["tokens"][:3])
+            raise UserError(f"{path}:{row['_line']}: {suffixed / len(tokens):.0%} of the tokens are one character "
+                            f"and a digit ({examples} ...): a position suffix, as in Weibo NER's char+position "
+                            "files; the model would learn the digits as part of the words -- pass "
+                            "--strip-position-suffix to read the characters alone")
+        return rows
+    for row in rows:
+        row["tokens"] = [POSITION_SUFFIX.sub(r"\1", t) for t in row["tokens"]]
     return rows
 
 
@@ -234,11 +278,14 @@ def cluener_row(record: dict, where: str) -> dict:
     return {"tokens": list(text), "tags": spans_to_bio(text, spans, where), "text": text}
 
 
+TABLE_SUFFIXES = (".json", ".jsonl", ".tsv", ".csv")  # other files are CoNLL (or, to predict, plain text)
+
+
 def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None = None) -> list[dict]:
     """Rows ``{"tokens": [...], "tags": [...]}`` (tags absent in unlabelled files)."""
     name = path.lower()
-    if fmt == "conll" or (fmt == "auto" and not name.endswith((".json", ".jsonl", ".tsv", ".csv"))):
-        return read_conll(path)
+    if fmt == "conll" or (fmt == "auto" and not name.endswith(TABLE_SUFFIXES)):
+        return read_conll(path, options.strip_position_suffix)
     records = read_json_records(path) if fmt in ("auto", "jsonl") and name.endswith((".json", ".jsonl")) \
         else read_table(path, fmt, columns)
     rows = []
@@ -246,7 +293,10 @@ def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None
         line = record.pop("_line", None)
         where = f"{path}:{line}" if line else f"{path}: row {number}"
         if isinstance(record.get("text"), str) and options.tokens_column not in record:
-            row = cluener_row(record, where) if "label" in record else {"tokens": list(record["text"])}
+            row = cluener_row(record, where) if "label" in record else {"tokens": list(record["text"]),
+                                                                            "text": record["text"]}
+            if "id" in record:  # CLUENER's test rows: kept for the predictions
+                row["id"] = record["id"]
             rows.append({**row, "_line": line} if line else row)
             continue
         row = {"_line": line} if line else {}
@@ -254,6 +304,10 @@ def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None
             if column not in record:
                 if key == "tags":
                     continue
+                header = getattr(record, "header", None)
+                if header is not None and looks_like_data(header):
+                    raise UserError(f"{where}: no '{column}' column; "
+                                    f"{no_header_hint(header, ['tokens', 'tags'], '--tokens-column, --tags-column')}")
                 raise UserError(f"{where}: no '{column}' field; give the words with --tokens-column (or CLUENER "
                                 "rows with 'text' and 'label')")
             value = record[column]
@@ -263,6 +317,48 @@ def read_tagged(path: str, options, fmt: str = "auto", columns: list[str] | None
                             "per word")
         rows.append(row)
     return rows
+
+
+_CJK_OR_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]|[^\s\u3400-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]+")
+
+
+def as_bio(rows: list[dict], options) -> list[dict]:
+    """IOB1 tags read as BIO (BIOES rows and ``--scheme bioes`` kept as they are)."""
+    for row in rows:
+        if "tags" in row and options.scheme != "bioes" and not any(t[:2] in ("E-", "S-") for t in row["tags"]):
+            row["tags"] = iob1_to_bio(row["tags"])
+    return rows
+
+
+_TAG_LIKE = re.compile(r"^(O|[BIESLU]-\S+)$")
+
+
+class Tagged(list):
+    """The predicted tags of one sentence, with ``scores``: each word's probability of its tag."""
+
+    scores: list[float]
+
+
+def plain_text_lines(path: str, labels: list[str]) -> bool:
+    """Whether a CoNLL-looking file is plain text to tag: not mostly lines of ``token ... tag``
+    whose last cell is one of the model's ``labels`` or looks like a tag (O, B-X, I-X ...), and
+    not one token a line between blank lines (CoNLL without tags)."""
+    cells, blank, started = [], False, False
+    with open_text(path) as fh:
+        for line in fh:
+            parts = line.split()
+            if parts:
+                cells.append(parts)
+                started = True
+            elif started:
+                blank = True
+    if not cells:
+        return False
+    if all(len(c) == 1 for c in cells):
+        return not blank
+    known = set(labels)
+    tagged = sum(len(c) > 1 and (c[-1] in known or bool(_TAG_LIKE.match(c[-1]))) for c in cells)
+    return tagged < 0.5 * len(cells)
 
 
 # ---- the task -----------------------------------------------------------------------------------
@@ -318,11 +414,57 @@ class TaggingTask(Task):
 
     @classmethod
     def read(cls, path, options, fmt="auto", columns=None):
-        rows = read_tagged(path, options, fmt, columns)
-        for row in rows:
-            if "tags" in row and options.scheme != "bioes" and not any(t[:2] in ("E-", "S-") for t in row["tags"]):
-                row["tags"] = iob1_to_bio(row["tags"])
+        return as_bio(read_tagged(path, options, fmt, columns), options)
+
+    def read_inputs(self, path, fmt="auto", columns=None):
+        """Prediction inputs: the labelled formats, CoNLL without tags, plain text (one sentence a
+        line) and JSON(L) ``{"text"}`` rows split by the model's word rule."""
+        if fmt not in ("auto", "text", "conll") or (fmt == "auto" and path.lower().endswith(TABLE_SUFFIXES)):
+            rows = self.read(path, self.options, fmt, columns)
+            for row in rows:  # unlabelled text: the model's words, not characters
+                if "text" in row and "tags" not in row:
+                    row["tokens"], row["offsets"] = self.words(row["text"])
+            return rows
+        if fmt == "text" or (fmt == "auto" and plain_text_lines(path, self.labels)):
+            return self.read_plain_text(path)
+        return as_bio(read_conll(path, self.options.strip_position_suffix, tags_required=False), self.options)
+
+    def read_plain_text(self, path: str) -> list[dict]:
+        """One sentence a line: whitespace words with CJK characters one by one (a character
+        tokenizer: every character)."""
+        require_file(path, "data file")
+        rows = []
+        with open_text(path) as fh:
+            for number, line in enumerate(fh, start=1):
+                text = line.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                pattern = re.compile(r"\S") if self.tokenizer.kind == "char" else _CJK_OR_RUN
+                found = list(pattern.finditer(text))
+                rows.append({"tokens": [m.group() for m in found], "offsets": [list(m.span()) for m in found],
+                             "text": text, "_line": number})
+        if not rows:
+            raise UserError(f"{path} has no sentences")
         return rows
+
+    def words(self, text: str) -> tuple[list[str], list[list[int]]]:
+        """The words of ``text`` by the model's own rule -- its tokenizer's normalisation and
+        pre-tokenization (BERT: words and punctuation, CJK characters alone; a character
+        tokenizer: characters) -- with their [start, end) character offsets in ``text``."""
+        encoding = self.tokenizer.backend.encode(text, add_special_tokens=False)
+        spans: dict[int, list[int]] = {}
+        for word, (start, end) in zip(encoding.word_ids, encoding.offsets):
+            if word is not None and end > start:
+                span = spans.setdefault(word, [start, end])
+                span[0], span[1] = min(span[0], start), max(span[1], end)
+        tokens, offsets = [], []
+        for start, end in spans.values():
+            piece = text[start:end]
+            start, end = start + len(piece) - len(piece.lstrip()), end - len(piece) + len(piece.rstrip())
+            if end > start:  # a byte-level BPE word carries the space before it
+                tokens.append(text[start:end])
+                offsets.append([start, end])
+        return tokens, offsets
 
     @classmethod
     def infer_labels(cls, rows, options, path):
@@ -377,8 +519,9 @@ class TaggingTask(Task):
     def head_options(self, backbone):
         return {"num_labels": len(self.labels), "crf": self.options.crf}
 
-    def predict(self, model, samples, batch_size, device) -> list[list[str]]:
-        """The predicted tag of every word."""
+    def predict(self, model, samples, batch_size, device) -> list[Tagged]:
+        """The predicted tag of every word, with its probability (``Tagged.scores``; a word past
+        --max-length: O with score 0)."""
 
         head = unwrap(model).heads[self.head_name]
         out = []
@@ -386,8 +529,14 @@ class TaggingTask(Task):
             word_mask = torch.zeros(logits.shape[:2], dtype=torch.bool)
             for row, sample in enumerate(chunk):
                 word_mask[row, sample["word_starts"]] = True
-            for sample, ids in zip(chunk, head.decode(logits, word_mask)):
-                out.append([self.labels[i] for i in ids] + ["O"] * (sample["num_words"] - len(ids)))
+            probabilities = torch.softmax(logits, dim=-1)
+            for row, (sample, ids) in enumerate(zip(chunk, head.decode(logits, word_mask))):
+                missing = sample["num_words"] - len(ids)
+                tags = Tagged([self.labels[i] for i in ids] + ["O"] * missing)
+                chosen = probabilities[row, sample["word_starts"][: len(ids)]]
+                tags.scores = chosen[torch.arange(len(ids)), torch.as_tensor(ids, dtype=torch.long)].tolist()
+                tags.scores += [0.0] * missing
+                out.append(tags)
         return out
 
     def evaluate(self, rows, samples, outputs):
@@ -398,16 +547,40 @@ class TaggingTask(Task):
         metrics["token_accuracy"] = sum(a == b for g, p in zip(gold, outputs) for a, b in zip(g, p)) / max(total, 1)
         return metrics
 
+    def warnings(self, rows, samples, outputs, metrics):
+        """Only O predicted while the gold tags have entities."""
+        if any(t != "O" for tags in outputs for t in tags) or all(t == "O" for r in rows for t in r["tags"]):
+            return []
+        return [(f"the tagger predicts O for every word of the {len(rows)} dev sentences (entity F1 0): it "
+                "learned only the most frequent tag. Likely causes: a learning rate too low for the model (or too "
+                "high), too few epochs, tags read wrongly (check the file's tag column). Try --lr auto (or a "
+                "larger --lr for a small model), more --epochs, --crf")]
+
     def write_predictions(self, path, rows, samples, outputs):
-        """JSONL: the words, the gold tags when known, the predicted tags and entities
-        ([type, first word, last word])."""
+        """JSONL: the words, the gold tags when known, the predicted tags (names) and each word's
+        score, the entities ([type, first word, last word]) and their scores (the mean of their
+        words'); for text inputs the text and the entities' character spans ([start, end))."""
         records = []
         for row, tags in zip(rows, outputs):
-            record = {"tokens": row["tokens"]}
+            record = {"id": row["id"]} if "id" in row else {}
+            record["tokens"] = row["tokens"]
             if "tags" in row:
                 record["tags"] = row["tags"]
-            record["predicted"] = tags
-            record["entities"] = [list(e) for e in get_entities(tags)]
+            scores = getattr(tags, "scores", None)
+            entities = get_entities(tags)
+            record["predicted"] = list(tags)
+            record["entities"] = [list(e) for e in entities]
+            if scores is not None:
+                record["scores"] = [round(x, 4) for x in scores]
+                record["entity_scores"] = [round(sum(scores[a : b + 1]) / (b - a + 1), 4) for _, a, b in entities]
+            if "text" in row and "offsets" in row:
+                offsets = row["offsets"]
+                record["text"] = row["text"]
+                record["spans"] = [{"type": type_, "start": offsets[a][0], "end": offsets[b][1],
+                                    "text": row["text"][offsets[a][0] : offsets[b][1]]}
+                                   for type_, a, b in entities]
+                for span, score in zip(record["spans"], record.get("entity_scores", ())):
+                    span["score"] = score
             records.append(record)
         write_jsonl(path, records)
 

@@ -25,6 +25,7 @@ from ..objectives import (
     sample_kind,
 )
 from ..presets import get_preset
+from .diagnostics import pretraining_warnings, report_warnings
 from .distributed import DistEnv, setup
 from .trainer import Trainer, TrainResult, evaluate_loss, seed_everything
 
@@ -203,6 +204,9 @@ def run_pretrain(recipe: PretrainRecipe, out_dir: str, resume: str | bool | None
         if resume and trainer.resumed_from and job.env.is_main:
             save_recipe(recipe, out_dir)
     trainer.save_model(os.path.join(out_dir, "final"))
+    if job.env.is_main:  # signs that it learned nothing: on stderr and as the last record of metrics.jsonl
+        path = os.path.join(out_dir, "metrics.jsonl")
+        report_warnings(pretraining_warnings(result.final_metrics, job.corpus, path), path, result.step)
     return result
 
 

@@ -49,7 +49,7 @@ def list_checkpoints(directory: str) -> list[str]:
 def latest_checkpoint(directory: str) -> str | None:
     pointer = os.path.join(directory, "latest")
     if os.path.exists(pointer):
-        name = read_text(pointer).strip()
+        name = read_text(pointer, encoding="utf-8").strip()
         candidate = os.path.join(directory, name)
         if os.path.exists(os.path.join(candidate, STATE_DIR, "state.json")):
             return candidate

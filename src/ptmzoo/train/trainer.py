@@ -109,7 +109,7 @@ class MetricsLog:
         last line torn by a crash or a full disk."""
         if not self.enabled or not os.path.exists(self.path):
             return
-        with open_text(self.path) as fh:
+        with open_text(self.path, encoding="utf-8") as fh:
             lines = [line for line in fh if line.strip()]
         kept = []
         for number, line in enumerate(lines, start=1):

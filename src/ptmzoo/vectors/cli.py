@@ -8,6 +8,7 @@ import json
 import os
 
 from ..errors import UserError
+from ..textio import add_encoding_argument
 from .names import METHODS, SEGMENTS
 
 DESCRIPTION = ("Train word vectors on plain text, evaluate them on analogies and word similarity, list nearest "
@@ -30,6 +31,7 @@ def eval_arguments(ev: argparse.ArgumentParser) -> None:
                     help="only the N most frequent words answer and are asked (gensim's default 300000)")
     ev.add_argument("--case-sensitive", action="store_true", help="compare words as written (default: ignore case)")
     ev.add_argument("--json", action="store_true", help="print the full results (per section) as JSON")
+    add_encoding_argument(ev)
 
 
 def neighbors_arguments(nb: argparse.ArgumentParser) -> None:
@@ -48,6 +50,7 @@ def train_arguments(t: argparse.ArgumentParser) -> None:
                    help="Chinese without spaces: segment into words with jieba, or split into characters "
                         "(character vectors); default: the text is already segmented by spaces")
     t.add_argument("--no-progress", action="store_true")
+    add_encoding_argument(t)
     common_options = t.add_argument_group("all methods")
     common_options.add_argument("--dim", type=int, help="vector size (default 100)")
     common_options.add_argument("--window", type=int,

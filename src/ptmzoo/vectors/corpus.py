@@ -10,7 +10,6 @@ initialise a character-tokenised Chinese BERT).
 from __future__ import annotations
 
 import gzip
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError, require_file
+from ..textio import current_encoding, decode_line
 from .names import SEGMENTS
 
 MAX_SENTENCE_WORDS = 10_000  # longer lines are cut into pieces of this many words (as gensim's LineSentence)
@@ -25,7 +25,8 @@ BATCH_WORDS = 10_000  # corpus words per training job (gensim's batch_words, wor
 
 
 class LineCorpus:
-    """Sentences (lists of words) of one or more UTF-8 text files (``.gz`` too), one a line."""
+    """Sentences (lists of words) of one or more text files (``.gz`` too), one a line, in the
+    ``--encoding`` in effect when the corpus is made (UTF-8 by default)."""
 
     def __init__(self, paths: list[str] | str, lowercase: bool = False, segment: str | None = None):
         self.paths = [paths] if isinstance(paths, str) else list(paths)
@@ -37,6 +38,7 @@ class LineCorpus:
             raise UserError(f"unknown --segment '{segment}' (choose from {', '.join(SEGMENTS)})")
         self.lowercase = lowercase
         self.segment = segment
+        self.encoding = current_encoding()  # training threads do not see the caller's context
         self._split = self._splitter()
 
     def _splitter(self):
@@ -57,12 +59,10 @@ class LineCorpus:
         opener = gzip.open if path.endswith(".gz") else open
         try:
             with opener(path, "rb") as fh:
-                for number, raw in enumerate(fh, 1):
-                    try:
-                        line = raw.decode("utf-8")  # line by line, so an error names the right line
-                    except UnicodeDecodeError:
-                        raise UserError(f"{path}:{number}: not UTF-8 text; convert the file first, e.g. "
-                                        f"iconv -f GBK -t UTF-8 {os.path.basename(path)}") from None
+                offset = 0
+                for number, raw in enumerate(fh, 1):  # line by line, so an error names the right line
+                    line = decode_line(raw, path, number, offset, self.encoding)
+                    offset += len(raw)
                     words = self._split(line.lower() if self.lowercase else line)
                     for start in range(0, len(words), MAX_SENTENCE_WORDS):
                         yield words[start:start + MAX_SENTENCE_WORDS]

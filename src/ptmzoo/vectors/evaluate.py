@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import UserError, require_file
+from ..textio import open_text
 from .keyed import WordVectors
 
 RESTRICT_VOCAB = 300_000  # gensim's default
@@ -33,11 +34,8 @@ def _lookup(vectors: WordVectors, restrict_vocab: int, case_insensitive: bool) -
 
 def _read_lines(path: str, what: str) -> list[tuple[int, str]]:
     require_file(path, what)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return [(n, line.strip()) for n, line in enumerate(fh, 1) if line.strip()]
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text") from None
+    with open_text(path) as fh:
+        return [(n, line.strip()) for n, line in enumerate(fh, 1) if line.strip()]
 
 
 def read_analogies(path: str) -> list[tuple[str, list[tuple[str, str, str, str]]]]:
