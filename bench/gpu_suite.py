@@ -280,7 +280,7 @@ def summarize(workload: str, label: str, impls: list[Impl], setting: Setting) ->
     return rows
 
 
-def close_check(name: str, mine: float, reference: float, what: str, tol: float) -> dict:
+def close_check(mine: float, reference: float, what: str, tol: float) -> dict:
     """A first-batch check: ``mine`` (a loss, or a max |difference|) against ``reference``."""
     delta = abs(mine - reference) / max(1.0, abs(reference))
     return {"what": what, "value": mine, "reference": reference, "relative_difference": delta, "tolerance": tol,
@@ -337,7 +337,7 @@ def train_rows(workload: str, ptm, hf, ptm_loss, hf_loss, batches, flops, tokens
     time_rows(impls, setting, workload)
     reference = impls[1].run.first_loss
     for impl in impls:
-        impl.check = close_check(impl.name, impl.run.first_loss, reference, "first-step loss vs transformers eager",
+        impl.check = close_check(impl.run.first_loss, reference, "first-step loss vs transformers eager",
                                  setting.tolerance())
     return summarize(workload, f"B{len(batches[0]['input_ids'])}x{batches[0]['input_ids'].shape[1]}", impls,
                      setting)
@@ -473,7 +473,7 @@ def encoder_case(workload: str, label: str, ptm, hf, lengths: list[int], sizes: 
         real = mask.bool()
         mine = ptm(input_ids=ids, attention_mask=mask).last_hidden_state[real].float()
         theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state[real].float()
-    check = close_check("ptmzoo", float((mine - theirs).abs().max() / theirs.abs().max()), 0.0,
+    check = close_check(float((mine - theirs).abs().max() / theirs.abs().max()), 0.0,
                         "max |hidden state difference| / max |hidden state|, real tokens",
                         setting.tolerance(states=True))
     impls = [Impl("ptmzoo", "transformers", forward(ptm), lambda: list(ptm.parameters()), check=check),
@@ -536,7 +536,7 @@ def generation_case(workload: str, ptm, hf, prompts: torch.Tensor, sizes: Sizes,
     with torch.inference_mode():
         mine = ptm(input_ids=prompts).logits[:, -1].float()
         theirs = hf(input_ids=prompts).logits[:, -1].float()
-    logit_check = close_check("ptmzoo", float((mine - theirs).abs().max() / theirs.abs().max()), 0.0,
+    logit_check = close_check(float((mine - theirs).abs().max() / theirs.abs().max()), 0.0,
                               "max |prompt logit difference| / max |logit|", setting.tolerance(states=True))
     impls = [Impl(name, baseline, runner(name, fn), weights(model)) for name, (baseline, model, fn) in variants.items()]
     time_rows(impls, setting, f"{workload} batch {batch}", generation=True)
