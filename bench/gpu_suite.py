@@ -557,7 +557,7 @@ WORKLOADS = {"gpt2_train": gpt2_train, "bert_mlm_512": bert_mlm, "bert_mlm_128":
 
 def fmt_table(rows: list[dict]) -> str:
     header = ["workload", "case", "implementation", "tokens/s", "(min-max)", "MFU", "peak MiB", "ratio", "vs HF eager",
-              "check"]
+              "check", "same tokens"]
     lines = []
     for r in rows:
         check = r["check"]
@@ -567,7 +567,8 @@ def fmt_table(rows: list[dict]) -> str:
         lines.append([r["workload"], r["case"], r["implementation"], f"{r['tokens_per_s']:,.0f}",
                       f"{r['tokens_per_s_min']:,.0f}-{r['tokens_per_s_max']:,.0f}", f"{100 * r['mfu']:.1f}%",
                       "-" if r["peak_mib"] is None else f"{r['peak_mib']:,.0f}", f"{r['ratio']:.2f}x",
-                      f"{r.get('ratio_vs_transformers_eager', 1.0):.2f}x", status])
+                      f"{r.get('ratio_vs_transformers_eager', 1.0):.2f}x", status,
+                      f"{100 * r['same_tokens_as_transformers']:.0f}%" if "same_tokens_as_transformers" in r else "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     left = {0, 1, 2, 9}
     out = []
