@@ -50,9 +50,11 @@ def run_ptmzoo(model, prompts: torch.Tensor, new_tokens: int, compile: bool = Fa
 
 
 @torch.inference_mode()
-def run_transformers(hf, prompts: torch.Tensor, new_tokens: int) -> list[list[int]]:
+def run_transformers(hf, prompts: torch.Tensor, new_tokens: int, **options) -> list[list[int]]:
+    """``options``: more ``generate`` arguments (e.g. ``cache_implementation="static"``)."""
     out = hf.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
-                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0)
+                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0,
+                      **options)
     return out[:, prompts.shape[1]:].tolist()
 
 
