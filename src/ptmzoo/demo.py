@@ -117,28 +117,6 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
-def estimate_steps(job, minutes: float) -> int:
-    """Steps that fit the time budget, from the speed of a few steps of this very model."""
-    import torch
-
-    from .train.trainer import autocast_context
-
-    model = job.model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.0)
-    batch = job.collate([job.train_data[(i, 0)] for i in range(job.recipe.train.batch_size)])
-    timings = []
-    with autocast_context(job.recipe.train.precision, torch.device("cpu"))():
-        for _ in range(10):
-            start = time.perf_counter()
-            out = model(**model.select_inputs(batch), targets=batch)
-            out.loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            timings.append(time.perf_counter() - start)
-    step_time = float(np.median(timings[5:]))  # the first steps allocate memory and pick kernels
-    return max(20, int(minutes * 60 / (step_time * 1.08)))  # 8% for evaluation and checkpoints
-
-
 def pretrain(work: str, corpus_file: str, settings: DemoSettings, progress: bool) -> tuple[str, dict]:
     from .data.corpus import CorpusReader
     from .data.prepare import prepare_corpus
@@ -166,15 +144,14 @@ def pretrain(work: str, corpus_file: str, settings: DemoSettings, progress: bool
                   "save_every": 10**9, "keep_checkpoints": 1, "seed": settings.seed,
                   "precision": settings.precision, "device": settings.device},
     })
-    if settings.minutes is not None:  # the steps that fit the budget on this machine, now
-        steps = estimate_steps(PretrainJob(recipe), settings.minutes)
-        recipe = recipe.replace(train=recipe.train.replace(max_steps=steps))
+    if settings.minutes is not None:  # the trainer plans the steps that fit from its measured speed
+        recipe = recipe.replace(train=recipe.train.replace(max_minutes=settings.minutes, max_steps=10**7))
     job = PretrainJob(recipe)
     run_dir = os.path.join(work, "pretrain")
     os.makedirs(run_dir, exist_ok=True)
     save_recipe(recipe, run_dir)
-    steps = recipe.train.max_steps
-    _log(f"  pre-training {settings.preset} with {settings.objective}: {steps} steps of {settings.pretrain_batch} x "
+    budget = f"{settings.minutes:g} minutes" if settings.minutes is not None else f"{recipe.train.max_steps} steps"
+    _log(f"  pre-training {settings.preset} with {settings.objective}: {budget} of {settings.pretrain_batch} x "
          f"{settings.seq_len} characters ({settings.precision} on {settings.device})")
     trainer = job.trainer(run_dir, progress=progress)
     result = trainer.train()
@@ -217,7 +194,8 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
                           "log_every": 10**9, "precision": settings.precision, "device": settings.device},
             })
             run_dir = os.path.join(out_dir, f"{'scratch' if from_scratch else 'pretrained'}-{budget}-lr{lr:g}-seed{seed}")
-            report = run_finetune(cfg, run_dir, progress=False, source=source)
+            report = run_finetune(cfg, run_dir, progress=False, source=source,
+                                  trainer_options={"log_evaluations": False})  # the demo prints its own lines
             runs.append({"seed": seed, "dev_accuracy": report["dev"]["accuracy"], "seconds": report["elapsed_s"],
                          "run_dir": run_dir})
         trials.append({"lr": lr, "dev_accuracy": _mean_std([r["dev_accuracy"] for r in runs])[0], "runs": runs})
@@ -292,15 +270,17 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def busy_warning(cores: int | None = None) -> str | None:
-    """A warning when other processes already hold this machine's CPUs (the run takes longer;
-    with a step budget its result is the same)."""
-    cores = cores or os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load < 0.5 * cores:
+def busy_warning(read_load=None) -> str | None:
+    """The trainer's oversubscription warning, with what it means for the demo."""
+    import torch
+
+    from .train.resources import load_average, start_warning
+
+    warning = start_warning(torch.get_num_threads(), read_load or load_average)
+    if warning is None:
         return None
-    return (f"warning: this machine is busy (load average {load:.1f} on {cores} CPUs): the demo will take longer "
-            "than stated in the README; its numbers do not depend on the load")
+    return (warning + "; the demo will take longer than the README states, but its numbers stay the same "
+            "(its budget is a number of steps)")
 
 
 def settings_for(device: str) -> DemoSettings:

@@ -283,3 +283,23 @@ def test_generate_says_why_it_stopped(capsys, tiny_gpt2):
     assert result.stderr == "stopped: max tokens (3)\n" and result.stdout.startswith("The")
     _say_why_generation_stopped(["eos", "stop", "length"], 9)
     assert capsys.readouterr().err == "stopped: 1: end of text; 2: a stop string; 3: max tokens (9)\n"
+
+
+def test_the_load_a_process_made_itself_is_not_taken_for_other_work(monkeypatch):
+    """The demo runs one fine-tuning after another in one process: the load average that the
+    previous run left is this process's own, not oversubscription."""
+    from types import SimpleNamespace
+
+    from ptmzoo.train import resources
+
+    monkeypatch.setenv("PTMZOO_LOAD_WARNING", "1")
+    monkeypatch.setattr(resources, "physical_cores", lambda: 2)
+    monkeypatch.setattr(resources, "local_processes", lambda: 1)
+    clock = {"wall": 1000.0, "cpu": 5.0}
+    monkeypatch.setattr(resources, "time", SimpleNamespace(time=lambda: clock["wall"], process_time=lambda: clock["cpu"]))
+    resources.own_load()  # the window starts now
+    clock["wall"] += 60.0
+    clock["cpu"] += 110.0  # the previous run kept ~2 cores busy for a minute
+    assert resources.start_warning(2, lambda: 1.9) is None
+    clock["wall"] += 60.0  # an idle minute: the same load is others' work
+    assert "load average 1.9 on 2 physical cores" in resources.start_warning(2, lambda: 1.9)

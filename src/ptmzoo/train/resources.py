@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 
 _flag_threads: int | None = None  # set by --threads: it wins over train.threads
@@ -99,7 +100,7 @@ def load_average() -> float | None:
         return None
 
 
-def oversubscription(threads: int, load: float | None, cores: int) -> str | None:
+def oversubscription(threads: int, load: float | None, cores: int, own: float = 0.0) -> str | None:
     """The warning for a run of ``threads`` threads (all processes of this machine) started when
     the 1-minute load average is ``load`` on ``cores`` physical cores; None when it fits. Other
     work holding more than the cores left over (and a core of slack, or a quarter on big machines)
@@ -107,7 +108,7 @@ def oversubscription(threads: int, load: float | None, cores: int) -> str | None
     if load is None:
         return None
     spare = cores - threads
-    if load <= spare + max(1.0, 0.25 * cores):
+    if load - own <= spare + max(1.0, 0.25 * cores):  # ``own``: what this process itself ran recently
         return None
     return (f"warning: the machine is oversubscribed: load average {load:.1f} on {cores} physical cores before "
             f"this run adds {threads} thread(s); training will be slow (use fewer --threads, or wait for the "
@@ -119,10 +120,34 @@ def warnings_on() -> bool:
     return os.environ.get("PTMZOO_LOAD_WARNING", "1").strip() != "0"
 
 
+_last_check: tuple[float, float] | None = None  # (wall clock, this process's CPU seconds) at the last check
+
+
+def own_load() -> float:
+    """The cores this process itself kept busy since the last check (or since it started): the
+    load average counts them too, so a run that follows another in the same process (the demo's
+    fine-tuning runs) must not take its predecessor for other work."""
+    global _last_check
+    now, cpu = time.time(), time.process_time()
+    then, cpu_then = _last_check or (_process_start(), 0.0)
+    _last_check = (now, cpu)
+    return max(0.0, (cpu - cpu_then) / max(now - then, 1.0))
+
+
+def _process_start() -> float:
+    """When this process started (wall clock), from /proc; now where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = float(stat.read().rsplit(")", 1)[1].split()[19])  # start time, clock ticks after boot
+            return time.time() - float(uptime.read().split()[0]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.time()
+
+
 def start_warning(threads: int, read_load: Callable[[], float | None] = load_average) -> str | None:
     if not warnings_on():
         return None
-    return oversubscription(threads * local_processes(), read_load(), physical_cores())
+    return oversubscription(threads * local_processes(), read_load(), physical_cores(), own_load())
 
 
 def collapse_warning(step: int, speed: float, best: float, read_load: Callable[[], float | None] = load_average

@@ -158,6 +158,7 @@ class Trainer:
         after_step: Callable[[int], None] | None = None,
         write_model: Callable[..., None] = write_model_files,
         patience: int | None = None,
+        log_evaluations: bool = True,  # print each evaluation's metrics (also with progress off)
         objectives: list | None = None,
         shuffle: bool = True,
     ):
@@ -179,6 +180,7 @@ class Trainer:
         self.select_metric = select_metric
         self.select_mode = select_mode
         self.progress = progress
+        self.log_evaluations = log_evaluations
         self.callbacks = callbacks or []
         self.before_step, self.write_model, self.patience = before_step, write_model, patience
         self.after_step = after_step
@@ -525,7 +527,7 @@ class Trainer:
             self.wrapped.train()
         record = {"step": self.step, **metrics}
         self.metrics.write(record)
-        if self.env.is_main:  # shown with --no-progress too
+        if self.env.is_main and self.log_evaluations:  # shown with --no-progress too
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             line = f"step {self.step}: {shown}"
             if self._progress is not None:
