@@ -40,7 +40,7 @@ def test_peoples_daily_text_has_no_tags_or_word_boundaries():
     assert "迈向充满希望的新世纪" in paragraphs[0]
 
 
-TINY = {"preset": "bert-tiny", "steps": 4, "vocab_size": 3000, "test_size": 200, "dev_size": 100, "budgets": [40],
+TINY = {"preset": "bert-tiny", "steps": 4, "lr_seeds": 1, "vocab_size": 3000, "test_size": 200, "dev_size": 100, "budgets": [40],
             "seeds": [0, 1], "min_examples_seen": 40, "review_copies": 1, "lr_grid_pretrained": [1e-3, 3e-3],
             "lr_grid_scratch": [1e-3], "precision": "fp32", "device": "cpu"}
 
