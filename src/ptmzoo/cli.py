@@ -606,7 +606,7 @@ def _demo_arguments(demo: argparse.ArgumentParser) -> None:
     settings = DemoSettings()
     demo.add_argument("--out", default="demo", help="output directory (default: demo)")
     demo.add_argument("--steps", type=int, default=None,
-                      help="pre-training steps (default: 2000 on a CPU, 10000 on CUDA; the same result on any machine)")
+                      help="pre-training steps (default: 3000 on a CPU, 10000 on CUDA; the same result on any machine)")
     demo.add_argument("--minutes", type=float, default=None,
                       help="a pre-training time budget instead of --steps (steps from this machine's measured speed)")
     demo.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
