@@ -164,10 +164,6 @@ def pretrain(work: str, corpus_file: str, settings: DemoSettings, progress: bool
     return os.path.join(run_dir, "final"), info
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int, from_scratch: bool,
                     settings: DemoSettings, out_dir: str) -> dict:
     """Fine-tune on ``budget`` labelled examples with each learning rate of the grid on the first
@@ -176,6 +172,7 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
     models on the test set."""
     import torch
 
+    from .finetune.experiments import mean_and_std
     from .finetune.run import FinetuneConfig, evaluate_classifier, run_finetune
     from .loading import load
     from .train.trainer import autocast_context
@@ -202,7 +199,7 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
     choosing, others = settings.seeds[: settings.lr_seeds], settings.seeds[settings.lr_seeds :]
     trials = [{"lr": lr, "runs": [finetune(lr, seed) for seed in choosing]} for lr in grid]
     for trial in trials:
-        trial["dev_accuracy"] = _mean_std([r["dev_accuracy"] for r in trial["runs"]])[0]
+        trial["dev_accuracy"] = mean_and_std([r["dev_accuracy"] for r in trial["runs"]])[0]
     best = max(trials, key=lambda t: t["dev_accuracy"])  # chosen on dev, never on test
     runs = best["runs"] + [finetune(best["lr"], seed) for seed in others]
     started = time.time()
@@ -212,8 +209,8 @@ def finetune_budget(checkpoint: str, source, files: dict[str, str], budget: int,
             model = load(os.path.join(run["run_dir"], "best"), device=settings.device)
             test.append(evaluate_classifier(model, files["test"], batch_size=128)["accuracy"])
     seconds = sum(r["seconds"] for t in trials for r in t["runs"]) + sum(r["seconds"] for r in runs[len(choosing):])
-    test_mean, test_std = _mean_std(test)
-    dev_mean, dev_std = _mean_std([r["dev_accuracy"] for r in runs])
+    test_mean, test_std = mean_and_std(test)
+    dev_mean, dev_std = mean_and_std([r["dev_accuracy"] for r in runs])
     return {"budget": budget, "epochs": epochs, "lr": best["lr"],
             "test_accuracy": test_mean, "test_accuracy_std": test_std, "test_accuracy_runs": test,
             "dev_accuracy": dev_mean, "dev_accuracy_std": dev_std, "dev_accuracy_runs": [r["dev_accuracy"] for r in runs],

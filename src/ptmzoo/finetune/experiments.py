@@ -31,15 +31,21 @@ from ..io import atomic_write_json
 from .run import FinetuneConfig, run_finetune
 
 
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
+    return mean, math.sqrt(var)
+
+
 def mean_std(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean and sample standard deviation of every numeric metric across runs."""
     summary = {}
     for key, value in reports[0].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values = [float(r[key]) for r in reports]
-            mean = sum(values) / len(values)
-            var = sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)
-            summary[key] = {"mean": mean, "std": math.sqrt(var)}
+            mean, std = mean_and_std([r[key] for r in reports])
+            summary[key] = {"mean": mean, "std": std}
     return summary
 
 
