@@ -587,6 +587,31 @@ def cmd_chat(args) -> None:
               repetition_penalty=args.repetition_penalty, seed=args.seed)
 
 
+# --------------------------------------------------------------------------------------------- plot
+def _plot_arguments(plot: argparse.ArgumentParser) -> None:
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run directories (the --out of pretrain, finetune, "
+                                                             "distill, ...) or their metrics.jsonl files")
+    plot.add_argument("--out", required=True, help="image to write (.png, .svg or .pdf)")
+    plot.add_argument("--metric", action="append", metavar="NAME",
+                      help="a number in metrics.jsonl to plot, one panel each; repeat for more (default: loss and "
+                           "eval_loss)")
+    plot.add_argument("--x", default="steps", choices=["steps", "tokens"],
+                      help="the horizontal axis: optimizer steps or tokens trained on (default: steps)")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def cmd_plot(args) -> None:
+    from .outputs import claim_output_file
+    from .plot import IMAGE_SUFFIXES, metrics_file, plot_runs
+
+    if os.path.splitext(args.out)[1].lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"--out {args.out}: give an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
+    files = [metrics_file(run) for run in args.runs]
+    claim_output_file(args.out, args.overwrite, inputs=files)
+    series = plot_runs(args.runs, args.out, args.metric, args.x)
+    print(f"{', '.join(series)} of {len(args.runs)} run(s) against {args.x} -> {args.out}")
+
+
 # ---------------------------------------------------------------------------------------- zoo, demo
 def cmd_zoo(args) -> None:
     from .catalog import count_parameters
@@ -676,6 +701,8 @@ VERBS: tuple[Verb, ...] = (
          compress_cli.cmd_quantize, description=compress_cli.QUANTIZE_DESCRIPTION),
     Verb("prune", "prune weights, attention heads or layers", compress_cli.prune_arguments, compress_cli.cmd_prune,
          description=compress_cli.PRUNE_DESCRIPTION),
+    Verb("plot", "training and evaluation curves of runs (metrics.jsonl) on the same axes", _plot_arguments,
+         cmd_plot, description="One panel per --metric, one line per RUN, against steps or tokens (--x)."),
     Verb("zoo", "list the presets with parameter counts", None, cmd_zoo),
     Verb("demo", "pre-training helps fine-tuning: a small BERT on Chinese text, end to end", _demo_arguments,
          cmd_demo),
