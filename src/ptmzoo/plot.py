@@ -10,14 +10,13 @@ file).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
 from dataclasses import dataclass
 
 from .errors import UserError
-from .textio import open_text
+from .train.runlog import read_records
 
 DEFAULT_METRICS = ("loss", "eval_loss")
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -50,21 +49,8 @@ def metrics_file(run: str) -> str:
     return path
 
 
-def read_records(path: str) -> list[dict]:
-    """The JSON records of a metrics.jsonl (a last line torn by a run that was killed is left out)."""
-    with open_text(path, encoding="utf-8") as fh:
-        lines = [line for line in fh if line.strip()]
-    records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):
-                break
-            raise UserError(f"{path}:{number}: not a JSON record") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number}: not a JSON object")
-        records.append(record)
+def read_run_records(path: str) -> list[dict]:
+    records = read_records(path)
     if not any(_number(record.get("step")) for record in records):
         raise UserError(f"{path} holds no logged steps")
     return records
@@ -84,7 +70,7 @@ def run_names(paths: list[str]) -> list[str]:
 
 def read_runs(paths: list[str]) -> list[Run]:
     files = [metrics_file(p) for p in paths]
-    return [Run(name, path, read_records(path)) for name, path in zip(run_names(paths), files)]
+    return [Run(name, path, read_run_records(path)) for name, path in zip(run_names(paths), files)]
 
 
 def curves(runs: list[Run], metrics: list[str] | None = None, x: str = "steps") -> dict[str, dict[str, tuple[list, list]]]:

@@ -57,6 +57,25 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
             and math.isfinite(value)}
 
 
+def read_records(path: str) -> list[dict]:
+    """The records of a metrics.jsonl; a last line torn by a crash or a full disk is left out."""
+    with open_text(path, encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break  # the record being written when the run stopped
+            raise UserError(f"{path}:{number}: not a JSON record; the metrics log is damaged "
+                            "(remove that line to resume)") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path}:{number}: not a JSON object")
+        records.append(record)
+    return records
+
+
 class JsonlSink:
     """metrics.jsonl: one JSON object per logging step or evaluation."""
 
@@ -72,19 +91,7 @@ class JsonlSink:
         last line torn by a crash or a full disk."""
         if not os.path.exists(self.path):
             return
-        with open_text(self.path, encoding="utf-8") as fh:
-            lines = [line for line in fh if line.strip()]
-        kept = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break  # the record being written when the run stopped
-                raise UserError(f"{self.path}:{number}: not a JSON record; the metrics log is damaged "
-                                "(remove that line to resume)") from None
-            if record.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
+        kept = [json.dumps(record) + "\n" for record in read_records(self.path) if record.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(kept))
 
     def write(self, record: dict[str, Any]) -> None:
