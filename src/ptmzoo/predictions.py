@@ -94,9 +94,12 @@ def _strings(body: dict, name: str, limits: Limits, required: bool = True) -> li
     value = body[name]
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list):
         raise RequestError(f'"{name}" must be a list of strings (or one string), not {_kind(value)}',
                            code="wrong_type")
+    wrong = next((i for i, v in enumerate(value) if not isinstance(v, str)), None)
+    if wrong is not None:
+        raise RequestError(f'"{name}"[{wrong}] must be a string, not {_kind(value[wrong])}', code="wrong_type")
     if not value:
         raise RequestError(f'"{name}" is empty; give at least one string', code="empty_input")
     for number, text in enumerate(value):
