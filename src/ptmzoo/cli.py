@@ -701,10 +701,19 @@ VERBS: tuple[Verb, ...] = (
 )
 
 
+_GLOBAL_OPTIONS_WITH_VALUE = ("--threads",)  # the common options that take a value (`ptmzoo --threads 1 pretrain`)
+
+
 def _verb_named(argv: list[str]) -> str:
-    """The verb of a command line: its first word that is not an option (only --debug and --help
-    come before it)."""
-    return next((word for word in argv if not word.startswith("-")), "")
+    """The verb of a command line: its first word that is neither an option nor the value of a
+    common option (--debug, --help and --threads N may come before it)."""
+    words = iter(argv)
+    for word in words:
+        if word in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
 
 
 def _take_override_back_from_resume(args) -> None:
