@@ -16,8 +16,8 @@ import pytest
 
 from ptmzoo.serve.metrics import parse_exposition
 
-from ..conftest import tiny_checkpoint
-from .checkpoints import task_checkpoint
+from tests.conftest import tiny_checkpoint
+from tests.serve.checkpoints import task_checkpoint
 
 
 def free_port() -> int:
