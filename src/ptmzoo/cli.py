@@ -411,6 +411,23 @@ def cmd_predict(args) -> None:
     print(f"predicted {count} examples -> {args.out}")
 
 
+# -------------------------------------------------------------------------------------------- serve
+def _serve_arguments(srv: argparse.ArgumentParser) -> None:
+    from .serve.options import ServeConfig
+
+    srv.add_argument("model", help="checkpoint or run directory (fine-tuned, pre-trained, quantized, LoRA, "
+                                   "Hugging Face)")
+    add_config_flags(srv, ServeConfig)
+
+
+def cmd_serve(args) -> None:
+    from .config_flags import flag_fields
+    from .serve.app import serve
+    from .serve.options import ServeConfig
+
+    serve(args.model, ServeConfig.from_dict({f.name: getattr(args, f.name) for f in flag_fields(ServeConfig)}))
+
+
 # ------------------------------------------------------------------------------------ init, students
 def _init_arguments(ini: argparse.ArgumentParser) -> None:
     ini.add_argument("--preset", required=True, help="architecture preset (see `ptmzoo zoo`)")
@@ -685,6 +702,8 @@ VERBS: tuple[Verb, ...] = (
                   vectors_cli.cmd_neighbors))),
     Verb("evaluate", "evaluate a checkpoint", _evaluate_arguments, cmd_evaluate),
     Verb("predict", "predictions of a fine-tuned task model for a file", _predict_arguments, cmd_predict),
+    Verb("serve", "an HTTP API for a checkpoint: classify, tag, qa, embed, fill-mask, generate (dynamic batching)",
+         _serve_arguments, cmd_serve),
     Verb("generate", "continue text prompts with a decoder (GPT-2)", _generate_arguments, cmd_generate,
          description="Greedy by default; --temperature, --top-k or --top-p sample instead."),
     Verb("chat", "talk to an instruction-tuned decoder (finetune --task sft)", _chat_arguments, cmd_chat),
