@@ -163,6 +163,18 @@ class RunsCode:
         return os.system, (f"touch {self.marker}",)
 
 
+class SimulatedCrash(Exception):
+    """A run that dies in the middle (raised by a ``crash_at`` callback)."""
+
+
+def crash_at(step: int):
+    """A Trainer callback that crashes the run when it reaches ``step`` (after that step's record)."""
+    def callback(current: int, record: dict) -> None:
+        if current == step:
+            raise SimulatedCrash
+    return callback
+
+
 def perturb(model, scale: float = 0.1):
     """Every parameter moved by N(0, scale) noise from the global RNG (seed it first), so that a
     model compared against a reference is far from its initialisation; returns the model in eval mode."""

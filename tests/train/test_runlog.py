@@ -11,6 +11,7 @@ import pytest
 from ptmzoo.errors import UserError
 from ptmzoo.train import runlog
 from ptmzoo.train.pretrain import PretrainJob, PretrainRecipe
+from tests.conftest import SimulatedCrash, crash_at
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -73,16 +74,9 @@ def test_event_files_hold_the_metrics_jsonl_values(wiki_shards, tmp_path):
 
 
 def test_a_resumed_run_hides_what_the_interrupted_run_logged_after_its_checkpoint(wiki_shards, tmp_path):
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_3(step, record):
-        if step == 3:
-            raise Crash
-
     out = str(tmp_path / "run")
-    with pytest.raises(Crash):
-        PretrainJob(_recipe(wiki_shards)).trainer(out, progress=False, callbacks=[crash_at_step_3]).train()
+    with pytest.raises(SimulatedCrash):
+        PretrainJob(_recipe(wiki_shards)).trainer(out, progress=False, callbacks=[crash_at(3)]).train()
     PretrainJob(_recipe(wiki_shards)).trainer(out, progress=False).train(resume=True)
     records = _records(out)
     assert [r["step"] for r in records if "lr" in r] == [1, 2, 3, 4, 5, 6]

@@ -8,6 +8,7 @@ import torch
 
 from ptmzoo.config import TrainConfig
 from ptmzoo.train.pretrain import PretrainJob, PretrainRecipe
+from tests.conftest import SimulatedCrash, crash_at
 
 
 def _recipe(shards, out_steps=12, **train):
@@ -60,16 +61,9 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_step_for_step(wiki_sh
     reference, reference_eval = _losses(full)
     assert sorted(reference) == list(range(1, 13))
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_7(step, record):
-        if step == 7:
-            raise Crash
-
     broken = str(tmp_path / "broken")
-    with pytest.raises(Crash):
-        PretrainJob(_recipe(wiki_shards)).trainer(broken, progress=False, callbacks=[crash_at_step_7]).train()
+    with pytest.raises(SimulatedCrash):
+        PretrainJob(_recipe(wiki_shards)).trainer(broken, progress=False, callbacks=[crash_at(7)]).train()
     assert sorted(os.listdir(os.path.join(broken, "checkpoints"))) == ["latest", "step_00000004"]
     # a fresh process state: the job is rebuilt from the recipe, weights come from the checkpoint
     torch.manual_seed(12345)
