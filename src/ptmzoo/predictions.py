@@ -319,7 +319,7 @@ class Predictor:
         for chunk, inputs in self._encoded([item["text"] for item in request.items]):
             hidden = self.model(**inputs).last_hidden_state.float()
             mask = inputs.get("attention_mask")
-            vectors = hidden[:, 0] if pooling == "cls" else pool_states(hidden, mask, pooling)
+            vectors = pool_states(hidden, mask, pooling)
             if request.options["normalize"]:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             records += [{"embedding": v.tolist(), "tokens": len(i)} for v, i in zip(vectors.cpu(), chunk)]

@@ -154,8 +154,10 @@ def multilabel_metrics(gold: np.ndarray, predicted: np.ndarray) -> dict[str, flo
 
 # ---- tasks --------------------------------------------------------------------------------------
 def pool_states(hidden: torch.Tensor, mask: torch.Tensor | None, kind: str) -> torch.Tensor:
-    """One vector per sequence from states [B, L, H]: the ``last`` real token's (right or left
-    padding alike), or the ``max`` or ``mean`` over the real tokens."""
+    """One vector per sequence from states [B, L, H]: the first token's (``cls``), the ``last``
+    real token's (right or left padding alike), or the ``max`` or ``mean`` over the real tokens."""
+    if kind == "cls":
+        return hidden[:, 0]
     if mask is None:
         return {"last": lambda: hidden[:, -1], "max": lambda: hidden.max(dim=1).values,
                 "mean": lambda: hidden.mean(dim=1)}[kind]()
@@ -187,8 +189,8 @@ class ClassificationHead(SequenceHead):
     def pool(self, out, batch) -> torch.Tensor:
         hidden = out.last_hidden_state
         mask = batch.get("attention_mask")
-        if self.pooling == "cls":
-            return out.pooler_output if self.use_pooler else hidden[:, 0]
+        if self.use_pooler:  # "cls" pooling through BERT's pooler
+            return out.pooler_output
         if self.pooling == "concat":  # ULMFiT's concat pooling: [h_T; maxpool(H); meanpool(H)]
             return torch.cat([pool_states(hidden, mask, kind) for kind in ("last", "max", "mean")], dim=-1)
         return pool_states(hidden, mask, self.pooling)
