@@ -82,3 +82,65 @@ def test_sigterm_during_prepare_cleans_up_and_exits_130(tmp_path, wordpiece_toke
     assert process.returncode == 130, stderr
     assert stderr.strip() == "interrupted" and "Error" not in stderr
     assert sorted(os.listdir(tmp_path)) == ["tok"]  # no partial .shards.tmp-*, no shards, no lock file
+
+
+def _chunks_then(failure, n_chunks=1):
+    """Chunks of two short documents, then ``failure()`` (a reader that fails or a worker's death)."""
+    for k in range(n_chunks):
+        yield [f"document {k} one.", f"document {k} two."], k
+    failure()
+
+
+def _no_worker_left():
+    import multiprocessing
+
+    return not [p for p in multiprocessing.active_children() if p.name == "ptmzoo-prepare"]
+
+
+def test_a_reader_error_right_after_the_workers_start_ends_them_at_once(tmp_path, wordpiece_tokenizer):
+    """multiprocessing.Pool's terminate() sent SIGTERM to workers forked a moment earlier; one that
+    got it before its handler was reset lost it, and the parent waited for it forever (CI hung in
+    the GBK-corpus test). The workers are now killed outright; 20 rounds here, each within seconds."""
+    tok = str(tmp_path / "tok")
+    wordpiece_tokenizer.save(tok)
+
+    def bad_byte():
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the workers did not end"))
+    try:
+        for _ in range(20):
+            signal.alarm(30)
+            with pytest.raises(UnicodeDecodeError):
+                list(prepare._results_in_order(_chunks_then(bad_byte, 0), wordpiece_tokenizer, tok, 2))
+            assert _no_worker_left()
+    finally:
+        signal.alarm(0)
+
+
+def test_results_come_back_in_corpus_order_and_a_dead_worker_is_one_clear_error(tmp_path, wordpiece_tokenizer):
+    import multiprocessing
+
+    from ptmzoo.errors import UserError
+
+    tok = str(tmp_path / "tok")
+    wordpiece_tokenizer.save(tok)
+    in_order = list(prepare._results_in_order(_chunks_then(lambda: None, 7), wordpiece_tokenizer, tok, 3))
+    assert [position for _, position in in_order] == list(range(7))
+    alone = [prepare.encode_documents(wordpiece_tokenizer, [f"document {k} one.", f"document {k} two."])
+             for k in range(7)]
+    for (result, _), expected in zip(in_order, alone):
+        for (ids, sents, _, _), (want_ids, want_sents, _, _) in zip(result, expected):
+            np.testing.assert_array_equal(ids, want_ids)
+            np.testing.assert_array_equal(sents, want_sents)
+
+    def chunks():  # the workers die (as the kernel's OOM killer would end them) while chunks are in flight
+        yield from _chunks_then(lambda: None, 2)
+        for process in multiprocessing.active_children():
+            if process.name == "ptmzoo-prepare":
+                os.kill(process.pid, signal.SIGKILL)
+        yield ["after the kill."], 2
+
+    with pytest.raises(UserError, match=r"a prepare worker process died \(exit code -9.*--workers 1"):
+        list(prepare._results_in_order(chunks(), wordpiece_tokenizer, tok, 2))
+    assert _no_worker_left()

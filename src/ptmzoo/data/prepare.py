@@ -1,8 +1,7 @@
 """Corpus -> token shards, tokenized in parallel worker processes, streaming.
 
-The reader streams documents in chunks; a bounded number of chunks is in flight in the worker
-pool at any time (``Pool.imap`` would read the whole corpus ahead), and results are written in
-corpus order, so the shards are identical for any number of workers. Every ``1/valid_fraction``-th
+The reader streams documents in chunks; one chunk per worker process is in flight at any time
+(``Pool.imap`` would read the whole corpus ahead), and results are written in corpus order, so the shards are identical for any number of workers. Every ``1/valid_fraction``-th
 document (evenly spread) goes to the held-out ``valid`` split.
 
 A segmented corpus (``segmentation``) also gets per-token marks (``shards.WORD_START``, ...):
@@ -229,6 +228,43 @@ def _encode_in_worker(texts: list[str]):
     return encode_documents(_worker_tokenizer, texts, _worker_segmenter, _worker_linker)
 
 
+def _worker_loop(conn, tokenizer_dir: str, segmenter: Segmenter | None, linker: EntityLinker | None) -> None:
+    """One worker process: encode each list of texts it receives until the parent closes the pipe."""
+    _init_worker(tokenizer_dir, segmenter, linker)
+    while True:
+        try:
+            texts = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send(("ok", _encode_in_worker(texts)))
+        except Exception as error:  # noqa: BLE001 -- the parent re-raises it: it owns the user-facing message
+            conn.send(("error", error))
+
+
+def _worker_died(process) -> UserError:
+    process.join(1)
+    return UserError(f"a prepare worker process died (exit code {process.exitcode}; -9 is usually out of memory); "
+                     "run again with --workers 1, or with fewer workers")
+
+
+def _send(conn, process, texts: list[str]) -> None:
+    try:
+        conn.send(texts)
+    except OSError:  # a broken pipe: the worker is gone
+        raise _worker_died(process) from None
+
+
+def _received(conn, process) -> list[tuple]:
+    try:
+        status, value = conn.recv()
+    except (EOFError, OSError):
+        raise _worker_died(process) from None
+    if status == "error":
+        raise value
+    return value
+
+
 def _chunks(readers: list[CorpusReader]) -> Iterator[tuple[list[str], int]]:
     """Lists of documents of about CHUNK_CHARS characters, with the bytes read so far."""
     done_bytes = 0
@@ -251,20 +287,49 @@ def _results_in_order(chunks, tokenizer: Tokenizer, tokenizer_dir: str, workers:
         for texts, position in chunks:
             yield encode_documents(tokenizer, texts, segmenter, linker), position
         return
-    # fork where available: workers start at once and need no `if __name__ == "__main__"` guard
-    # in the caller's script; they load their own tokenizer and keep its Rust threads off.
+    # Our own processes rather than multiprocessing.Pool: Pool.terminate() ends workers with SIGTERM,
+    # which a worker forked a moment earlier loses (its handler is reset after the signal came), and
+    # the parent then waits for it forever. Here an early exit SIGKILLs workers that hold nothing.
+    # Fork where available: workers start at once and need no `if __name__ == "__main__"` guard in
+    # the caller's script; they load their own tokenizer and keep its Rust threads off.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(tokenizer_dir, segmenter, linker)) as pool:
-        pending: deque = deque()
+    conns, processes, finished = [], [], False
+    try:
+        for _ in range(workers):
+            parent_end, child_end = ctx.Pipe()
+            process = ctx.Process(target=_worker_loop, args=(child_end, tokenizer_dir, segmenter, linker),
+                                  daemon=True, name="ptmzoo-prepare")
+            process.start()
+            child_end.close()
+            conns.append(parent_end)
+            processes.append(process)
+        # Chunk k goes to worker k % workers, one chunk in flight per worker, so results come back in
+        # corpus order; a worker gets its next chunk only after its last result is read (two full
+        # pipes, each side blocked on sending, would deadlock).
+        positions: deque = deque()
+        sent = 0
         for texts, position in chunks:
-            pending.append((pool.apply_async(_encode_in_worker, (texts,)), position))
-            if len(pending) >= 2 * workers:
-                result, pos = pending.popleft()
-                yield result.get(), pos
-        while pending:
-            result, pos = pending.popleft()
-            yield result.get(), pos
+            worker = sent % workers
+            result = _received(conns[worker], processes[worker]) if sent >= workers else None
+            _send(conns[worker], processes[worker], texts)
+            positions.append(position)
+            sent += 1
+            if result is not None:
+                yield result, positions.popleft()
+        for k in range(max(0, sent - workers), sent):
+            yield _received(conns[k % workers], processes[k % workers]), positions.popleft()
+        finished = True
+    finally:
+        for conn in conns:
+            conn.close()  # an idle worker reads EOF and returns
+        for process in processes:
+            if not finished:
+                process.kill()
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def prepare_corpus(
