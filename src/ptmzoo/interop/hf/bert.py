@@ -54,6 +54,9 @@ class EncoderAdapter(StateDictAdapter):
     pooler: ClassVar[str | None] = "pooler.dense"
     classifier_pooler: ClassVar[str | None] = None
     pooler_act: ClassVar[str] = "tanh"
+    # ptmzoo head kinds whose HF class builds its backbone without a pooler (``*ForMaskedLM`` passes
+    # add_pooling_layer=False): a pooler of such a model is not exported (no MLM head reads it)
+    poolerless_heads: ClassVar[frozenset] = frozenset({"mlm"})
     # ptmzoo config values that the HF family always has
     required: ClassVar[dict[str, Any]] = {"embedding_size": None, "share_layers": "none",
                                           "positions_after_padding": False}
@@ -193,7 +196,7 @@ class EncoderAdapter(StateDictAdapter):
         kinds = heads_of_kind(model)
         if "classification" in kinds and self.classifier_pooler:
             return linear("backbone.pooler.dense", self.classifier_pooler)
-        if self.pooler is None:
+        if self.pooler is None or (kinds and frozenset(kinds) <= self.poolerless_heads):
             return []
         return linear("backbone.pooler.dense", (self.base_prefix if model.heads else "") + self.pooler)
 
