@@ -77,6 +77,11 @@ class FamilySpec:
         return self.backbone.config_class
 
     @property
+    def streams_text(self) -> bool:
+        """Its ``generate`` hands out the text as it is generated (``on_text``): the decoders'."""
+        return self.generate is generate_decoder
+
+    @property
     def presets(self) -> list[Preset]:
         return [preset for preset in PRESETS.values() if preset.family == self.name]
 

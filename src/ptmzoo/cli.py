@@ -411,6 +411,23 @@ def cmd_predict(args) -> None:
     print(f"predicted {count} examples -> {args.out}")
 
 
+# -------------------------------------------------------------------------------------------- serve
+def _serve_arguments(srv: argparse.ArgumentParser) -> None:
+    from .serve.options import ServeConfig
+
+    srv.add_argument("model", help="checkpoint or run directory (fine-tuned, pre-trained, quantized, LoRA, "
+                                   "Hugging Face)")
+    add_config_flags(srv, ServeConfig)
+
+
+def cmd_serve(args) -> None:
+    from .config_flags import flag_fields
+    from .serve.app import serve
+    from .serve.options import ServeConfig
+
+    serve(args.model, ServeConfig.from_dict({f.name: getattr(args, f.name) for f in flag_fields(ServeConfig)}))
+
+
 # ------------------------------------------------------------------------------------ init, students
 def _init_arguments(ini: argparse.ArgumentParser) -> None:
     ini.add_argument("--preset", required=True, help="architecture preset (see `ptmzoo zoo`)")
@@ -587,6 +604,31 @@ def cmd_chat(args) -> None:
               repetition_penalty=args.repetition_penalty, seed=args.seed)
 
 
+# --------------------------------------------------------------------------------------------- plot
+def _plot_arguments(plot: argparse.ArgumentParser) -> None:
+    plot.add_argument("runs", nargs="+", metavar="RUN", help="run directories (the --out of pretrain, finetune, "
+                                                             "distill, ...) or their metrics.jsonl files")
+    plot.add_argument("--out", required=True, help="image to write (.png, .svg or .pdf)")
+    plot.add_argument("--metric", action="append", metavar="NAME",
+                      help="a number in metrics.jsonl to plot, one panel each; repeat for more (default: loss and "
+                           "eval_loss)")
+    plot.add_argument("--x", default="steps", choices=["steps", "tokens"],
+                      help="the horizontal axis: optimizer steps or tokens trained on (default: steps)")
+    plot.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def cmd_plot(args) -> None:
+    from .outputs import claim_output_file
+    from .plot import IMAGE_SUFFIXES, metrics_file, plot_runs
+
+    if os.path.splitext(args.out)[1].lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"--out {args.out}: give an image file name ending in {', '.join(IMAGE_SUFFIXES)}")
+    files = [metrics_file(run) for run in args.runs]
+    claim_output_file(args.out, args.overwrite, inputs=files)
+    series = plot_runs(args.runs, args.out, args.metric, args.x)
+    print(f"{', '.join(series)} of {len(args.runs)} run(s) against {args.x} -> {args.out}")
+
+
 # ---------------------------------------------------------------------------------------- zoo, demo
 def cmd_zoo(args) -> None:
     from .catalog import count_parameters
@@ -660,6 +702,8 @@ VERBS: tuple[Verb, ...] = (
                   vectors_cli.cmd_neighbors))),
     Verb("evaluate", "evaluate a checkpoint", _evaluate_arguments, cmd_evaluate),
     Verb("predict", "predictions of a fine-tuned task model for a file", _predict_arguments, cmd_predict),
+    Verb("serve", "an HTTP API for a checkpoint: classify, tag, qa, embed, fill-mask, generate (dynamic batching)",
+         _serve_arguments, cmd_serve),
     Verb("generate", "continue text prompts with a decoder (GPT-2)", _generate_arguments, cmd_generate,
          description="Greedy by default; --temperature, --top-k or --top-p sample instead."),
     Verb("chat", "talk to an instruction-tuned decoder (finetune --task sft)", _chat_arguments, cmd_chat),
@@ -676,16 +720,27 @@ VERBS: tuple[Verb, ...] = (
          compress_cli.cmd_quantize, description=compress_cli.QUANTIZE_DESCRIPTION),
     Verb("prune", "prune weights, attention heads or layers", compress_cli.prune_arguments, compress_cli.cmd_prune,
          description=compress_cli.PRUNE_DESCRIPTION),
+    Verb("plot", "training and evaluation curves of runs (metrics.jsonl) on the same axes", _plot_arguments,
+         cmd_plot, description="One panel per --metric, one line per RUN, against steps or tokens (--x)."),
     Verb("zoo", "list the presets with parameter counts", None, cmd_zoo),
     Verb("demo", "pre-training helps fine-tuning: a small BERT on Chinese text, end to end", _demo_arguments,
          cmd_demo),
 )
 
 
+_GLOBAL_OPTIONS_WITH_VALUE = ("--threads",)  # the common options that take a value (`ptmzoo --threads 1 pretrain`)
+
+
 def _verb_named(argv: list[str]) -> str:
-    """The verb of a command line: its first word that is not an option (only --debug and --help
-    come before it)."""
-    return next((word for word in argv if not word.startswith("-")), "")
+    """The verb of a command line: its first word that is neither an option nor the value of a
+    common option (--debug, --help and --threads N may come before it)."""
+    words = iter(argv)
+    for word in words:
+        if word in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
 
 
 def _take_override_back_from_resume(args) -> None:

@@ -262,6 +262,9 @@ class TrainConfig(Config):
     parallel: typing.Literal["auto", "none", "ddp", "fsdp"] = "auto"
     activation_checkpointing: bool = False  # recompute each layer's activations in the backward pass
     layerdrop: float = 0.0  # LayerDrop: the probability that a training pass skips each backbone layer
+    # TensorBoard event files in RUN/tensorboard/ beside metrics.jsonl (train.runlog); None: when the
+    # tensorboard package is importable
+    tensorboard: bool | None = None
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -285,6 +288,10 @@ class TrainConfig(Config):
                 raise UserError(f"train.{name} must be at least 1")
         if not 0 <= self.layerdrop < 1:
             raise UserError("train.layerdrop must be in [0, 1) (the probability of skipping a layer; 0.2 in the paper)")
+        if self.tensorboard:
+            from .train.runlog import use_tensorboard
+
+            use_tensorboard(self.tensorboard)  # true without the package: said before any work
 
     def warmup(self, total: int | None = None) -> int:
         """Warmup steps of a run of ``total`` steps (default: max_steps)."""

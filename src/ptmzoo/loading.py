@@ -28,7 +28,6 @@ from .checkpoint import (
     META_FILE,
     SHARDED_WEIGHTS_DIR,
     WEIGHTS_FILE,
-    Pretrained,
     check_tokenizer,
     check_vocab,
     has_tokenizer,
@@ -42,17 +41,18 @@ from .errors import BadInput, UserError
 from .finetune.strategies import StrategyConfig, add_structure
 from .interop.hf.convert import import_hf
 from .models.model import PtmModel
+from .predictions import Model
 from .train.sharded import load_sharded
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
-    """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode) and
-    ``.tokenizer``."""
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Model:
+    """Open a ptmzoo checkpoint or a Hugging Face model directory: ``.model`` (in eval mode),
+    ``.tokenizer`` and ``.predict`` (``ptmzoo.predictions``)."""
     if not isinstance(path, (str, os.PathLike)):
         raise BadInput(f"ptmzoo.load needs the path of a checkpoint or run directory, not {path!r}")
     directory = resolve_model_dir(os.fspath(path))
     if not os.path.exists(os.path.join(directory, META_FILE)):
-        return import_hf(directory, device)
+        return Model.of(import_hf(directory, device))
     meta = read_meta(directory)
     if "delta" in meta:
         return load_delta(directory, meta, device)
@@ -66,7 +66,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrai
         load_weights(model, upgrade_weights(meta, state), directory)
     tokenizer = read_tokenizer(directory, model, meta)
     model.to(device).eval()
-    return Pretrained(model, tokenizer, meta, directory)
+    return Model(model, tokenizer, meta, directory)
 
 
 def model_from_meta(meta: dict[str, Any]) -> PtmModel:
@@ -113,7 +113,7 @@ def read_tokenizer(directory: str, model: PtmModel, meta: dict[str, Any]) -> Tok
     return tokenizer
 
 
-def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device = "cpu") -> Pretrained:
+def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device = "cpu") -> Model:
     """Rebuild a frozen/adapter/LoRA run: the base checkpoint, the heads, the added modules, then
     the saved parameters on top."""
     info = meta["delta"]
@@ -136,4 +136,4 @@ def load_delta(directory: str, meta: dict[str, Any], device: str | torch.device 
     if tokenizer is not None:
         check_tokenizer(tokenizer, meta, directory)
     model.to(device).eval()
-    return Pretrained(model, tokenizer, meta, directory)
+    return Model(model, tokenizer, meta, directory)

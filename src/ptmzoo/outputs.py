@@ -37,8 +37,9 @@ BOOKKEEPING = (MANIFEST, LOCK)
 
 # what each run verb writes in its --out, recorded before the run so that a run killed with -9
 # still has them listed; whatever else it creates is added when the process ends
-PRETRAIN_OUTPUTS = ("recipe.yaml", "metrics.jsonl", "checkpoints", "final")
-FINETUNE_OUTPUTS = ("metrics.jsonl", "checkpoints", "best", "metrics.json", "merged", "lr_search",
+PRETRAIN_OUTPUTS = ("recipe.yaml", "metrics.jsonl", "tensorboard", "checkpoints", "final")
+FINETUNE_OUTPUTS = ("metrics.jsonl", "tensorboard", "checkpoints", "best", "metrics.json", "merged", "lr_search",
+                    "confusion_matrix.png", "per_type.tsv",
                     *(f"predictions.{split}{suffix}" for split in ("dev", "test") for suffix in (".tsv", ".jsonl", ".json")))
 
 _claims: dict[str, _Claim] = {}  # by lock file; held until the process ends (the lock with them)

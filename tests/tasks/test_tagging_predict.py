@@ -162,5 +162,7 @@ def test_multilabel_predictions_carry_the_names_and_scores_of_the_labels():
     from ptmzoo.tasks import MultiLabelTask
 
     task = SimpleNamespace(labels=["sports", "news", "tech"], options=SimpleNamespace(label_separator=","))
-    cells = MultiLabelTask.prediction_cells(task, np.array([0.9, 0.2, 0.51]))
+    record = MultiLabelTask.record(task, np.array([0.9, 0.2, 0.51]))
+    assert record == {"labels": ["sports", "tech"], "scores": {"sports": 0.9, "news": 0.2, "tech": 0.51}}
+    cells = MultiLabelTask.prediction_cells(task, record)
     assert cells == ["sports,tech", "0.9000,0.5100"] and MultiLabelTask.prediction_header == ("prediction", "scores")

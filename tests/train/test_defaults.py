@@ -95,6 +95,12 @@ def test_threads_flag_on_any_verb_and_in_the_run(capsys, wiki_shards, tmp_path, 
                       "--threads", "1", *TINY_PRETRAIN, "train.threads=2")
     assert result.returncode == 0, result.stderr
     assert seen == [1, 1]
+    # before a verb with flags of its own (the value 1 is not taken for the verb)
+    torch.set_num_threads(2)
+    before = run_main(capsys, "--threads", "1", "pretrain", "--data", wiki_shards, "--out", str(tmp_path / "run2"),
+                      "--steps", "2", *TINY_PRETRAIN)
+    assert before.returncode == 0, before.stderr
+    assert seen == [1, 1, 1, 1]
     assert "(fp32, 1 thread)" in result.stdout.splitlines()[0]
     bad = run_main(capsys, "zoo", "--threads", "0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: --threads")

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..io import atomic_write_json
 from ..loading import load
 from ..models.model import PtmModel
-from ..tasks import TASKS, Task, TaskOptions, task_class, task_options
+from ..tasks import TASKS, Task, TaskOptions, task_class, task_of, task_options
 from ..tasks.base import ListDataset
 from ..tasks.tables import reading
 from ..textio import ENCODING_HELP, check_encoding
@@ -207,17 +207,6 @@ class FinetuneRun:
 
 
 ClassificationRun = FinetuneRun  # the name before the task registry
-
-
-def task_of(pretrained: Pretrained) -> Task:
-    """The task a fine-tuned checkpoint was trained for, rebuilt from its ``ptmzoo.json``."""
-    meta = pretrained.task
-    if not meta or meta.get("name") not in TASKS:
-        raise UserError(f"{pretrained.path} is not a fine-tuned task model (no task in its ptmzoo.json); "
-                        "fine-tune it with `ptmzoo finetune` first")
-    if pretrained.tokenizer is None:
-        raise UserError(f"{pretrained.path} has no tokenizer files")
-    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.backbone.max_length)
 
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,

@@ -40,6 +40,7 @@ class Head(nn.Module):
     target_key: ClassVar[str]  # the batch entry with this head's targets (-100 = no target)
     needs_hidden_states: ClassVar[bool] = False  # reads every layer's states, not only the last
     perplexity: ClassVar[bool] = False  # its loss is the mean NLL of tokens of the vocabulary (eval_ppl: exp of it)
+    fills_masks: ClassVar[bool] = False  # its logits at a mask token score the vocabulary (``ptmzoo serve`` fill-mask)
 
     def __init__(self, backbone: Backbone, **options: Any):
         super().__init__()

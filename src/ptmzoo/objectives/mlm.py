@@ -64,6 +64,7 @@ class MLMHead(Head):
     kind = "mlm"
     target_key = "mlm_labels"
     perplexity = True
+    fills_masks = True
 
     def __init__(self, backbone, **options):
         super().__init__(backbone, **options)

@@ -55,9 +55,21 @@ def task_options(task: str, data: dict[str, Any] | None, where: str = "options."
     return cls.Options.from_dict(data, where)
 
 
+def task_of(pretrained) -> Task:
+    """The task a fine-tuned checkpoint (what ``ptmzoo.load`` returns) was trained for, rebuilt
+    from its ``ptmzoo.json``."""
+    meta = pretrained.task
+    if not meta or meta.get("name") not in TASKS:
+        raise UserError(f"{pretrained.path} is not a fine-tuned task model (no task in its ptmzoo.json); "
+                        "fine-tune it with `ptmzoo finetune` first")
+    if pretrained.tokenizer is None:
+        raise UserError(f"{pretrained.path} has no tokenizer files")
+    return TASKS[meta["name"]].from_meta(meta, pretrained.tokenizer, pretrained.model.backbone.max_length)
+
+
 __all__ = ["TASKS", "ClassificationHead", "ClassificationOptions", "ClassificationTask", "GPTInputOptions",
            "LanguageOptions", "ListDataset", "MultiLabelOptions", "MultiLabelTask", "MultipleChoiceHead",
            "MultipleChoiceOptions", "MultipleChoiceTask", "QAOptions", "QATask", "RegressionTask", "SequenceOptions",
            "SpanHead", "TagFileOptions", "TaggingHead", "TaggingOptions", "TaggingTask", "TargetTextOptions", "Task",
            "TaskOptions", "TextColumns", "Text2TextOptions", "Text2TextTask", "TranslationOptions", "TranslationTask",
-           "classification_metrics", "label_vocabulary", "task_class", "task_options", "tasks_using"]
+           "classification_metrics", "label_vocabulary", "task_class", "task_of", "task_options", "tasks_using"]

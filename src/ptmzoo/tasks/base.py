@@ -150,6 +150,9 @@ class Task:
     head: ClassVar[type[Head]]
     metric_names: ClassVar[tuple[str, ...]]  # dev metrics that can select the best checkpoint; the first is the default
     prediction_suffix: ClassVar[str] = ".tsv"
+    # the ``ptmzoo serve`` endpoint (/v1/<endpoint>) that answers with this task's ``records``;
+    # None: the task's predictions have no endpoint (``request_rows`` is not defined)
+    endpoint: ClassVar[str | None] = None
 
     def __init__(self, options: TaskOptions, tokenizer, labels: list[str], max_positions: int | None):
         self.options = options
@@ -247,6 +250,17 @@ class Task:
         return self.metric_names
 
     def write_predictions(self, path: str, rows: list[dict], samples: list[dict], outputs) -> None:
+        raise NotImplementedError
+
+    # ---- serving: the records ``ptmzoo predict`` writes, ``Model.predict`` and the server return --
+    def request_rows(self, items: list[dict]) -> list[dict]:
+        """Rows (as ``read_inputs`` gives them) from the checked items of a prediction request
+        (``{"text", "pair"}``, ``{"question", "context"}``: see ``ptmzoo.predictions``)."""
+        raise UserError(f"the {self.name} task has no prediction endpoint")
+
+    def records(self, rows: list[dict], samples: list[dict], outputs) -> list[dict]:
+        """One JSON-ready prediction per row: what ``write_predictions`` writes and the task's
+        endpoint returns."""
         raise NotImplementedError
 
     # ---- checkpoint ---------------------------------------------------------------------------

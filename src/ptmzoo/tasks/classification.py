@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_choice, setting
-from ..errors import UserError
+from ..errors import BadInput, UserError
 from ..io import atomic_write_text
 from ..models.model import SequenceHead
 from .base import Task, TextColumns, label_vocabulary
@@ -291,6 +291,7 @@ class ClassificationTask(SequenceTask):
     Options = ClassificationOptions
     head = ClassificationHead
     metric_names = ("accuracy", "macro_f1", "mcc", *PAIR_METRICS)
+    endpoint = "classify"
 
     @classmethod
     def infer_labels(cls, rows, options, path):
@@ -402,8 +403,26 @@ class ClassificationTask(SequenceTask):
                     f"'{self.labels[int(majority)]}' for every example). {causes}")]
         return []
 
-    def prediction_cells(self, output) -> list[str]:
-        return [self.labels[int(output.argmax())], f"{float(output.max()):.4f}"]
+    def record(self, output) -> dict:
+        """The prediction of one example: the most probable label, its probability, every label's."""
+        best = int(output.argmax())
+        return {"label": self.labels[best], "score": float(output[best]),
+                "scores": {label: float(p) for label, p in zip(self.labels, output)}}
+
+    def records(self, rows, samples, outputs):
+        return [self.record(output) for output in outputs]
+
+    def request_rows(self, items):
+        opts = self.options
+        if opts.text_pair_column is None and any("pair" in item for item in items):
+            raise BadInput("this model classifies single texts; drop \"pairs\"")
+        if opts.text_pair_column is not None and any("pair" not in item for item in items):
+            raise BadInput("this model classifies pairs of texts; give \"pairs\" (one per text) with \"texts\"")
+        return [{opts.text_column: item["text"], **({opts.text_pair_column: item["pair"]} if "pair" in item else {})}
+                for item in items]
+
+    def prediction_cells(self, record) -> list[str]:
+        return [record["label"], f"{record['score']:.4f}"]
 
     def gold_cell(self, value) -> str:
         return str(value)
@@ -415,11 +434,11 @@ class ClassificationTask(SequenceTask):
         columns = self.text_columns()
         has_gold = self.has_labels(rows)
         lines = ["\t".join(columns + (["label"] if has_gold else []) + list(self.prediction_header))]
-        for row, output in zip(rows, outputs):
+        for row, record in zip(rows, self.records(rows, samples, outputs)):
             cells = [str(row[c]).replace("\t", " ").replace("\n", " ") for c in columns]
             if has_gold:
                 cells.append(self.gold_cell(row[self.options.label_column]))
-            lines.append("\t".join(cells + self.prediction_cells(output)))
+            lines.append("\t".join(cells + self.prediction_cells(record)))
         atomic_write_text(path, "\n".join(lines) + "\n")
 
 
@@ -463,8 +482,11 @@ class RegressionTask(ClassificationTask):
                 f"example. Likely causes: a learning rate too low (or too high), too few epochs, targets on a "
                 f"large scale. Try {TRY_LR}, more --epochs, targets scaled to about 0..1")]
 
-    def prediction_cells(self, output):
-        return [f"{float(output):.6g}"]
+    def record(self, output):
+        return {"value": float(output)}
+
+    def prediction_cells(self, record):
+        return [f"{record['value']:.6g}"]
 
 
 class MultiLabelTask(ClassificationTask):
@@ -514,10 +536,14 @@ class MultiLabelTask(ClassificationTask):
                 f"nothing from the text. Likely causes: a learning rate too low (or too high), too few epochs, "
                 f"rare labels. Try {TRY_LR}, more --epochs")]
 
-    def prediction_cells(self, output):
-        chosen = np.flatnonzero(output >= 0.5)
-        return [self.options.label_separator.join(self.labels[i] for i in chosen),
-                self.options.label_separator.join(f"{float(output[i]):.4f}" for i in chosen)]
+    def record(self, output):
+        """The labels at probability >= 0.5 and every label's probability."""
+        return {"labels": [self.labels[i] for i in np.flatnonzero(output >= 0.5)],
+                "scores": {label: float(p) for label, p in zip(self.labels, output)}}
+
+    def prediction_cells(self, record):
+        return [self.options.label_separator.join(record["labels"]),
+                self.options.label_separator.join(f"{record['scores'][label]:.4f}" for label in record["labels"])]
 
     def gold_cell(self, value):
         return self.options.label_separator.join(value) if isinstance(value, list) else str(value)

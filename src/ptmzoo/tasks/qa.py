@@ -264,6 +264,7 @@ class QATask(Task):
     head = SpanHead
     metric_names = ("f1", "exact_match")
     prediction_suffix = ".json"
+    endpoint = "qa"
 
     def __init__(self, options, tokenizer, labels, max_positions):
         super().__init__(options, tokenizer, labels, max_positions)
@@ -342,7 +343,16 @@ class QATask(Task):
 
     def write_predictions(self, path, rows, samples, outputs):
         """SQuAD prediction format: {question id: answer text}."""
-        write_json(path, {r["id"]: o["answer"] for r, o in zip(rows, outputs)})
+        write_json(path, {r["id"]: o["answer"] for r, o in zip(rows, self.records(rows, samples, outputs))})
+
+    def request_rows(self, items):
+        return [{"id": str(number), "question": item["question"], "context": item["context"], "answers": []}
+                for number, item in enumerate(items)]
+
+    def records(self, rows, samples, outputs):
+        """The best answer of each question (its text, and its score: the sum of the start and
+        end logits; an empty answer and None when no span fits)."""
+        return [dict(output) for output in outputs]
 
 
 __all__ = ["LANGUAGES", "LanguageOptions", "QAOptions", "QATask", "SpanHead", "best_spans", "cmrc_em", "cmrc_f1",

@@ -404,6 +404,7 @@ class TaggingTask(Task):
     head = TaggingHead
     metric_names = ("f1", "strict_f1", "token_accuracy")
     prediction_suffix = ".jsonl"
+    endpoint = "tag"
 
     def __init__(self, options, tokenizer, labels, max_positions):
         super().__init__(options, tokenizer, labels, max_positions)
@@ -557,9 +558,19 @@ class TaggingTask(Task):
                 "larger --lr for a small model), more --epochs, --crf")]
 
     def write_predictions(self, path, rows, samples, outputs):
-        """JSONL: the words, the gold tags when known, the predicted tags (names) and each word's
-        score, the entities ([type, first word, last word]) and their scores (the mean of their
-        words'); for text inputs the text and the entities' character spans ([start, end))."""
+        write_jsonl(path, self.records(rows, samples, outputs))
+
+    def request_rows(self, items):
+        rows = []
+        for item in items:
+            tokens, offsets = self.words(item["text"])
+            rows.append({"text": item["text"], "tokens": tokens, "offsets": offsets})
+        return rows
+
+    def records(self, rows, samples, outputs):
+        """The words, the gold tags when known, the predicted tags (names) and each word's score,
+        the entities ([type, first word, last word]) and their scores (the mean of their words');
+        for text inputs the text and the entities' character spans ([start, end))."""
         records = []
         for row, tags in zip(rows, outputs):
             record = {"id": row["id"]} if "id" in row else {}
@@ -582,6 +593,6 @@ class TaggingTask(Task):
                 for span, score in zip(record["spans"], record.get("entity_scores", ())):
                     span["score"] = score
             records.append(record)
-        write_jsonl(path, records)
+        return records
 
 

@@ -3,7 +3,7 @@
 AdamW with warmup and linear/cosine decay, gradient accumulation, clipping, bf16 autocast (GPUs
 and CPUs with native bf16), DDP under torchrun, optional torch.compile, periodic evaluation with
 best-model selection, a progress bar or plain progress lines (loss, tokens/s, ETA), metrics as
-JSONL, atomic checkpoints and an exact resume. With a time budget (``train.max_minutes``) the
+JSONL and TensorBoard events (``runlog.RunLog``), atomic checkpoints and an exact resume. With a time budget (``train.max_minutes``) the
 steps are planned from the measured speed (``budget.StepPlan``) and the schedule follows the plan.
 
 Loss normalisation: each head returns the *sum* of its loss and its number of targets. Before
@@ -15,7 +15,6 @@ processes (up to float rounding), which is what makes 2-process DDP reproduce 1-
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -38,9 +37,8 @@ from ..checkpoint import write_model_files
 from ..config import TrainConfig
 from ..data.sampling import StepSampler, eval_batches
 from ..errors import UserError
-from ..io import atomic_directory, atomic_write_json, atomic_write_text, durable_rename
+from ..io import atomic_directory, atomic_write_json, durable_rename
 from ..models.model import unwrap
-from ..textio import open_text
 from .budget import StepPlan
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
@@ -54,6 +52,7 @@ from .resources import (
     use_config_threads,
     warn,
 )
+from .runlog import RunLog
 from .state import (
     STATE_DIR,
     checkpoint_write_error,
@@ -96,45 +95,6 @@ class TrainResult:
     best_metric: float | None = None
     best_step: int | None = None
     stopped_early: str | None = None  # why training ended before max_steps ("time budget")
-
-
-class MetricsLog:
-    """metrics.jsonl: one JSON object per logging step or evaluation."""
-
-    def __init__(self, path: str, enabled: bool):
-        self.path = path
-        self.enabled = enabled
-
-    def truncate_after(self, step: int) -> None:
-        """On resume, forget what an interrupted run logged after its last checkpoint -- and a
-        last line torn by a crash or a full disk."""
-        if not self.enabled or not os.path.exists(self.path):
-            return
-        with open_text(self.path, encoding="utf-8") as fh:
-            lines = [line for line in fh if line.strip()]
-        kept = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    break  # the record being written when the run stopped
-                raise UserError(f"{self.path}:{number}: not a JSON record; the metrics log is damaged "
-                                "(remove that line to resume)") from None
-            if record.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-        atomic_write_text(self.path, "".join(kept))
-
-    def reset(self) -> None:
-        if self.enabled:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            open(self.path, "w").close()
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)  # a resume into a new --out
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
 
 
 class Trainer:
@@ -185,7 +145,7 @@ class Trainer:
         self.before_step, self.write_model, self.patience = before_step, write_model, patience
         self.after_step = after_step
         self.checkpoint_dir = os.path.join(out_dir, "checkpoints")
-        self.metrics = MetricsLog(os.path.join(out_dir, "metrics.jsonl"), env.is_main)
+        self.metrics = RunLog(out_dir, env.is_main, config.tensorboard)  # metrics.jsonl, tensorboard/
 
         if config.batch_size % env.world_size:
             raise UserError(f"train.batch_size ({config.batch_size}) must be divisible by the number of "
@@ -418,7 +378,7 @@ class Trainer:
                     now = clock()
                     record.update(step=self.step, lr=self.scheduler.get_last_lr()[0],
                                   tokens_per_s=window_tokens / max(now - window_start, 1e-9),
-                                  elapsed=round(self.elapsed, 3))
+                                  tokens=self.tokens_seen, elapsed=round(self.elapsed, 3))
                     self.metrics.write(record)
                     logged = record
                     if window_train >= 1.0 and not collapse_warned:  # long enough windows to compare
@@ -450,6 +410,7 @@ class Trainer:
                 result.stopped_early = "time budget"  # the planned steps that fit it are done
         finally:
             progress.close()
+            self.metrics.close()
             for sig, handler in previous_handlers.items():
                 signal.signal(sig, handler)
         result.step = self.step
@@ -525,8 +486,7 @@ class Trainer:
                 metrics = self.evaluate_fn(self.model)
         finally:
             self.wrapped.train()
-        record = {"step": self.step, **metrics}
-        self.metrics.write(record)
+        self.metrics.write({"step": self.step, **metrics, "tokens": self.tokens_seen})
         if self.env.is_main and self.log_evaluations:  # shown with --no-progress too
             shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
             line = f"step {self.step}: {shown}"
