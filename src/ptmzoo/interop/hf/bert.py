@@ -55,7 +55,8 @@ class EncoderAdapter(StateDictAdapter):
     classifier_pooler: ClassVar[str | None] = None
     pooler_act: ClassVar[str] = "tanh"
     # ptmzoo head kinds whose HF class builds its backbone without a pooler (``*ForMaskedLM`` passes
-    # add_pooling_layer=False): a pooler of such a model is not exported (no MLM head reads it)
+    # add_pooling_layer=False): the in-memory HF model has no place for the pooler (no MLM head reads
+    # it); exported files keep it, so that it survives ptmzoo -> HF files -> ptmzoo
     poolerless_heads: ClassVar[frozenset] = frozenset({"mlm"})
     # ptmzoo config values that the HF family always has
     required: ClassVar[dict[str, Any]] = {"embedding_size": None, "share_layers": "none",
@@ -196,9 +197,15 @@ class EncoderAdapter(StateDictAdapter):
         kinds = heads_of_kind(model)
         if "classification" in kinds and self.classifier_pooler:
             return linear("backbone.pooler.dense", self.classifier_pooler)
-        if self.pooler is None or (kinds and frozenset(kinds) <= self.poolerless_heads):
+        if self.pooler is None:
             return []
         return linear("backbone.pooler.dense", (self.base_prefix if model.heads else "") + self.pooler)
+
+    def absent_in_hf_class(self, model: PtmModel) -> set[str]:
+        kinds = heads_of_kind(model)
+        if not kinds or not frozenset(kinds) <= self.poolerless_heads:
+            return set()
+        return {key for param in self.pooler_params(model) for key in param.hf}
 
     def head_params(self, model: PtmModel) -> list[Param]:
         kinds = heads_of_kind(model)
