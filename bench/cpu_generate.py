@@ -30,16 +30,15 @@ from cpu_pretrain import CpuMonitor, cpu_model, load_average
 
 
 def build_models(preset_name: str, vocab_size: int, seed: int):
-    import ptmzoo.objectives  # noqa: F401  (registers the clm head)
+    from ptmzoo.catalog import build_model
     from ptmzoo.interop.hf import to_hf_model
-    from ptmzoo.models import build_backbone
-    from ptmzoo.models.model import PtmModel
+    from ptmzoo.objectives.clm import LMHead
     from ptmzoo.presets import get_preset
 
     preset = get_preset(preset_name)
     torch.manual_seed(seed)
-    model = PtmModel(preset.family, build_backbone(preset.family, {**preset.model, "vocab_size": vocab_size}))
-    model.add_head("clm", "clm")
+    model = build_model(preset.family, {**preset.model, "vocab_size": vocab_size})
+    model.add_head("clm", LMHead)
     return model.eval(), to_hf_model(model, attn_implementation="sdpa")
 
 

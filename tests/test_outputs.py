@@ -180,3 +180,12 @@ def test_a_second_prepare_into_the_same_out_is_refused_at_once(tmp_path, wordpie
         first.kill()
     assert json.loads(Path(os.path.join(out, "meta.json")).read_text())["splits"]["train"]["docs"] > 0
     assert not os.path.exists(os.path.join(tmp_path, ".shards.ptmzoo-lock"))  # removed by its holder
+
+
+def test_an_out_dir_in_a_folder_that_does_not_exist_yet_is_created(capsys, corpus_dir, tmp_path):
+    """`--out runs/c/tok` in a new runs/c: the lock beside the output needs its parent (it failed with exit 1)."""
+    out = tmp_path / "runs" / "c" / "tok"
+    result = run_main(capsys, "tokenizer", "train", "--input", str(Path(corpus_dir) / "corpus.txt"), "--kind", "char",
+                      "--vocab-size", "100", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "tokenizer.json").is_file() and not list((tmp_path / "runs" / "c").glob(".*lock"))

@@ -162,7 +162,8 @@ def _claim_dir(path: str, overwrite: bool, resume, writes: Iterable[str], in_pla
     if in_place:
         os.makedirs(path, exist_ok=True)
         claim = _Claim(path, os.path.join(path, LOCK), remove_lock=False)
-    else:
+    else:  # the lock and the temporary copy lie beside DIR: its parent must exist (runs/c/int8 in a new runs/c)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         claim = _Claim(path, _beside(path), remove_lock=True)
     try:
         existing = _entries(path)

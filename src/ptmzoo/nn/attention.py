@@ -26,13 +26,26 @@ class AttentionMask:
     is_causal: bool = False
 
 
+def no_padding(attention_mask: torch.Tensor | None) -> bool:
+    """Whether a [B, L] attention mask has no padding, so that a mask-free SDPA kernel may run.
+
+    Decided from the values in eager mode (free for a CPU tensor; one device sync on an
+    accelerator, which buys the mask-free flash kernel). Inside ``torch.compile`` reading a value
+    would break the graph, so there only None counts as unpadded and otherwise the explicit mask is
+    built (the same attention).
+    """
+    if attention_mask is None:
+        return True
+    if torch.compiler.is_compiling():
+        return False
+    return bool(attention_mask.bool().all())
+
+
 def padding_mask(attention_mask: torch.Tensor | None) -> AttentionMask:
     """Bidirectional attention that ignores padded keys ([B, L] with 1 = token, 0 = pad)."""
-    if attention_mask is None:
+    if no_padding(attention_mask):
         return AttentionMask()
     keep = attention_mask.bool()
-    if bool(keep.all()):
-        return AttentionMask()
     return AttentionMask(mask=keep[:, None, None, :])
 
 
@@ -59,7 +72,7 @@ def causal_mask(length: int, attention_mask: torch.Tensor | None = None) -> Atte
     With padding, every query may still attend to itself, so that rows of padded queries are
     not empty (an empty row would make SDPA return NaN, which then leaks through gradients).
     """
-    if attention_mask is None or bool(attention_mask.bool().all()):
+    if no_padding(attention_mask):
         return AttentionMask(is_causal=True)
     keep = attention_mask.bool()
     device = keep.device

@@ -121,6 +121,11 @@ class StateDictAdapter:
                     for p in self.backbone_params(model.config)]  # replace: keeps subclasses of Param
         return backbone + self.head_params(model)
 
+    def absent_in_hf_class(self, model: PtmModel) -> set[str]:
+        """HF keys of ``to_hf_state`` that the HF class of ``model`` has no module for (kept in
+        files, left out of an in-memory model): none by default."""
+        return set()
+
     # ---- the two directions -------------------------------------------------------------------
     def to_hf_state(self, model: PtmModel) -> dict[str, torch.Tensor]:
         """HF state dict of ``model`` without tied duplicates (what HF writes to disk)."""

@@ -54,6 +54,10 @@ class EncoderAdapter(StateDictAdapter):
     pooler: ClassVar[str | None] = "pooler.dense"
     classifier_pooler: ClassVar[str | None] = None
     pooler_act: ClassVar[str] = "tanh"
+    # ptmzoo head kinds whose HF class builds its backbone without a pooler (``*ForMaskedLM`` passes
+    # add_pooling_layer=False): the in-memory HF model has no place for the pooler (no MLM head reads
+    # it); exported files keep it, so that it survives ptmzoo -> HF files -> ptmzoo
+    poolerless_heads: ClassVar[frozenset] = frozenset({"mlm"})
     # ptmzoo config values that the HF family always has
     required: ClassVar[dict[str, Any]] = {"embedding_size": None, "share_layers": "none",
                                           "positions_after_padding": False}
@@ -196,6 +200,12 @@ class EncoderAdapter(StateDictAdapter):
         if self.pooler is None:
             return []
         return linear("backbone.pooler.dense", (self.base_prefix if model.heads else "") + self.pooler)
+
+    def absent_in_hf_class(self, model: PtmModel) -> set[str]:
+        kinds = heads_of_kind(model)
+        if not kinds or not frozenset(kinds) <= self.poolerless_heads:
+            return set()
+        return {key for param in self.pooler_params(model) for key in param.hf}
 
     def head_params(self, model: PtmModel) -> list[Param]:
         kinds = heads_of_kind(model)

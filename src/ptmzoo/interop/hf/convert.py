@@ -84,7 +84,8 @@ def to_hf_model(model: PtmModel, attn_implementation: str | None = None):
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation
     hf_model = getattr(transformers, architecture)(config, **adapter.hf_model_kwargs(model, architecture))
-    state = adapter.to_hf_state(model)
+    absent = adapter.absent_in_hf_class(model)
+    state = {key: tensor for key, tensor in adapter.to_hf_state(model).items() if key not in absent}
     missing, unexpected = hf_model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in adapter.aliases(model)]  # tied: set through their source
     if missing or unexpected:
