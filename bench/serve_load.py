@@ -159,6 +159,36 @@ def load(server: Server, bodies: list[bytes], concurrency: int, requests: int, s
             "passes": after[0] - before[0], "texts_in_passes": after[1] - before[1]}
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class OthersMonitor(CpuMonitor):
+    """CpuMonitor's share of the machine used by other processes, not counting the servers."""
+
+    def __init__(self, pids: list[int]):
+        super().__init__()
+        self.pids = pids
+
+    def start(self) -> None:
+        super().start()
+        self._servers = sum(map(process_cpu, self.pids))
+
+    def others(self) -> float | None:
+        machine, share = self._machine(), super().others()
+        if share is None:
+            return None
+        total = (machine[1] - self._start[0][1]) / self._tick
+        servers = sum(map(process_cpu, self.pids)) - self._servers
+        return max(0.0, share - servers / total)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
@@ -193,7 +223,7 @@ def main() -> None:
             for server in servers.values():  # warm-up, untimed
                 load(server, bodies, 4, 32, 30)
             results = {(c, name): [] for c in levels for name in modes}
-            monitor = CpuMonitor()
+            monitor = OthersMonitor([server.process.pid for server in servers.values()])
             monitor.start()
             for concurrency in levels:
                 for round_ in range(args.rounds):
