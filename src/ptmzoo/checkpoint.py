@@ -25,6 +25,7 @@ from .data.tokenizers import Tokenizer
 from .errors import UserError
 from .io import atomic_directory, atomic_write_json, read_json
 from .models.model import PtmModel, unwrap
+from .nn.layout import use_standard_layout
 from .train.state import latest_checkpoint
 
 FORMAT = "ptmzoo-checkpoint"
@@ -47,6 +48,7 @@ def write_model_files(directory: str, model: nn.Module, tokenizer: Tokenizer | N
     if state is not None:
         save_file(unique_tensors(state), os.path.join(directory, WEIGHTS_FILE))
     elif weights:
+        use_standard_layout(model)  # safetensors reads each weight as one contiguous block
         save_model(model, os.path.join(directory, WEIGHTS_FILE))
     else:
         meta["weights"] = "sharded"

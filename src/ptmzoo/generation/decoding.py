@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import UserError
 from ..models.base import BackboneOutput
+from ..nn.layout import use_decoding_layout
 from .cache import KVCache
 
 
@@ -526,6 +527,7 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
     if context is not None and total > context:
         raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
                         f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    use_decoding_layout(model, len(prompt_ids) * options.num_beams)
     lm = stepper(model, len(prompt_ids) * options.num_beams, input_ids, options)
     if generator is None and options.seed is not None:
         generator = torch.Generator(device=device).manual_seed(options.seed)

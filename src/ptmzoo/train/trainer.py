@@ -39,6 +39,7 @@ from ..data.sampling import StepSampler, eval_batches
 from ..errors import UserError
 from ..io import atomic_directory, atomic_write_json, durable_rename
 from ..models.model import unwrap
+from ..nn.layout import use_standard_layout
 from .budget import StepPlan
 from .distributed import DistEnv
 from .optim import build_optimizer, build_scheduler
@@ -336,6 +337,7 @@ class Trainer:
 
     def train(self, resume: str | bool | None = None) -> TrainResult:
         config, env = self.config, self.env
+        use_standard_layout(self.model)  # a model that generated before keeps re-laid weights
         if resume:
             self.resume_from(resume)
         else:
