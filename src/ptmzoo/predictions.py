@@ -142,6 +142,11 @@ def _same_length(first: list, second: list, names: tuple[str, str]) -> None:
                            code="length_mismatch")
 
 
+def answer(records: list[dict]) -> dict[str, list[dict]]:
+    """The body of an endpoint's answer (and what ``Model.predict`` returns): ``{"results": records}``."""
+    return {"results": records}
+
+
 # ---- the predictor ------------------------------------------------------------------------------
 class Predictor:
     """The predictions a loaded checkpoint can make, as JSON records."""
@@ -358,11 +363,11 @@ class Predictor:
         return Outcome(records, sum(r["tokens"] for r in records))
 
     # ---- the Python API ----------------------------------------------------------------------------
-    def predict(self, inputs, endpoint: str | None = None, **fields) -> list[dict]:
+    def predict(self, inputs, endpoint: str | None = None, **fields) -> dict[str, list[dict]]:
         endpoint = endpoint or self.default_endpoint()
         if endpoint not in ENDPOINTS:
             self.check_endpoint(endpoint)
-        return self.run(self.parse(endpoint, {ENDPOINTS[endpoint]: inputs, **fields})).records
+        return answer(self.run(self.parse(endpoint, {ENDPOINTS[endpoint]: inputs, **fields})).records)
 
     def default_endpoint(self) -> str:
         """The task's endpoint; else generate, fill-mask or embed, the first the model serves."""
@@ -387,15 +392,15 @@ class Model(Pretrained):
             self._predictor = Predictor(self)
         return self._predictor
 
-    def predict(self, inputs, endpoint: str | None = None, **fields) -> list[dict]:
-        """The records the endpoint returns (its ``"results"``) for ``inputs`` -- the texts (qa:
+    def predict(self, inputs, endpoint: str | None = None, **fields) -> dict[str, list[dict]]:
+        """What the endpoint answers, ``{"results": [one record per input]}``, for ``inputs`` -- the texts (qa:
         the questions, with ``contexts=[...]``; generate: the prompts) -- and the other fields of
         its request body as keywords (``pairs``, ``pooling``, ``top_k``, ``max_new_tokens``, ...).
         ``endpoint``: classify, tag, qa, embed, fill-mask or generate (default: the checkpoint's
         task, else generate, fill-mask or embed).
 
             >>> clf = ptmzoo.load("runs/sst2/best")
-            >>> clf.predict(["a fine film"])[0]["label"]  # also "score" and every label's "scores"
+            >>> clf.predict(["a fine film"])["results"][0]["label"]  # also "score" and every label's "scores"
         """
         return self.predictor().predict(inputs, endpoint, **fields)
 
@@ -403,4 +408,4 @@ class Model(Pretrained):
         return self.predictor().endpoints
 
 
-__all__ = ["ENDPOINTS", "Limits", "Model", "Outcome", "Predictor", "Request", "RequestError"]
+__all__ = ["ENDPOINTS", "Limits", "Model", "Outcome", "Predictor", "Request", "RequestError", "answer"]

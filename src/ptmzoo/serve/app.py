@@ -1,6 +1,6 @@
 """The HTTP API of ``ptmzoo serve``: FastAPI endpoints over ``ptmzoo.predictions`` and the batcher.
 
-``POST /v1/<endpoint>`` answers ``{"results": [...]}`` (one record per text, what
+``POST /v1/<endpoint>`` answers ``{"results": [...]}`` (one record per text; the same object
 ``Model.predict`` returns); ``"stream": true`` on ``/v1/generate`` answers server-sent events, one
 ``data: {"index", "text"}`` per piece of text, then ``event: done`` with the results. ``GET
 /health``, ``GET /metrics`` (Prometheus text), ``GET /v1/model`` (family, task, labels, limits,
@@ -22,11 +22,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from ..errors import UserError
-from ..predictions import ENDPOINTS, Limits, Predictor, RequestError
+from ..predictions import ENDPOINTS, Limits, Predictor, RequestError, answer
 from .batching import Batcher
 from .metrics import CONTENT_TYPE, Metrics
 from .options import ServeConfig
-
 
 KNOWN_PATHS = {"/health": "health", "/metrics": "metrics", "/v1/model": "model"}
 
@@ -142,7 +141,7 @@ def create_app(predictor: Predictor, config: ServeConfig) -> FastAPI:
             records = await asyncio.wait_for(holder["batcher"].submit(parsed), config.timeout_s)
         except TimeoutError:
             raise RequestError(f"no result within {config.timeout_s:g} s (--timeout-s)", 504, "timeout") from None
-        return {"results": records}
+        return answer(records)
 
     async def stream(parsed):
         loop, queue = asyncio.get_running_loop(), asyncio.Queue()
@@ -168,7 +167,7 @@ def create_app(predictor: Predictor, config: ServeConfig) -> FastAPI:
                 exc = job.exception()
                 yield sse({"code": getattr(exc, "code", "error"), "message": str(exc)}, "error")
             else:
-                yield sse({"results": job.result()}, "done")
+                yield sse(answer(job.result()), "done")
             return
 
     return app
