@@ -371,11 +371,19 @@ def cmd_evaluate(args) -> None:
         metrics = lm_evaluation.run(args, pretrained)
     elif args.file:
         from .finetune.run import evaluate_file
+        from .tasks import task_of
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
+        reports_dir = None
+        if args.json:  # the task's report files (per_type.tsv) beside the metrics file
+            from .outputs import claim_output_file
+
+            reports_dir = os.path.dirname(os.path.abspath(args.json))
+            for name in task_of(pretrained).report_files:
+                claim_output_file(os.path.join(reports_dir, name), args.overwrite, inputs=(args.file,))
         metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
-                                args.keep_columns)
+                                args.keep_columns, reports_dir)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 

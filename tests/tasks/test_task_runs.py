@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -44,11 +45,29 @@ def test_tagging_with_crf_then_evaluate_and_predict(tiny_bert, tmp_path, capsys)
     report = finetune(tiny_bert, out, "tagging", str(conll), str(conll), crf=True, max_length=48)
     assert report["labels"][0] == "O" and "B-PER" in report["labels"]  # IOB1 in the file, trained as BIO
     assert {"f1", "precision", "recall", "strict_f1", "token_accuracy"} <= set(report["dev"])
+    with open(os.path.join(out, "predictions.dev.jsonl"), encoding="utf-8") as fh:  # per type, from the predictions
+        predicted = [json.loads(line)["predicted"] for line in fh]
+    gold = [r["tags"] for r in read_tagged(str(conll), TaggingOptions())]
+    seqeval = pytest.importorskip("seqeval.metrics")
+    expected = seqeval.classification_report(gold, predicted, output_dict=True, zero_division=0)
+    assert report["per_type"] and json.loads(Path(out, "metrics.json").read_text())["per_type"] == report["per_type"]
+    for type_, scores in report["per_type"].items():
+        assert scores["f1"] == pytest.approx(expected[type_]["f1-score"]) and scores["support"] == expected[type_]["support"]
+    with open(os.path.join(out, "per_type.tsv"), encoding="utf-8") as fh:
+        assert [line.split("\t")[0] for line in fh][1:] == list(report["per_type"])
     best = load(os.path.join(out, "best"))
     assert best.task["labels"] == report["labels"] and best.model.heads["tagging"].crf is not None
     capsys.readouterr()  # the run's evaluation lines (shown without progress too)
     assert main(["evaluate", "--model", out, "--file", str(conll)]) == 0
     assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(report["dev"]["f1"])
+    metrics_file = tmp_path / "eval" / "metrics.json"
+    metrics_file.parent.mkdir()
+    assert main(["evaluate", "--model", out, "--file", str(conll), "--json", str(metrics_file)]) == 0
+    assert json.loads(metrics_file.read_text())["per_type"] == report["per_type"]  # dev is the evaluated file
+    assert (tmp_path / "eval" / "per_type.tsv").read_text() == Path(out, "per_type.tsv").read_text()
+    metrics_file.unlink()  # per_type.tsv is still there: not replaced without --overwrite
+    assert main(["evaluate", "--model", out, "--file", str(conll), "--json", str(metrics_file)]) == 2
+    assert "per_type.tsv" in capsys.readouterr().err
     predictions = str(tmp_path / "pred.jsonl")
     assert main(["predict", os.path.join(out, "best"), "--file", str(conll), "--out", predictions]) == 0
     with open(predictions, encoding="utf-8") as fh:

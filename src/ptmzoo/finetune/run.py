@@ -184,12 +184,17 @@ class FinetuneRun:
         self.strategy = Strategy(self.model, cfg.strategy, self.source.path)
 
     def evaluate(self, model: nn.Module, rows: list[dict], samples: list[dict], batch_size: int, device,
-                 predictions: str | None = None, warnings: list[str] | None = None) -> dict[str, Any]:
+                 predictions: str | None = None, warnings: list[str] | None = None,
+                 reports: dict | None = None) -> dict[str, Any]:
         """Metrics of ``model`` on labelled rows; the predictions are written too when a path is
-        given, and the task's signs of a model that learned nothing are added to ``warnings``."""
+        given, and the task's signs of a model that learned nothing are added to ``warnings``. With
+        ``reports`` (a dict) the task's report files go beside the predictions (``Task.write_reports``)
+        and their entries into ``reports``."""
         outputs = self.task.predict(model, samples, batch_size, device)
         if predictions:
             self.task.write_predictions(predictions, rows, samples, outputs)
+            if reports is not None:
+                reports.update(self.task.write_reports(os.path.dirname(predictions) or ".", rows, outputs))
         metrics = self.task.evaluate(rows, samples, outputs)
         if warnings is not None:
             warnings += self.task.warnings(rows, samples, outputs, metrics)
@@ -211,14 +216,16 @@ ClassificationRun = FinetuneRun  # the name before the task registry
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
                   batch_size: int = 32, encoding: str | None = None,
-                  keep_columns: list[str] | None = None) -> dict[str, Any]:
-    """The task's metrics of a fine-tuned checkpoint on a labelled file."""
+                  keep_columns: list[str] | None = None, reports_dir: str | None = None) -> dict[str, Any]:
+    """The task's metrics of a fine-tuned checkpoint on a labelled file; with ``reports_dir`` the
+    task's report files (``Task.write_reports``) are written there and their entries added."""
     task = task_of(pretrained)
     with reading(encoding, keep_columns):
         rows = task.read(path, task.options, fmt, columns)
     samples = task.encode(rows, path)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
-    return {**task.evaluate(rows, samples, outputs), "examples": len(rows)}
+    reports = task.write_reports(reports_dir, rows, outputs) if reports_dir is not None else {}
+    return {**task.evaluate(rows, samples, outputs), "examples": len(rows), **reports}
 
 
 evaluate_classifier = evaluate_file  # the name before the task registry (used by the demo)
@@ -241,7 +248,9 @@ def write_test(task: Task, model: nn.Module, rows: list[dict], samples: list[dic
     """Predictions of ``model`` for the test rows in ``out_dir``; ``{"test": metrics}`` when they have labels."""
     outputs = task.predict(model, samples, batch_size, device)
     task.write_predictions(os.path.join(out_dir, f"predictions.test{task.prediction_suffix}"), rows, samples, outputs)
-    return {"test": task.evaluate(rows, samples, outputs)} if task.has_labels(rows) else {}
+    if not task.has_labels(rows):
+        return {}
+    return {"test": task.evaluate(rows, samples, outputs), **task.write_reports(out_dir, rows, outputs)}
 
 
 def test_report(best: Pretrained, cfg: FinetuneConfig, out_dir: str) -> dict[str, Any]:
@@ -334,8 +343,12 @@ def _evaluate_best(cfg: FinetuneConfig, run: FinetuneRun, out_dir: str, micro: i
     task's signs of a model that learned nothing into ``warnings``."""
     best = load(os.path.join(out_dir, "best"), device=env.device)
     suffix = run.task.prediction_suffix
+    labelled_test = run.test_samples is not None and run.task.has_labels(run.test_rows)
+    reports: dict = {}  # the report files are of the test split when it has labels, else of dev
     report["dev"] = run.evaluate(best.model, run.dev_rows, run.dev_samples, micro, env.device,
-                                 os.path.join(out_dir, f"predictions.dev{suffix}"), warnings)
+                                 os.path.join(out_dir, f"predictions.dev{suffix}"), warnings,
+                                 None if labelled_test else reports)
+    report.update(reports)
     if run.test_samples is not None:
         report.update(write_test(run.task, best.model, run.test_rows, run.test_samples, micro, env.device, out_dir))
     if cfg.strategy.merge_lora:

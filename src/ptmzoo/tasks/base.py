@@ -245,6 +245,13 @@ class Task:
         O tags, constant values), each with its likely causes and what to try; [] when none."""
         return []
 
+    report_files: tuple[str, ...] = ()  # the names write_reports writes
+
+    def write_reports(self, out_dir: str, rows: list[dict], outputs) -> dict:
+        """Files of the final evaluation beside ``metrics.json`` in ``out_dir`` (tagging: ``per_type.tsv``)
+        and the entries they add to it; none by default."""
+        return {}
+
     def available_metrics(self) -> tuple[str, ...]:
         """The metrics ``evaluate`` reports for this task's labels (some need two classes)."""
         return self.metric_names

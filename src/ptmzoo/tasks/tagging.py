@@ -34,6 +34,7 @@ own chunking rules (IOB2 or IOBES) -- plus token accuracy.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -43,6 +44,7 @@ from torch import nn
 
 from ..config import check_choice, setting
 from ..errors import UserError, require_file
+from ..io import atomic_write_text
 from ..models.model import Head, unwrap
 from ..textio import open_text
 from .base import SpecialTokens, Task, TaskOptions, pad, write_jsonl
@@ -163,6 +165,11 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]], mode: str =
                   scheme: str = "iob2") -> dict[str, float]:
     """Micro-averaged entity precision, recall and F1 over sentences, as ``seqeval.metrics``
     (``mode=None`` or ``mode="strict", scheme=...``) with zero_division 0."""
+    return _prf(*_entity_sets(gold, predicted, mode, scheme))
+
+
+def _entity_sets(gold, predicted, mode, scheme):
+    """The (sentence, type, first, last) entities of gold and predicted, as ``entity_scores`` counts them."""
     if len(gold) != len(predicted) or any(len(g) != len(p) for g, p in zip(gold, predicted)):
         raise ValueError("gold and predicted tag sequences differ in length")
     if mode == "default":  # seqeval joins the sentences with an O between them
@@ -171,13 +178,35 @@ def entity_scores(gold: list[list[str]], predicted: list[list[str]], mode: str =
     else:
         def entities(seqs):
             return {(n, *e) for n, s in enumerate(seqs) for e in get_entities_strict(s, scheme)}
-    true, pred = entities(gold), entities(predicted)
+    return entities(gold), entities(predicted)
+
+
+def _prf(true: set, pred: set) -> dict[str, float]:
     tp = len(true & pred)
     precision = tp / len(pred) if pred else 0.0
     recall = tp / len(true) if true else 0.0
     denominator = precision + recall
     return {"precision": precision, "recall": recall,
             "f1": 2 * precision * recall / (denominator if denominator else 1.0)}
+
+
+def entity_scores_by_type(gold: list[list[str]], predicted: list[list[str]], mode: str = "default",
+                          scheme: str = "iob2") -> dict[str, dict[str, float]]:
+    """Per entity type: precision, recall, F1 and support (gold entities), as seqeval's
+    ``classification_report`` (conlleval-style); types in sorted order."""
+    true, pred = _entity_sets(gold, predicted, mode, scheme)
+    out = {}
+    for type_ in sorted({e[1] for e in true | pred}):
+        t, p = {e for e in true if e[1] == type_}, {e for e in pred if e[1] == type_}
+        out[type_] = {**_prf(t, p), "support": len(t)}
+    return out
+
+
+def write_per_type_tsv(path: str, per_type: dict[str, dict[str, float]]) -> None:
+    """``per_type.tsv``: type, precision, recall, f1, support, one row per entity type."""
+    lines = ["type\tprecision\trecall\tf1\tsupport"]
+    lines += [f"{t}\t{s['precision']:.4f}\t{s['recall']:.4f}\t{s['f1']:.4f}\t{s['support']}" for t, s in per_type.items()]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def iob1_to_bio(tags: list[str]) -> list[str]:
@@ -547,6 +576,14 @@ class TaggingTask(Task):
         total = sum(len(g) for g in gold)
         metrics["token_accuracy"] = sum(a == b for g, p in zip(gold, outputs) for a, b in zip(g, p)) / max(total, 1)
         return metrics
+
+    report_files = ("per_type.tsv",)
+
+    def write_reports(self, out_dir, rows, outputs):
+        """``per_type.tsv``: entity precision, recall, F1 and support of each type (seqeval's report)."""
+        per_type = entity_scores_by_type([r["tags"] for r in rows], outputs)
+        write_per_type_tsv(os.path.join(out_dir, "per_type.tsv"), per_type)
+        return {"per_type": per_type}
 
     def warnings(self, rows, samples, outputs, metrics):
         """Only O predicted while the gold tags have entities."""
