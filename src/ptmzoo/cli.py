@@ -375,15 +375,16 @@ def cmd_evaluate(args) -> None:
 
         if not pretrained.task:
             raise UserError(f"{pretrained.path} is not a fine-tuned task model; --file needs one (use --data for LMs)")
-        reports_dir = None
-        if args.json:  # the task's report files (per_type.tsv) beside the metrics file
+        reports_dir, prefix = None, ""
+        if args.json:  # the task's report files beside the metrics file, named after it: eval.per_type.tsv
             from .outputs import claim_output_file
 
             reports_dir = os.path.dirname(os.path.abspath(args.json))
+            prefix = os.path.splitext(os.path.basename(args.json))[0] + "."
             for name in task_of(pretrained).report_files:
-                claim_output_file(os.path.join(reports_dir, name), args.overwrite, inputs=(args.file,))
+                claim_output_file(os.path.join(reports_dir, prefix + name), args.overwrite, inputs=(args.file,))
         metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
-                                args.keep_columns, reports_dir)
+                                args.keep_columns, reports_dir, prefix)
     elif args.data:
         from .train.pretrain import evaluate_on_shards
 

@@ -125,6 +125,36 @@ def plot_curves(series: dict[str, dict[str, tuple[list, list]]], names: list[str
     plt.close(fig)
 
 
+def plot_confusion_matrix(counts: list[list[int]], labels: list[str], path: str) -> None:
+    """Rows: the gold class; columns: the predicted one; each cell its count, shaded by the share of its row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = len(labels)
+    totals = [max(sum(row), 1) for row in counts]
+    shares = [[c / t for c in row] for row, t in zip(counts, totals)]
+    side = min(2.0 + 0.55 * size, 16.0)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    if size <= 30:  # beyond that the numbers do not fit in their cells
+        for g, row in enumerate(counts):
+            for p, count in enumerate(row):
+                ax.text(p, g, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if shares[g][p] > 0.5 else "black")
+    ticks = range(size)
+    ax.set_xticks(ticks, labels, rotation=45 if size > 4 else 0, ha="right" if size > 4 else "center", fontsize=8)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    ax.set_title(f"confusion matrix ({sum(map(sum, counts))} examples)", fontsize=10)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the gold class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_runs(paths: list[str], out: str, metrics: list[str] | None = None, x: str = "steps") -> dict:
     """Read the runs, draw ``curves`` to ``out`` (PNG); returns the series."""
     runs = read_runs(paths)

@@ -64,10 +64,10 @@ def test_tagging_with_crf_then_evaluate_and_predict(tiny_bert, tmp_path, capsys)
     metrics_file.parent.mkdir()
     assert main(["evaluate", "--model", out, "--file", str(conll), "--json", str(metrics_file)]) == 0
     assert json.loads(metrics_file.read_text())["per_type"] == report["per_type"]  # dev is the evaluated file
-    assert (tmp_path / "eval" / "per_type.tsv").read_text() == Path(out, "per_type.tsv").read_text()
-    metrics_file.unlink()  # per_type.tsv is still there: not replaced without --overwrite
+    assert (tmp_path / "eval" / "metrics.per_type.tsv").read_text() == Path(out, "per_type.tsv").read_text()
+    metrics_file.unlink()  # metrics.per_type.tsv is still there: not replaced without --overwrite
     assert main(["evaluate", "--model", out, "--file", str(conll), "--json", str(metrics_file)]) == 2
-    assert "per_type.tsv" in capsys.readouterr().err
+    assert "metrics.per_type.tsv" in capsys.readouterr().err
     predictions = str(tmp_path / "pred.jsonl")
     assert main(["predict", os.path.join(out, "best"), "--file", str(conll), "--out", predictions]) == 0
     with open(predictions, encoding="utf-8") as fh:
@@ -104,7 +104,24 @@ def test_sentence_level_tasks(tiny_bert, tmp_path, task):
                 "multilabel": ({"micro_f1", "macro_f1", "subset_accuracy"}, ["a", "b"])}[task]
     assert (set(report["dev"]), report["labels"]) == expected
     with open(tmp_path / task / "predictions.dev.tsv", encoding="utf-8") as fh:
-        assert fh.readline().startswith("text\tlabel\tprediction") and len(fh.readlines()) == 16
+        assert fh.readline().startswith("text\tlabel\tprediction")
+        predicted = [line.rstrip("\n").split("\t") for line in fh]
+    assert len(predicted) == 16
+    matrix = tmp_path / task / "confusion_matrix.png"
+    if task != "classification":  # no exclusive classes: no confusion matrix
+        assert not matrix.exists() and "confusion_matrix" not in report
+        return
+    assert matrix.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    labels = report["labels"]
+    pairs = [(cells[1], cells[2]) for cells in predicted]  # (gold, predicted)
+    expected_counts = [[pairs.count((g, p)) for p in labels] for g in labels]
+    assert report["confusion_matrix"] == {"labels": labels, "counts": expected_counts}
+    assert json.loads((tmp_path / task / "metrics.json").read_text())["confusion_matrix"]["counts"] == expected_counts
+    for name in ("first", "second"):  # evaluations beside each other: report files named after each --json
+        assert main(["evaluate", str(tmp_path / task / "best"), "--file", str(data), "--json",
+                     str(tmp_path / f"{name}.json")]) == 0
+        assert (tmp_path / f"{name}.confusion_matrix.png").exists()
+        assert json.loads((tmp_path / f"{name}.json").read_text())["confusion_matrix"]["counts"] == expected_counts
 
 
 def test_malformed_rows_are_one_line_exit_2(tiny_bert, tmp_path, capsys):

@@ -194,7 +194,7 @@ class FinetuneRun:
         if predictions:
             self.task.write_predictions(predictions, rows, samples, outputs)
             if reports is not None:
-                reports.update(self.task.write_reports(os.path.dirname(predictions) or ".", rows, outputs))
+                reports.update(self.task.write_reports(os.path.dirname(predictions) or ".", rows, samples, outputs))
         metrics = self.task.evaluate(rows, samples, outputs)
         if warnings is not None:
             warnings += self.task.warnings(rows, samples, outputs, metrics)
@@ -216,15 +216,17 @@ ClassificationRun = FinetuneRun  # the name before the task registry
 
 def evaluate_file(pretrained: Pretrained, path: str, fmt: str = "auto", columns: list[str] | None = None,
                   batch_size: int = 32, encoding: str | None = None,
-                  keep_columns: list[str] | None = None, reports_dir: str | None = None) -> dict[str, Any]:
+                  keep_columns: list[str] | None = None, reports_dir: str | None = None,
+                  reports_prefix: str = "") -> dict[str, Any]:
     """The task's metrics of a fine-tuned checkpoint on a labelled file; with ``reports_dir`` the
-    task's report files (``Task.write_reports``) are written there and their entries added."""
+    task's report files (``Task.write_reports``, names after ``reports_prefix``) are written there
+    and their entries added."""
     task = task_of(pretrained)
     with reading(encoding, keep_columns):
         rows = task.read(path, task.options, fmt, columns)
     samples = task.encode(rows, path)
     outputs = task.predict(pretrained.model, samples, batch_size, next(pretrained.model.parameters()).device)
-    reports = task.write_reports(reports_dir, rows, outputs) if reports_dir is not None else {}
+    reports = {} if reports_dir is None else task.write_reports(reports_dir, rows, samples, outputs, reports_prefix)
     return {**task.evaluate(rows, samples, outputs), "examples": len(rows), **reports}
 
 
@@ -250,7 +252,7 @@ def write_test(task: Task, model: nn.Module, rows: list[dict], samples: list[dic
     task.write_predictions(os.path.join(out_dir, f"predictions.test{task.prediction_suffix}"), rows, samples, outputs)
     if not task.has_labels(rows):
         return {}
-    return {"test": task.evaluate(rows, samples, outputs), **task.write_reports(out_dir, rows, outputs)}
+    return {"test": task.evaluate(rows, samples, outputs), **task.write_reports(out_dir, rows, samples, outputs)}
 
 
 def test_report(best: Pretrained, cfg: FinetuneConfig, out_dir: str) -> dict[str, Any]:

@@ -247,9 +247,10 @@ class Task:
 
     report_files: tuple[str, ...] = ()  # the names write_reports writes
 
-    def write_reports(self, out_dir: str, rows: list[dict], outputs) -> dict:
-        """Files of the final evaluation beside ``metrics.json`` in ``out_dir`` (tagging: ``per_type.tsv``)
-        and the entries they add to it; none by default."""
+    def write_reports(self, out_dir: str, rows: list[dict], samples: list[dict], outputs, prefix: str = "") -> dict:
+        """Files of the final evaluation beside ``metrics.json`` in ``out_dir``, each name of
+        ``report_files`` after ``prefix`` (tagging: ``per_type.tsv``; classification:
+        ``confusion_matrix.png``), and the entries they add to the metrics; none by default."""
         return {}
 
     def available_metrics(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ subset accuracy for multi-label.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,6 +89,13 @@ def classification_metrics(gold: np.ndarray, predicted: np.ndarray, classes=None
         f1s.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
     return {"accuracy": float(np.mean(gold == predicted)), "macro_f1": float(np.mean(f1s)),
             "mcc": matthews_corrcoef(gold, predicted)}
+
+
+def confusion_counts(gold, predicted, num_labels: int) -> list[list[int]]:
+    """counts[g][p]: examples of gold class g predicted as class p."""
+    counts = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(counts, (np.asarray(gold, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return counts.tolist()
 
 
 def binary_f1(gold: np.ndarray, predicted: np.ndarray, positive) -> float:
@@ -405,6 +413,16 @@ class ClassificationTask(SequenceTask):
                     f"'{self.labels[int(majority)]}' for every example). {causes}")]
         return []
 
+    report_files = ("confusion_matrix.png",)
+
+    def write_reports(self, out_dir, rows, samples, outputs, prefix=""):
+        """``confusion_matrix.png`` and ``confusion_matrix`` (``{"labels", "counts"}``, counts[gold][predicted])."""
+        from ..plot import plot_confusion_matrix
+
+        counts = confusion_counts([s["labels"] for s in samples], outputs.argmax(-1), len(self.labels))
+        plot_confusion_matrix(counts, self.labels, os.path.join(out_dir, prefix + "confusion_matrix.png"))
+        return {"confusion_matrix": {"labels": list(self.labels), "counts": counts}}
+
     def record(self, output) -> dict:
         """The prediction of one example: the most probable label, its probability, every label's."""
         best = int(output.argmax())
@@ -446,6 +464,7 @@ class ClassificationTask(SequenceTask):
 
 class RegressionTask(ClassificationTask):
     name = "regression"
+    report_files, write_reports = (), Task.write_reports  # no classes to confuse: no confusion matrix
     head = RegressionHead
     metric_names = ("pearson", "spearman")
     target_dtype = torch.float32
@@ -500,6 +519,7 @@ class MultiLabelTask(ClassificationTask):
     head = MultiLabelHead
     metric_names = ("micro_f1", "macro_f1", "subset_accuracy")
     target_dtype = torch.float32
+    report_files, write_reports = (), Task.write_reports  # labels are not exclusive: no confusion matrix
     prediction_header = ("prediction", "scores")  # scores: the probability of each predicted label
 
     @classmethod

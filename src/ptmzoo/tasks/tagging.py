@@ -579,10 +579,10 @@ class TaggingTask(Task):
 
     report_files = ("per_type.tsv",)
 
-    def write_reports(self, out_dir, rows, outputs):
+    def write_reports(self, out_dir, rows, samples, outputs, prefix=""):
         """``per_type.tsv``: entity precision, recall, F1 and support of each type (seqeval's report)."""
         per_type = entity_scores_by_type([r["tags"] for r in rows], outputs)
-        write_per_type_tsv(os.path.join(out_dir, "per_type.tsv"), per_type)
+        write_per_type_tsv(os.path.join(out_dir, prefix + "per_type.tsv"), per_type)
         return {"per_type": per_type}
 
     def warnings(self, rows, samples, outputs, metrics):
