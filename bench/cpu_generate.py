@@ -5,8 +5,10 @@ on the *same prompts* (seeded random token ids, equal lengths so that neither pa
 with the end-of-text token ignored so that every run makes exactly ``--new-tokens`` tokens per
 prompt; the script checks that both produce the same tokens. Implementations alternate in one
 process (the order flips every round); the figure is the median over rounds of new tokens per
-second (batch x new tokens / wall time, prompt processing included). Other processes' share of
-the CPU is reported, since load on a shared machine slows both down.
+second (batch x new tokens / wall time, prompt processing included). Memory: ``extra MiB`` is the
+peak resident memory during a call above the resident memory just before it (Linux VmHWM, reset
+before each call; the models, loaded once, are not in it). Other processes' share of the CPU is
+reported, since load on a shared machine slows both down.
 
     .venv/bin/python bench/cpu_generate.py                       # gpt2-tiny, GPT-2 vocabulary
     .venv/bin/python bench/cpu_generate.py --preset gpt2-small --rounds 3
@@ -26,7 +28,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from cpu_pretrain import CpuMonitor, cpu_model, load_average
+from cpu_pretrain import CpuMonitor, RssMeter, cpu_model, load_average
 
 
 def build_models(preset_name: str, vocab_size: int, seed: int):
@@ -57,7 +59,7 @@ def run_transformers(hf, prompts: torch.Tensor, new_tokens: int, **options) -> l
     return out[:, prompts.shape[1]:].tolist()
 
 
-def bench(model, hf, batch: int, args, monitor: CpuMonitor) -> dict:
+def bench(model, hf, batch: int, args, monitor: CpuMonitor, meter: RssMeter) -> dict:
     gen = torch.Generator().manual_seed(args.seed + batch)
     prompts = torch.randint(0, model.config.vocab_size, (batch, args.prompt_tokens), generator=gen)
     runners = {"ptmzoo": lambda: run_ptmzoo(model, prompts, args.new_tokens),
@@ -66,25 +68,35 @@ def bench(model, hf, batch: int, args, monitor: CpuMonitor) -> dict:
         runners["ptmzoo+compile"] = lambda: run_ptmzoo(model, prompts, args.new_tokens, compile=True)
     outputs = {name: run() for name, run in runners.items()}  # warm-up (compiles), and the tokens to compare
     times: dict[str, list[float]] = {name: [] for name in runners}
+    extra: dict[str, list[float]] = {name: [] for name in runners}
     others = []
     for round_ in range(args.rounds):
         order = list(runners) if round_ % 2 == 0 else list(reversed(runners))  # alternate who goes first
         for name in order:
+            base = meter.start()
             monitor.start()
             start = time.perf_counter()
             runners[name]()
             times[name].append(time.perf_counter() - start)
             others.append(monitor.others())
+            peak = meter.peak()
+            if base is not None and peak is not None:
+                extra[name].append(peak - base)
     tokens = batch * args.new_tokens
     result = {"batch": batch, "same_tokens": all(out == outputs["transformers"] for out in outputs.values()),
               "others_cpu_max": max((o for o in others if o is not None), default=None)}
     for name, seconds in times.items():
-        result[name] = {"tokens_per_s": tokens / statistics.median(seconds), "seconds": seconds}
+        result[name] = {"tokens_per_s": tokens / statistics.median(seconds), "seconds": seconds,
+                        "extra_rss_mib": max(extra[name]) if extra[name] else None}
     result["ratio_ptmzoo_over_transformers"] = result["ptmzoo"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
     if args.compile:
         result["ratio_compiled_over_transformers"] = (result["ptmzoo+compile"]["tokens_per_s"]
                                                       / result["transformers"]["tokens_per_s"])
     return result
+
+
+def mib(side: dict) -> str:
+    return "-" if side["extra_rss_mib"] is None else f"{side['extra_rss_mib']:.0f}"
 
 
 def main(argv=None) -> int:
@@ -105,18 +117,20 @@ def main(argv=None) -> int:
 
     model, hf = build_models(args.preset, args.vocab_size, args.seed)
     monitor = CpuMonitor()
-    results = [bench(model, hf, int(b), args, monitor) for b in args.batches.split(",")]
+    meter = RssMeter()
+    results = [bench(model, hf, int(b), args, monitor, meter) for b in args.batches.split(",")]
     print(f"{args.preset}, vocab {args.vocab_size}, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
           f"greedy, {args.threads} threads, median of {args.rounds} rounds")
     compiled = f" {'compiled tok/s':>15} {'ratio':>6}" if args.compile else ""
     print(f"{'batch':>5} {'ptmzoo tok/s':>13} {'transformers tok/s':>19} {'ratio':>6}{compiled} {'same tokens':>12} "
-          f"{'others CPU':>11}")
+          f"{'extra MiB ptmzoo/transformers':>30} {'others CPU':>11}")
     for r in results:
         others = f"{r['others_cpu_max']:.0%}" if r["others_cpu_max"] is not None else "n/a"
         compiled = (f" {r['ptmzoo+compile']['tokens_per_s']:>15.1f} {r['ratio_compiled_over_transformers']:>6.2f}"
                     if args.compile else "")
         print(f"{r['batch']:>5} {r['ptmzoo']['tokens_per_s']:>13.1f} {r['transformers']['tokens_per_s']:>19.1f} "
-              f"{r['ratio_ptmzoo_over_transformers']:>6.2f}{compiled} {r['same_tokens']!s:>12} {others:>11}")
+              f"{r['ratio_ptmzoo_over_transformers']:>6.2f}{compiled} {r['same_tokens']!s:>12} "
+              f"{mib(r['ptmzoo']) + ' / ' + mib(r['transformers']):>30} {others:>11}")
     env = {"cpu": cpu_model(), "load_average": load_average(), "torch": torch.__version__,
            "transformers": transformers.__version__}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

@@ -35,7 +35,7 @@ from .data.derived import add_derived_inputs
 from .errors import BadInput, UserError
 from .models.model import unwrap
 from .tasks import task_of
-from .tasks.base import pad
+from .tasks.base import length_batches, pad
 from .tasks.classification import pool_states
 
 # endpoint -> the body's list field whose entries are the items (the positional list of ``predict``)
@@ -308,33 +308,37 @@ class Predictor:
         outputs = task.predict(self.model, samples, self.batch_size, self.device)
         return Outcome(task.records(rows, samples, outputs), sum(len(s["input_ids"]) for s in samples))
 
-    def _encoded(self, texts: list[str]):
-        """Batches (ids, inputs on the device) of ``texts`` encoded with the tokenizer's template."""
-        ids = self.tokenizer.encode_batch(texts, max_length=self.max_length)
+    def _per_text(self, request: Request, of_batch: Callable[[list[list[int]], dict], list[dict]]) -> Outcome:
+        """The records of the request's texts encoded with the tokenizer's template, in batches
+        of similar length (``length_batches``): ``of_batch(ids, inputs on the device)`` gives a batch's."""
+        ids = self.tokenizer.encode_batch([item["text"] for item in request.items], max_length=self.max_length)
         backbone = unwrap(self.model).backbone
         pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start : start + self.batch_size]
+        records: list = [None] * len(ids)
+        for indices in length_batches(list(map(len, ids)), self.batch_size):
+            chunk = [ids[i] for i in indices]
             batch = {"input_ids": pad(chunk, pad_id), "attention_mask": pad([[1] * len(i) for i in chunk], 0)}
             batch = add_derived_inputs(batch, backbone.derived_inputs, self.tokenizer, as_tensors=True)
-            yield chunk, {k: v.to(self.device) for k, v in unwrap(self.model).select_inputs(batch).items()}
+            inputs = {k: v.to(self.device) for k, v in unwrap(self.model).select_inputs(batch).items()}
+            for index, record in zip(indices, of_batch(chunk, inputs), strict=True):
+                records[index] = record
+        return Outcome(records, sum(map(len, ids)))
 
     def _embed(self, request: Request) -> Outcome:
-        pooling, records, tokens = request.options["pooling"], [], 0
-        for chunk, inputs in self._encoded([item["text"] for item in request.items]):
+        def vectors(chunk: list[list[int]], inputs: dict) -> list[dict]:
             hidden = self.model(**inputs).last_hidden_state.float()
-            mask = inputs.get("attention_mask")
-            vectors = pool_states(hidden, mask, pooling)
+            pooled = pool_states(hidden, inputs.get("attention_mask"), request.options["pooling"])
             if request.options["normalize"]:
-                vectors = torch.nn.functional.normalize(vectors, dim=-1)
-            records += [{"embedding": v.tolist(), "tokens": len(i)} for v, i in zip(vectors.cpu(), chunk)]
-            tokens += sum(map(len, chunk))
-        return Outcome(records, tokens)
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            return [{"embedding": v.tolist(), "tokens": len(i)} for v, i in zip(pooled.cpu(), chunk)]
+
+        return self._per_text(request, vectors)
 
     def _fill_mask(self, request: Request) -> Outcome:
-        mask_id, top_k, records, tokens = self.tokenizer.mask_id, request.options["top_k"], [], 0
-        for chunk, inputs in self._encoded([item["text"] for item in request.items]):
-            logits = self.model(**inputs).head_logits[self.fill_head].float()
+        mask_id, top_k = self.tokenizer.mask_id, request.options["top_k"]
+
+        def candidates(chunk: list[list[int]], inputs: dict) -> list[dict]:
+            logits, records = self.model(**inputs).head_logits[self.fill_head].float(), []
             for row, ids in enumerate(chunk):
                 masks = []
                 for position in [p for p, i in enumerate(ids) if i == mask_id]:
@@ -347,8 +351,9 @@ class Predictor:
                     raise RequestError("a mask token was cut off: the text is longer than the model's "
                                        f"{self.max_length} tokens", code="text_too_long")
                 records.append({"masks": masks})
-            tokens += sum(map(len, chunk))
-        return Outcome(records, tokens)
+            return records
+
+        return self._per_text(request, candidates)
 
     def _generate(self, request: Request, on_text: Callable[[int, str], None] | None) -> Outcome:
         prompts = [item["text"] for item in request.items]

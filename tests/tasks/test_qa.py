@@ -112,8 +112,8 @@ def test_cmrc_windows_reach_every_answer_and_map_back_exactly(char_tokenizer, tm
     # decoding the targets' logits gives back the gold answer of every reached question
     class Fixed:
         def batch_logits(self, model, samples, batch_size, device):
-            for sample, logits in zip(samples, perfect_logits(samples)):
-                yield [sample], None, logits[None]
+            for index, (sample, logits) in enumerate(zip(samples, perfect_logits(samples))):
+                yield [index], [sample], logits[None]
 
     task.batch_logits = Fixed().batch_logits
     outputs = task.predict(None, samples, 8, "cpu")

@@ -11,7 +11,7 @@ exact encoding from the checkpoint alone.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -69,6 +69,40 @@ class ListDataset:
     def __getitem__(self, key):
         index = key[0] if isinstance(key, tuple) else key
         return self.samples[index]
+
+
+# A batch of inference keeps taking rows (longest first) while the next row would be padded by at
+# most this share of the batch's length, or while the batch is too small to use the matrix kernels well.
+MAX_PADDING_SHARE = 0.25
+MIN_BATCH_TOKENS = 1024
+
+
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """The indices of ``lengths`` in batches for inference, no compute spent on much padding.
+
+    Sorted longest first; a batch ends at ``batch_size`` rows, or where the next row is shorter than
+    the batch's first by more than ``MAX_PADDING_SHARE`` once the batch holds ``MIN_BATCH_TOKENS``
+    (padded) tokens. Variable-length inputs so cost about their real tokens, not batch x longest;
+    equal lengths give the usual batches of ``batch_size``. Callers put the outputs back in order.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        if batches:
+            batch = batches[-1]
+            longest = lengths[batch[0]]
+            too_short = lengths[index] < (1 - MAX_PADDING_SHARE) * longest
+            if len(batch) < batch_size and not (too_short and len(batch) * longest >= MIN_BATCH_TOKENS):
+                batch.append(index)
+                continue
+        batches.append([index])
+    return batches
+
+
+def sample_length(sample: dict) -> int:
+    """Tokens of a sample's longest sequence (a sample may be a group of sequences)."""
+    ids = sample["input_ids"]
+    return max(map(len, ids)) if ids and isinstance(ids[0], list) else len(ids)
 
 
 def pad(rows: list[list], value, dtype=torch.long) -> torch.Tensor:
@@ -214,20 +248,32 @@ class Task:
         model.add_head(self.head_name, self.head, **self.head_options(model.backbone))
 
     @torch.no_grad()
-    def batch_logits(self, model, samples: list[dict], batch_size: int, device) -> Iterator[tuple[list[dict], dict, torch.Tensor]]:
-        """(samples, batch, head logits on the CPU as float32) for consecutive batches, in eval mode."""
+    def batch_logits(self, model, samples: list[dict], batch_size: int,
+                     device) -> Iterator[tuple[list[int], list[dict], torch.Tensor]]:
+        """(indices, those samples, head logits on the CPU as float32) for batches of similar
+        length (``length_batches``), in eval mode."""
         was_training = model.training
         model.eval()
         self.derived_inputs = unwrap(model).backbone.derived_inputs
         try:
-            for start in range(0, len(samples), batch_size):
-                chunk = samples[start : start + batch_size]
+            for indices in length_batches([sample_length(s) for s in samples], batch_size):
+                chunk = [samples[i] for i in indices]
                 batch = self.collate(chunk)
                 inputs = {k: v.to(device) for k, v in unwrap(model).select_inputs(batch).items()}
                 logits = model(**inputs).head_logits[self.head_name]
-                yield chunk, batch, logits.float().cpu()
+                yield indices, chunk, logits.float().cpu()
         finally:
             model.train(was_training)
+
+    def sample_outputs(self, model, samples: list[dict], batch_size: int, device,
+                       of_batch: Callable[[list[dict], torch.Tensor], Iterable]) -> list:
+        """One output per sample, in the order of ``samples``: ``of_batch(samples, logits)`` gives
+        those of a batch (``batch_logits``)."""
+        outputs: list = [None] * len(samples)
+        for indices, chunk, logits in self.batch_logits(model, samples, batch_size, device):
+            for index, output in zip(indices, of_batch(chunk, logits), strict=True):
+                outputs[index] = output
+        return outputs
 
     def schedule(self, model, steps_per_epoch: int) -> Callable[[int], None] | None:
         """A before-step hook of the task's own schedule (run beside the strategy's), or None."""

@@ -374,8 +374,8 @@ class ClassificationTask(SequenceTask):
 
     def predict(self, model, samples, batch_size, device) -> np.ndarray:
         """Class probabilities [examples, labels] (regression: values; multi-label: per-label probabilities)."""
-        return np.concatenate([self.scores(logits).numpy() for _, _, logits in
-                               self.batch_logits(model, samples, batch_size, device)])
+        return np.stack(self.sample_outputs(model, samples, batch_size, device,
+                                            lambda chunk, logits: self.scores(logits).numpy()))
 
     def available_metrics(self):
         return self.metric_names if len(self.labels) == 2 else tuple(

@@ -141,11 +141,8 @@ class MultipleChoiceTask(SequenceTask):
 
     def predict(self, model, samples, batch_size, device) -> list[np.ndarray]:
         """Per example, the probability of each of its choices."""
-        probabilities = []
-        for chunk, _, logits in self.batch_logits(model, samples, batch_size, device):
-            for sample, row in zip(chunk, torch.softmax(logits, dim=-1).numpy()):
-                probabilities.append(row[: len(sample["choices"])])
-        return probabilities
+        return self.sample_outputs(model, samples, batch_size, device, lambda chunk, logits: [
+            row[: len(sample["choices"])] for sample, row in zip(chunk, torch.softmax(logits, dim=-1).numpy())])
 
     def evaluate(self, rows, samples, outputs):
         gold = np.asarray([s["labels"] for s in samples])

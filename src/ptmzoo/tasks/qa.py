@@ -322,16 +322,21 @@ class QATask(Task):
 
     def predict(self, model, samples, batch_size, device) -> list[dict]:
         """Per question: the best answer text and its score (in question order)."""
-        best: dict[int, tuple[float, str]] = {}
-        for chunk, _, logits in self.batch_logits(model, samples, batch_size, device):
+        def window_answers(chunk: list[dict], logits: torch.Tensor) -> list[tuple[float, str] | None]:
+            answers = []
             for sample, window in zip(chunk, logits.numpy()):
                 first, size = sample["context_start"], len(sample["offsets"])
                 spans = best_spans(window[first : first + size, 0], window[first : first + size, 1],
                                    self.options.n_best, self.options.max_answer_length)
-                if spans and (sample["example"] not in best or spans[0][0] > best[sample["example"]][0]):
-                    score, s, e = spans[0]
-                    text = sample["context"][sample["offsets"][s][0] : sample["offsets"][e][1]]
-                    best[sample["example"]] = (score, text)
+                score, s, e = spans[0] if spans else (None, 0, 0)
+                answers.append(None if score is None else
+                               (score, sample["context"][sample["offsets"][s][0] : sample["offsets"][e][1]]))
+            return answers
+
+        best: dict[int, tuple[float, str]] = {}  # the best window of each question (on a tie: the first)
+        for sample, found in zip(samples, self.sample_outputs(model, samples, batch_size, device, window_answers)):
+            if found is not None and (sample["example"] not in best or found[0] > best[sample["example"]][0]):
+                best[sample["example"]] = found
         count = max((s["example"] for s in samples), default=-1) + 1
         return [{"answer": best[i][1], "score": best[i][0]} if i in best else {"answer": "", "score": None}
                 for i in range(count)]

@@ -554,12 +554,13 @@ class TaggingTask(Task):
         --max-length: O with score 0)."""
 
         head = unwrap(model).heads[self.head_name]
-        out = []
-        for chunk, _, logits in self.batch_logits(model, samples, batch_size, device):
+
+        def tagged(chunk: list[dict], logits: torch.Tensor) -> list[Tagged]:
             word_mask = torch.zeros(logits.shape[:2], dtype=torch.bool)
             for row, sample in enumerate(chunk):
                 word_mask[row, sample["word_starts"]] = True
             probabilities = torch.softmax(logits, dim=-1)
+            out = []
             for row, (sample, ids) in enumerate(zip(chunk, head.decode(logits, word_mask))):
                 missing = sample["num_words"] - len(ids)
                 tags = Tagged([self.labels[i] for i in ids] + ["O"] * missing)
@@ -567,7 +568,9 @@ class TaggingTask(Task):
                 tags.scores = chosen[torch.arange(len(ids)), torch.as_tensor(ids, dtype=torch.long)].tolist()
                 tags.scores += [0.0] * missing
                 out.append(tags)
-        return out
+            return out
+
+        return self.sample_outputs(model, samples, batch_size, device, tagged)
 
     def evaluate(self, rows, samples, outputs):
         gold = [r["tags"] for r in rows]
