@@ -13,6 +13,15 @@ reported, since load on a shared machine slows both down.
     .venv/bin/python bench/cpu_generate.py                       # gpt2-tiny, GPT-2 vocabulary
     .venv/bin/python bench/cpu_generate.py --preset gpt2-small --rounds 3
     .venv/bin/python bench/cpu_generate.py --compile       # also ptmzoo with the compiled static-cache step
+    .venv/bin/python bench/cpu_generate.py --preset gpt2-small --quantized weight-int8,dynamic-int8
+
+``--quantized METHODS`` adds rows of ptmzoo with int8 weights (``ptmzoo quantize`` methods, a copy
+of the same model) against the same transformers fp32 baseline; their tokens are not expected to be
+identical, so the share of positions that agree with fp32 is reported. The memory-bandwidth
+bound: the script times reading a 512 MiB tensor (``sum``, the same threads) for the machine's
+read bandwidth, and reports for every row the weight bytes read per decoding step (each step reads
+every weight once; an upper estimate, since an input embedding table is read only by row) x steps
+per second, as GB/s and as a share of that bound.
 """
 
 from __future__ import annotations
@@ -59,13 +68,48 @@ def run_transformers(hf, prompts: torch.Tensor, new_tokens: int, **options) -> l
     return out[:, prompts.shape[1]:].tolist()
 
 
-def bench(model, hf, batch: int, args, monitor: CpuMonitor, meter: RssMeter) -> dict:
+def quantized_copies(model, methods: list[str]) -> dict:
+    import copy
+
+    from ptmzoo.compress.quantize import quantize_model
+
+    copies = {}
+    for method in methods:
+        copies[method] = copy.deepcopy(model)
+        quantize_model(copies[method], method)
+        copies[method].eval()
+    return copies
+
+
+def weight_bytes(module: torch.nn.Module) -> int:
+    """Bytes of every parameter and buffer (int8 weights and their scales): what one decoding step reads."""
+    tensors = {t.data_ptr(): t for t in [*module.parameters(), *module.buffers()]}  # tied weights once
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> float:
+    """The machine's memory read bandwidth in GB/s: the best of ``repeats`` sums of a ``mib`` MiB tensor."""
+    data = torch.ones(mib * 2**20 // 4)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best / 1e9
+
+
+def bench(model, hf, batch: int, args, monitor: CpuMonitor, meter: RssMeter, quantized: dict) -> dict:
     gen = torch.Generator().manual_seed(args.seed + batch)
     prompts = torch.randint(0, model.config.vocab_size, (batch, args.prompt_tokens), generator=gen)
     runners = {"ptmzoo": lambda: run_ptmzoo(model, prompts, args.new_tokens),
                "transformers": lambda: run_transformers(hf, prompts, args.new_tokens)}
+    models = {"ptmzoo": model, "transformers": hf}
     if args.compile:
         runners["ptmzoo+compile"] = lambda: run_ptmzoo(model, prompts, args.new_tokens, compile=True)
+        models["ptmzoo+compile"] = model
+    for method, copy_ in quantized.items():
+        runners[f"ptmzoo {method}"] = lambda m=copy_: run_ptmzoo(m, prompts, args.new_tokens)
+        models[f"ptmzoo {method}"] = copy_
     outputs = {name: run() for name, run in runners.items()}  # warm-up (compiles), and the tokens to compare
     times: dict[str, list[float]] = {name: [] for name in runners}
     extra: dict[str, list[float]] = {name: [] for name in runners}
@@ -83,15 +127,18 @@ def bench(model, hf, batch: int, args, monitor: CpuMonitor, meter: RssMeter) -> 
             if base is not None and peak is not None:
                 extra[name].append(peak - base)
     tokens = batch * args.new_tokens
-    result = {"batch": batch, "same_tokens": all(out == outputs["transformers"] for out in outputs.values()),
-              "others_cpu_max": max((o for o in others if o is not None), default=None)}
+    exact = [name for name in runners if models[name] is model or name == "transformers"]  # fp32 rows
+    result = {"batch": batch, "same_tokens": all(outputs[name] == outputs["transformers"] for name in exact),
+              "others_cpu_max": max((o for o in others if o is not None), default=None), "rows": {}}
+    baseline = tokens / statistics.median(times["transformers"])
     for name, seconds in times.items():
-        result[name] = {"tokens_per_s": tokens / statistics.median(seconds), "seconds": seconds,
-                        "extra_rss_mib": max(extra[name]) if extra[name] else None}
-    result["ratio_ptmzoo_over_transformers"] = result["ptmzoo"]["tokens_per_s"] / result["transformers"]["tokens_per_s"]
-    if args.compile:
-        result["ratio_compiled_over_transformers"] = (result["ptmzoo+compile"]["tokens_per_s"]
-                                                      / result["transformers"]["tokens_per_s"])
+        steps_per_s = args.new_tokens / statistics.median(seconds)
+        agree = [a == b for mine, theirs in zip(outputs[name], outputs["transformers"]) for a, b in zip(mine, theirs)]
+        weights = weight_bytes(models[name])
+        result["rows"][name] = {
+            "tokens_per_s": batch * steps_per_s, "ratio": batch * steps_per_s / baseline, "seconds": seconds,
+            "extra_rss_mib": max(extra[name]) if extra[name] else None, "agreement": sum(agree) / len(agree),
+            "weight_bytes": weights, "weight_gb_per_s": weights * steps_per_s / 1e9}
     return result
 
 
@@ -110,29 +157,32 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compile", action="store_true", help="also time ptmzoo's compiled decoding step")
+    ap.add_argument("--quantized", default="", help="comma-separated ptmzoo quantize methods to add as rows "
+                    "(e.g. weight-int8,dynamic-int8), against the same transformers fp32 baseline")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "cpu_generate.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     import transformers
 
     model, hf = build_models(args.preset, args.vocab_size, args.seed)
-    monitor = CpuMonitor()
-    meter = RssMeter()
-    results = [bench(model, hf, int(b), args, monitor, meter) for b in args.batches.split(",")]
+    quantized = quantized_copies(model, [m for m in args.quantized.split(",") if m])
+    bandwidth = read_bandwidth(args.threads)
+    monitor, meter = CpuMonitor(), RssMeter()
+    results = [bench(model, hf, int(b), args, monitor, meter, quantized) for b in args.batches.split(",")]
     print(f"{args.preset}, vocab {args.vocab_size}, prompt {args.prompt_tokens} + {args.new_tokens} new tokens, "
-          f"greedy, {args.threads} threads, median of {args.rounds} rounds")
-    compiled = f" {'compiled tok/s':>15} {'ratio':>6}" if args.compile else ""
-    print(f"{'batch':>5} {'ptmzoo tok/s':>13} {'transformers tok/s':>19} {'ratio':>6}{compiled} {'same tokens':>12} "
-          f"{'extra MiB ptmzoo/transformers':>30} {'others CPU':>11}")
+          f"greedy, {args.threads} threads, median of {args.rounds} rounds; read bandwidth {bandwidth:.1f} GB/s "
+          f"(sum of a 512 MiB tensor); load average {load_average()}")
+    print(f"{'batch':>5} {'implementation':<20} {'tok/s':>8} {'ratio':>6} {'agree':>6} {'weights MB':>11} "
+          f"{'GB/s':>6} {'of bound':>9} {'extra MiB':>10} {'others CPU':>11}")
     for r in results:
         others = f"{r['others_cpu_max']:.0%}" if r["others_cpu_max"] is not None else "n/a"
-        compiled = (f" {r['ptmzoo+compile']['tokens_per_s']:>15.1f} {r['ratio_compiled_over_transformers']:>6.2f}"
-                    if args.compile else "")
-        print(f"{r['batch']:>5} {r['ptmzoo']['tokens_per_s']:>13.1f} {r['transformers']['tokens_per_s']:>19.1f} "
-              f"{r['ratio_ptmzoo_over_transformers']:>6.2f}{compiled} {r['same_tokens']!s:>12} "
-              f"{mib(r['ptmzoo']) + ' / ' + mib(r['transformers']):>30} {others:>11}")
+        for name, row in r["rows"].items():
+            print(f"{r['batch']:>5} {name:<20} {row['tokens_per_s']:>8.1f} {row['ratio']:>6.2f} "
+                  f"{row['agreement']:>6.0%} {row['weight_bytes'] / 1e6:>11.0f} {row['weight_gb_per_s']:>6.1f} "
+                  f"{row['weight_gb_per_s'] / bandwidth:>9.0%} {mib(row):>10} {others:>11}")
+        print(f"{'':>5} fp32 rows give the same tokens: {r['same_tokens']}")
     env = {"cpu": cpu_model(), "load_average": load_average(), "torch": torch.__version__,
-           "transformers": transformers.__version__}
+           "transformers": transformers.__version__, "read_bandwidth_gb_per_s": bandwidth}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"env": env, "args": vars(args), "results": results}, f, indent=2)
