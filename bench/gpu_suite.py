@@ -8,7 +8,8 @@ logits / hidden states), then times them alternately in one process (the order f
     gpt2_train     GPT-2 124M causal LM training B16x1024: eager and torch.compile on both sides
     bert_mlm_512   BERT-base MLM training B32x512 (eager)
     bert_mlm_128   BERT-base MLM training B128x128 (eager)
-    bert_infer     BERT-base encoder inference B64x128, fixed length and variable length (5-128)
+    bert_infer     BERT-base encoder inference B64x128, fixed length and variable length (5-128;
+                   ptmzoo in its predict paths' batches of similar length, transformers padded)
     gpt2_generate  GPT-2 124M greedy generation, batch 1 and 8, 256 new tokens: transformers eager
                    ``generate`` and static cache + compile; ptmzoo eager and static cache + compiled
                    step (replayed as a CUDA graph on a GPU: ``generation.decoding.compile_step``)
@@ -444,7 +445,8 @@ def t5_train(workload: str, sizes: Sizes, setting: Setting) -> list[dict]:
 
 def bert_infer(workload: str, sizes: Sizes, setting: Setting) -> list[dict]:
     """The bare encoder (ptmzoo: no heads; transformers: BertModel) on a full-length batch and on a
-    batch of lengths 5..L (right-padded); tokens and FLOPs count real tokens only."""
+    batch of lengths 5..L: transformers right-padded to L, ptmzoo in the batches of similar length
+    that its predict paths use (``length_batches``); tokens and FLOPs count real tokens only."""
     ptm, hf = build_pair(sizes.preset, (), setting)
     ptm, hf = ptm.to(setting.infer_dtype).eval(), hf.to(setting.infer_dtype).eval()
     gen = torch.Generator().manual_seed(setting.seed)
@@ -457,27 +459,40 @@ def bert_infer(workload: str, sizes: Sizes, setting: Setting) -> list[dict]:
 
 def encoder_case(workload: str, label: str, ptm, hf, lengths: list[int], sizes: Sizes, setting: Setting,
                  gen: torch.Generator) -> list[dict]:
+    from ptmzoo.tasks.base import length_batches
+
     ids = random_ids((sizes.batch, sizes.length), ptm.config.vocab_size, gen, low=5)
     mask = (torch.arange(sizes.length)[None, :] < torch.tensor(lengths)[:, None]).long()
     ids, mask = (ids * mask).to(setting.device), mask.to(setting.device)
     tokens, flops = float(sum(lengths)), sum(lm_flops(ptm, n, n) for n in lengths)
+    # ptmzoo's batches: rows of similar length, each cut to its longest row
+    buckets = []
+    for rows in length_batches(lengths, sizes.batch):
+        index, longest = torch.tensor(rows, device=setting.device), max(lengths[r] for r in rows)
+        buckets.append((index, ids[index, :longest], mask[index, :longest]))
 
-    def forward(model):
+    def forward(model, batches):
         @torch.inference_mode()
         def run(i):
-            model(input_ids=ids, attention_mask=mask)
+            for _, batch_ids, batch_mask in batches:
+                model(input_ids=batch_ids, attention_mask=batch_mask)
             return tokens, flops
         return run
 
     with torch.inference_mode():
         real = mask.bool()
-        mine = ptm(input_ids=ids, attention_mask=mask).last_hidden_state[real].float()
+        mine = torch.zeros(sizes.batch, sizes.length, ptm.config.hidden_size, device=setting.device)
+        for index, batch_ids, batch_mask in buckets:
+            states = ptm(input_ids=batch_ids, attention_mask=batch_mask).last_hidden_state
+            mine[index, : batch_ids.shape[1]] = states.float()
+        mine = mine[real]
         theirs = hf(input_ids=ids, attention_mask=mask).last_hidden_state[real].float()
     check = close_check(float((mine - theirs).abs().max() / theirs.abs().max()), 0.0,
                         "max |hidden state difference| / max |hidden state|, real tokens",
                         setting.tolerance(states=True))
-    impls = [Impl("ptmzoo", "transformers", forward(ptm), lambda: list(ptm.parameters()), check=check),
-             Impl("transformers", None, forward(hf), lambda: list(hf.parameters()),
+    impls = [Impl("ptmzoo", "transformers", forward(ptm, buckets), lambda: list(ptm.parameters()), check=check,
+                  extra={"length_batches": [len(b[0]) for b in buckets]}),
+             Impl("transformers", None, forward(hf, [(None, ids, mask)]), lambda: list(hf.parameters()),
                   check={"what": "reference", "passed": True})]
     time_rows(impls, setting, f"{workload} {label}")
     return summarize(workload, f"{label} B{sizes.batch}x{sizes.length} ({int(tokens)} tokens)", impls, setting)
