@@ -374,13 +374,13 @@ class Predictor:
         return Outcome(records, sum(r["tokens"] for r in records))
 
     # ---- continuous batching (the server) -----------------------------------------------------------
-    def continuous_batch(self) -> ContinuousBatch | None:
-        """A running batch for generate requests, when the checkpoint's decoder has a KV cache
-        (None: generation runs whole-batch, ``run``)."""
+    def continuous_batch(self, rows: int = 1) -> ContinuousBatch | None:
+        """A running batch of mostly ``rows`` rows for generate requests, when the checkpoint's
+        decoder has a KV cache (None: generation runs whole-batch, ``run``)."""
         model = unwrap(self.model)
         if "generate" in self.reasons or not family(model.family).streams_text or not supports_continuous(model):
             return None
-        return ContinuousBatch(model, self.tokenizer)
+        return ContinuousBatch(model, self.tokenizer, rows)
 
     @staticmethod
     def joins_continuously(request: Request) -> bool:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
+from ..nn.layout import use_decoding_layout
 from .decoding import (
     CachedLM,
     Generation,
@@ -101,13 +102,16 @@ class _Row:
 
 class ContinuousBatch:
     """The running batch of a decoder (``PtmModel`` with a causal LM head) and its ``tokenizer``
-    (None: token id prompts, no stop strings). Not thread-safe: one thread calls it."""
+    (None: token id prompts, no stop strings). ``rows``: how many rows it mostly decodes (the
+    server's ``--max-batch``), for the weights' layout on a CPU (``use_decoding_layout``, set at
+    each ``add``: a fixed choice, not one that flips as rows come and go). Not thread-safe: one
+    thread calls it."""
 
-    def __init__(self, model, tokenizer=None):
+    def __init__(self, model, tokenizer=None, rows: int = 1):
         if not supports_continuous(model):
             raise UserError(f"a {model.family} model does not decode with a KV cache and a causal LM head: "
                             "it cannot batch continuously")
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer, self.layout_rows = model, tokenizer, rows
         self.device = model.backbone.input_embeddings.weight.device
         self.context = model.backbone.max_length
         self.rows: list[_Row] = []
@@ -139,6 +143,7 @@ class ContinuousBatch:
         for ids in prompt_ids:
             check_context(self.model, len(ids), options)
         self.model.eval()
+        use_decoding_layout(self.model, self.layout_rows)
         eos_id, rows, logits, positions = eos_token(options, self.tokenizer), [], [], []
         width = max([self.cache.length, *map(len, prompt_ids)])
         needed = width + max([options.max_new_tokens, *(row.remaining for row in self.rows)])

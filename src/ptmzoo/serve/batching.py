@@ -70,7 +70,7 @@ class Batcher:
         self.wake = asyncio.Event()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptmzoo-model")
         self.tasks: list[asyncio.Task] = []
-        self.decoder = predictor.continuous_batch() if continuous else None  # the running generation batch
+        self.decoder = predictor.continuous_batch(max_batch) if continuous else None  # the running generation batch
         self.joining: list[Pending] = []  # generate requests waiting for rows of the running batch
         self.decoding: set[Pending] = set()  # requests with rows in it
         self.decode_wake = asyncio.Event()
@@ -132,7 +132,7 @@ class Batcher:
                 for pending in self.decoding:
                     pending.settle(exc)
                 self.decoding.clear()
-                self.decoder = self.predictor.continuous_batch()
+                self.decoder = self.predictor.continuous_batch(self.max_batch)
 
     def decode_steps(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the model's thread: decoding steps, joiners let in before each, answers sent as their
