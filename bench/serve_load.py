@@ -7,13 +7,22 @@ the default ``--max-batch``/``--max-wait-ms`` (dynamic batching), one with ``--m
 request at a time) -- and sends ``POST /v1/classify`` requests of real SST-2 sentences from
 ``concurrency`` client threads (each with its own keep-alive connection) at concurrency 1, 8 and
 32. Each cell is bounded: it stops after ``--requests`` requests or ``--seconds`` seconds,
-whichever comes first. The two servers alternate within each concurrency level (the order flips
-every round), so both see the same machine load; only one is under load at a time. Reported per
+whichever comes first. The servers alternate within each concurrency level (the order flips
+every round), so all see the same machine load; only one is under load at a time. Reported per
 cell: requests/s and texts/s (completed / wall time), p50 and p99 latency (nearest rank, over
 every request of every round), and the mean texts per forward pass (from ``/metrics``).
 
+``--endpoint generate`` load-tests generation instead: a randomly initialised GPT-2-style decoder
+(``--layers``/``--hidden``, a BPE tokenizer trained on the same sentences), prompts of the first
+``--prompt-words`` words of SST-2 sentences, each request greedy with its own ``max_new_tokens``
+(spread over ``--new-tokens MIN,MAX``), against three servers: continuous batching (the default),
+the whole-batch path (``--no-continuous``) and one request at a time (``--max-batch 1``). Also
+reported: new tokens/s (the ``tokens`` of the answers / wall time) and rows per decoding step.
+
     .venv/bin/python bench/serve_load.py                         # BERT-small shape, 1 thread per server
     .venv/bin/python bench/serve_load.py --requests 200 --seconds 15 --rounds 2 --json bench/results/serve.json
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 .venv/bin/python bench/serve_load.py --endpoint generate \
+        --layers 4 --hidden 256 --requests 64 --seconds 20 --rounds 1
 """
 
 from __future__ import annotations
@@ -66,6 +75,31 @@ def build_checkpoint(directory: str, texts: list[str], layers: int, hidden: int,
     return {**shape, "vocab_size": tokenizer.vocab_size, "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def build_generator(directory: str, texts: list[str], layers: int, hidden: int, vocab: int) -> dict:
+    """A randomly initialised ``layers`` x ``hidden`` GPT-2 with a causal LM head and a BPE tokenizer; its shape."""
+    import torch
+
+    from ptmzoo.catalog import build_model
+    from ptmzoo.checkpoint import save_pretrained
+    from ptmzoo.data.tokenizers import train_tokenizer
+
+    tokenizer = train_tokenizer(iter(texts), "bpe", vocab)
+    torch.manual_seed(0)
+    shape = {"num_layers": layers, "hidden_size": hidden, "num_heads": max(1, hidden // 64),
+             "intermediate_size": 4 * hidden}
+    model = build_model("gpt2", {"vocab_size": tokenizer.vocab_size, **shape}, heads={"clm": {"kind": "clm"}})
+    save_pretrained(directory, model, tokenizer)
+    return {**shape, "vocab_size": tokenizer.vocab_size, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def generation_bodies(texts: list[str], words: int, new_tokens: tuple[int, int], count: int = 1000) -> list[bytes]:
+    """Greedy requests: the first ``words`` words of each text, ``max_new_tokens`` spread over the range."""
+    low, high = new_tokens
+    return [json.dumps({"prompts": [" ".join(text.split()[:words])],
+                        "max_new_tokens": low + (i * 7919) % (high - low + 1)}).encode()
+            for i, text in enumerate(texts[:count])]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,8 +107,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, model: str, threads: int, flags: list[str]):
-        self.port, self.flags = free_port(), flags
+    def __init__(self, model: str, threads: int, flags: list[str], endpoint: str = "classify"):
+        self.port, self.flags, self.endpoint = free_port(), flags, endpoint
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
         self.process = subprocess.Popen([sys.executable, "-m", "ptmzoo", "--threads", str(threads), "serve", model,
                                          "--port", str(self.port), *flags], env=env, stdout=subprocess.DEVNULL,
@@ -100,12 +134,12 @@ class Server:
         return response.status, text
 
     def batches(self) -> tuple[float, float]:
-        """(forward passes, texts) of /v1/classify so far."""
+        """(forward passes, texts) of the endpoint so far (generate batched continuously: steps, rows)."""
         from ptmzoo.serve.metrics import parse_exposition
 
         values = parse_exposition(self.get("/metrics")[1])
-        return (values.get('ptmzoo_batch_size_count{endpoint="classify"}', 0.0),
-                values.get('ptmzoo_batch_size_sum{endpoint="classify"}', 0.0))
+        return (values.get(f'ptmzoo_batch_size_count{{endpoint="{self.endpoint}"}}', 0.0),
+                values.get(f'ptmzoo_batch_size_sum{{endpoint="{self.endpoint}"}}', 0.0))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -117,6 +151,7 @@ def load(server: Server, bodies: list[bytes], concurrency: int, requests: int, s
     lock, state = threading.Lock(), {"next": 0}
     latencies: list[float] = []
     errors: list[str] = []
+    tokens = [0]
     stop_at = time.perf_counter() + seconds
 
     def worker():
@@ -130,9 +165,10 @@ def load(server: Server, bodies: list[bytes], concurrency: int, requests: int, s
             body = bodies[index % len(bodies)]
             start = time.perf_counter()
             try:
-                connection.request("POST", "/v1/classify", body=body, headers={"Content-Type": "application/json"})
+                connection.request("POST", f"/v1/{server.endpoint}", body=body,
+                                   headers={"Content-Type": "application/json"})
                 response = connection.getresponse()
-                response.read()
+                answer = response.read()
                 if response.status != 200:
                     errors.append(str(response.status))
                     continue
@@ -142,8 +178,10 @@ def load(server: Server, bodies: list[bytes], concurrency: int, requests: int, s
                 connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
                 continue
             latency = time.perf_counter() - start
+            new = sum(r.get("tokens", 0) for r in json.loads(answer)["results"]) if server.endpoint == "generate" else 0
             with lock:
                 latencies.append(latency)
+                tokens[0] += new
         connection.close()
 
     before = server.batches()
@@ -155,7 +193,7 @@ def load(server: Server, bodies: list[bytes], concurrency: int, requests: int, s
         t.join()
     wall = time.perf_counter() - start
     after = server.batches()
-    return {"latencies": latencies, "wall": wall, "errors": errors,
+    return {"latencies": latencies, "wall": wall, "errors": errors, "tokens": tokens[0],
             "passes": after[0] - before[0], "texts_in_passes": after[1] - before[1]}
 
 
@@ -207,18 +245,29 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each server")
     parser.add_argument("--batched-flags", default="", help="extra flags of the batching server (default flags)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--endpoint", choices=("classify", "generate"), default="classify")
+    parser.add_argument("--prompt-words", type=int, default=8, help="generate: words of each prompt")
+    parser.add_argument("--new-tokens", default="16,48", help="generate: MIN,MAX max_new_tokens of the requests")
     args = parser.parse_args()
 
     corpus = sentences(SST2)
     texts = corpus[:1000]
-    bodies = [json.dumps({"texts": texts[i : i + args.texts]}).encode() for i in range(0, len(texts), args.texts)]
     levels = [int(c) for c in args.concurrency.split(",")]
-    modes = {"dynamic batching": args.batched_flags.split(), "one at a time (--max-batch 1)": ["--max-batch", "1"]}
+    one = {"one at a time (--max-batch 1)": ["--max-batch", "1"]}
+    if args.endpoint == "generate":
+        low, high = (int(n) for n in args.new_tokens.split(","))
+        bodies = generation_bodies(texts, args.prompt_words, (low, high))
+        modes = {"continuous batching": args.batched_flags.split(),
+                 "whole batch (--no-continuous)": ["--no-continuous", *args.batched_flags.split()], **one}
+    else:
+        bodies = [json.dumps({"texts": texts[i : i + args.texts]}).encode() for i in range(0, len(texts), args.texts)]
+        modes = {"dynamic batching": args.batched_flags.split(), **one}
+    build = build_generator if args.endpoint == "generate" else build_checkpoint
     load_before = load_average()
     with tempfile.TemporaryDirectory() as directory:
-        model = os.path.join(directory, "clf")
-        shape = build_checkpoint(model, corpus, args.layers, args.hidden, args.vocab)
-        servers = {name: Server(model, args.threads, flags) for name, flags in modes.items()}
+        model = os.path.join(directory, args.endpoint)
+        shape = build(model, corpus, args.layers, args.hidden, args.vocab)
+        servers = {name: Server(model, args.threads, flags, args.endpoint) for name, flags in modes.items()}
         try:
             for server in servers.values():  # warm-up, untimed
                 load(server, bodies, 4, 32, 30)
@@ -244,6 +293,7 @@ def main() -> None:
                      "errors": sum(len(r["errors"]) for r in runs), "seconds": round(wall, 2),
                      "requests_per_s": round(len(latencies) / wall, 1),
                      "texts_per_s": round(len(latencies) * args.texts / wall, 1),
+                     "tokens_per_s": round(sum(r["tokens"] for r in runs) / wall, 1),
                      "p50_ms": round(1000 * percentile(latencies, 50), 1),
                      "p99_ms": round(1000 * percentile(latencies, 99), 1),
                      "texts_per_pass": round(sum(r["texts_in_passes"] for r in runs) / passes, 2) if passes else None})
@@ -251,13 +301,15 @@ def main() -> None:
               "cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": load_before,
               "load_average_after": load_average(),
               "other_processes_cpu_share": None if others is None else round(others, 3),
-              "model": {"family": "bert", "task": "classification (random init)", **shape},
+              "model": {"family": "gpt2", "task": "greedy generation (random init)", **shape}
+              if args.endpoint == "generate" else {"family": "bert", "task": "classification (random init)", **shape},
               "settings": vars(args), "rows": rows}
-    print("| concurrency | mode | requests | req/s | texts/s | p50 ms | p99 ms | texts/pass | errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    per = "rows/step" if args.endpoint == "generate" else "texts/pass"
+    print(f"| concurrency | mode | requests | req/s | texts/s | tokens/s | p50 ms | p99 ms | {per} | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['concurrency']} | {r['mode']} | {r['requests']} | {r['requests_per_s']} | {r['texts_per_s']} | "
-              f"{r['p50_ms']} | {r['p99_ms']} | {r['texts_per_pass']} | {r['errors']} |")
+              f"{r['tokens_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['texts_per_pass']} | {r['errors']} |")
     print(json.dumps(report, indent=1))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)

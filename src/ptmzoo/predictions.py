@@ -33,6 +33,12 @@ from .catalog import generate as generate_with
 from .checkpoint import Pretrained
 from .data.derived import add_derived_inputs
 from .errors import BadInput, UserError
+from .generation.continuous import (
+    ContinuousBatch,
+    batches_continuously,
+    supports_continuous,
+)
+from .generation.decoding import Generation, GenerationOptions
 from .models.model import unwrap
 from .tasks import task_of
 from .tasks.base import length_batches, pad
@@ -359,13 +365,32 @@ class Predictor:
         prompts = [item["text"] for item in request.items]
         streams = on_text is not None and family(unwrap(self.model).family).streams_text
         extra = {"on_text": on_text} if streams else {}
-        result = generate_with(self.pretrained, prompts, **request.options, **extra)
+        outcome = self.generation_outcome(generate_with(self.pretrained, prompts, **request.options, **extra))
+        if on_text is not None and not streams:  # a model that cannot stream: all of each text at the end
+            for index, record in enumerate(outcome.records):
+                on_text(index, record["text"])
+        return outcome
+
+    @staticmethod
+    def generation_outcome(result: Generation) -> Outcome:
+        """The records of a ``Generation`` (text, finish reason, new tokens of each prompt)."""
         records = [{"text": text, "finish_reason": reason, "tokens": len(ids)}
                    for text, reason, ids in zip(result.texts, result.finish_reasons, result.token_ids)]
-        if on_text is not None and not streams:  # a model that cannot stream: all of each text at the end
-            for index, record in enumerate(records):
-                on_text(index, record["text"])
         return Outcome(records, sum(r["tokens"] for r in records))
+
+    # ---- continuous batching (the server) -----------------------------------------------------------
+    def continuous_batch(self, rows: int = 1) -> ContinuousBatch | None:
+        """A running batch of mostly ``rows`` rows for generate requests, when the checkpoint's
+        decoder has a KV cache (None: generation runs whole-batch, ``run``)."""
+        model = unwrap(self.model)
+        if "generate" in self.reasons or not family(model.family).streams_text or not supports_continuous(model):
+            return None
+        return ContinuousBatch(model, self.tokenizer, rows)
+
+    @staticmethod
+    def joins_continuously(request: Request) -> bool:
+        """Whether a (parsed) generate request decodes in the running batch (not beam search)."""
+        return request.endpoint == "generate" and batches_continuously(GenerationOptions(**request.options))
 
     # ---- the Python API ----------------------------------------------------------------------------
     def predict(self, inputs, endpoint: str | None = None, **fields) -> dict[str, list[dict]]:

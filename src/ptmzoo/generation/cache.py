@@ -11,6 +11,11 @@ mode on a CPU.
 
 One forward pass with a cache is ``begin`` (reserve slots, build the attention mask), one
 ``update`` per layer (store the new keys/values, read all of them back), then ``end``.
+
+Continuous batching (``generation.continuous``) changes the rows of a (non-static) cache between
+passes: ``keep_rows`` drops finished rows, ``append_rows`` adds freshly prefilled ones so that
+their last token ends at the shared write position (the slots before it are invalid: a joined
+row's left padding), and ``compact`` drops slot columns no row uses and resizes the buffers.
 """
 
 from __future__ import annotations
@@ -133,3 +138,60 @@ class KVCache:
         for buffer in (self.keys, self.values):
             buffer[:, :, :, :used] = buffer[:, :, :, :used].index_select(1, index)
         self.valid[:, :used] = self.valid[:, :used].index_select(0, index)
+
+    # ---- continuous batching: rows come and go between passes ----------------------------------------
+    def _resized(self, rows: int, capacity: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        layers, _, heads, _, dim = self.keys.shape
+        shape = (layers, rows, heads, capacity, dim)
+        return (self.keys.new_zeros(shape), self.values.new_zeros(shape),
+                self.valid.new_zeros(rows, capacity))
+
+    def keep_rows(self, index: torch.Tensor) -> None:
+        """Keep only rows ``index``, in that order (the batch may shrink)."""
+        if self.static:
+            raise ValueError("a static cache keeps its rows (its buffers' addresses are fixed)")
+        index = index.to(self.keys.device)
+        self.keys, self.values = self.keys.index_select(1, index), self.values.index_select(1, index)
+        self.valid = self.valid.index_select(0, index)
+
+    def first_used_slot(self) -> int:
+        """The first slot column some row holds a token in (``length`` when no row holds any)."""
+        used = self.valid[:, : self.length].any(dim=0).nonzero()
+        return int(used[0, 0]) if len(used) else self.length
+
+    def compact(self, capacity: int | None = None) -> int:
+        """Drop the slot columns before the first one in use (every row moves left by as many;
+        the order of a row's slots, and so its attention, is unchanged) and resize the buffers to
+        ``capacity`` slots (default: as now). Returns the columns dropped."""
+        if self.static:
+            raise ValueError("a static cache cannot be compacted (its buffers' addresses are fixed)")
+        drop, capacity = self.first_used_slot(), capacity or self.max_len
+        used = self.length - drop
+        if used > capacity:
+            raise ValueError(f"{used} slots in use do not fit in a cache of {capacity}")
+        keys, values, valid = self._resized(self.batch_size, capacity)
+        keys[:, :, :, :used] = self.keys[:, :, :, drop : self.length]
+        values[:, :, :, :used] = self.values[:, :, :, drop : self.length]
+        valid[:, :used] = self.valid[:, drop : self.length]
+        self.keys, self.values, self.valid, self.max_len, self.length = keys, values, valid, capacity, used
+        return drop
+
+    def append_rows(self, other: KVCache, capacity: int | None = None) -> None:
+        """Add the rows of ``other`` (e.g. prompts prefilled alone) after this cache's rows, right-
+        aligned with them: the write position becomes the longer of the two, and the shorter side
+        moves right (the slots left of a row are invalid, so its tokens and their order do not
+        change). ``capacity``: the slots of the new buffers (default: the larger of the two)."""
+        if self.static or other.static:
+            raise ValueError("rows are appended to dynamic caches only")
+        width = max(self.length, other.length)
+        capacity = capacity or max(self.max_len, other.max_len)
+        if width > capacity:
+            raise ValueError(f"{width} slots do not fit in a cache of {capacity}")
+        keys, values, valid = self._resized(self.batch_size + other.batch_size, capacity)
+        for rows, cache in ((slice(0, self.batch_size), self), (slice(self.batch_size, None), other)):
+            start, used = width - cache.length, cache.length
+            keys[:, rows, :, start:width] = cache.keys[:, :, :, :used]
+            values[:, rows, :, start:width] = cache.values[:, :, :, :used]
+            valid[rows, start:width] = cache.valid[:, :used]
+        self.keys, self.values, self.valid, self.max_len, self.length = keys, values, valid, capacity, width
+        self._padded = True  # rows of different starts: the masks must say which slots are real

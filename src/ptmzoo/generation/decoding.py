@@ -487,6 +487,23 @@ def _left_pad(prompt_ids: list[list[int]], pad_id: int, device) -> tuple[torch.T
     return ids.to(device), mask.to(device)
 
 
+def eos_token(options: GenerationOptions, tokenizer) -> int | None:
+    """The token that ends a continuation: the option, else the tokenizer's end of document."""
+    if options.ignore_eos:
+        return None
+    if options.eos_token_id is None and tokenizer is not None:
+        return tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.document_separator_id
+    return options.eos_token_id
+
+
+def check_context(model, prompt_length: int, options: GenerationOptions) -> None:
+    """A clear error when the prompt and the new tokens do not fit in the model's context."""
+    context = model.backbone.max_length
+    if context is not None and prompt_length + options.max_new_tokens > context:
+        raise UserError(f"prompt ({prompt_length} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
+                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+
+
 def default_stepper(model, batch: int, input_ids, options: GenerationOptions):
     """``memory_stepper`` for models that read a memory (they declare ``mems``), else ``cached_stepper``."""
     stepper = memory_stepper if "mems" in model.backbone.inputs else cached_stepper
@@ -516,17 +533,10 @@ def _run(model, prompts, tokenizer, options: GenerationOptions, generator: torch
     prompt_ids = _prompt_ids(prompts, tokenizer)
     if options.stop and tokenizer is None:
         raise UserError("stop strings need a tokenizer")
-    eos_id = options.eos_token_id
-    if eos_id is None and tokenizer is not None and not options.ignore_eos:
-        eos_id = tokenizer.eos_id if tokenizer.eos_id is not None else tokenizer.document_separator_id
-    if options.ignore_eos:
-        eos_id = None
+    eos_id = eos_token(options, tokenizer)
     device = model.backbone.input_embeddings.weight.device
     input_ids, attention_mask = _left_pad(prompt_ids, 0, device)
-    total, context = input_ids.shape[1] + options.max_new_tokens, model.backbone.max_length
-    if context is not None and total > context:
-        raise UserError(f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({options.max_new_tokens}) exceed "
-                        f"the model's context of {context} tokens; shorten the prompt or lower max_new_tokens")
+    check_context(model, input_ids.shape[1], options)
     use_decoding_layout(model, len(prompt_ids) * options.num_beams)
     lm = stepper(model, len(prompt_ids) * options.num_beams, input_ids, options)
     if generator is None and options.seed is not None:

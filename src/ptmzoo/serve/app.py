@@ -70,7 +70,8 @@ def create_app(predictor: Predictor, config: ServeConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        holder["batcher"] = batcher = Batcher(predictor, metrics, config.max_batch, config.max_wait_ms)
+        holder["batcher"] = batcher = Batcher(predictor, metrics, config.max_batch, config.max_wait_ms,
+                                                    config.continuous)
         batcher.start()
         print(f"ptmzoo serve: {predictor.pretrained.path} at http://{config.host}:{config.port} "
               f"({', '.join('/v1/' + e for e in predictor.endpoints)})", file=sys.stderr, flush=True)
@@ -152,23 +153,25 @@ def create_app(predictor: Predictor, config: ServeConfig) -> FastAPI:
         job = asyncio.ensure_future(holder["batcher"].submit(parsed, on_text))
         job.add_done_callback(lambda _: queue.put_nowait(None))
         deadline = time.monotonic() + config.timeout_s
-        while True:
-            try:
-                entry = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                job.cancel()
-                yield sse({"code": "timeout", "message": f"no result within {config.timeout_s:g} s"}, "error")
+        try:
+            while True:
+                try:
+                    entry = await asyncio.wait_for(queue.get(), max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    yield sse({"code": "timeout", "message": f"no result within {config.timeout_s:g} s"}, "error")
+                    return
+                if entry is not None:
+                    if entry[1]:
+                        yield sse({"index": entry[0], "text": entry[1]})
+                    continue
+                if job.exception() is not None:
+                    exc = job.exception()
+                    yield sse({"code": getattr(exc, "code", "error"), "message": str(exc)}, "error")
+                else:
+                    yield sse(answer(job.result()), "done")
                 return
-            if entry is not None:
-                if entry[1]:
-                    yield sse({"index": entry[0], "text": entry[1]})
-                continue
-            if job.exception() is not None:
-                exc = job.exception()
-                yield sse({"code": getattr(exc, "code", "error"), "message": str(exc)}, "error")
-            else:
-                yield sse(answer(job.result()), "done")
-            return
+        finally:  # timed out, or the client went away: its rows leave the running batch
+            job.cancel()
 
     return app
 

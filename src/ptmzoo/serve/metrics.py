@@ -4,10 +4,14 @@ written here: a handful of series need no client library.
 * ``ptmzoo_requests_total{endpoint, status}``: requests answered;
 * ``ptmzoo_request_seconds{endpoint}``: a histogram of the time from arrival to answer;
 * ``ptmzoo_batch_size{endpoint}``: a histogram of the texts in each forward pass (> 1: requests
-  were merged);
+  were merged); for generation batched continuously, of the rows of each decoding step;
 * ``ptmzoo_tokens_total{endpoint}`` and ``ptmzoo_tokens_per_second{endpoint}``: tokens processed
   (input tokens; generate: new tokens), per second of forward passes;
-* ``ptmzoo_in_flight``: requests being answered now.
+* ``ptmzoo_in_flight``: requests being answered now;
+* continuous batching of generation: ``ptmzoo_generation_joins_total{batch}`` (requests that
+  joined the running batch, ``batch="running"`` while other rows were decoding, ``"empty"``
+  otherwise), ``ptmzoo_generation_rows`` (rows decoding now) and
+  ``ptmzoo_generation_compactions_total`` (the KV cache compacted to make room).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Metrics:
         self.tokens: dict[str, int] = defaultdict(int)
         self.busy: dict[str, float] = defaultdict(float)
         self.in_flight = 0
+        self.joins = {"empty": 0, "running": 0}
+        self.rows = self.compactions = 0
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         with self.lock:
@@ -67,6 +73,15 @@ class Metrics:
             self.batches.setdefault(endpoint, Histogram(BATCH_BUCKETS)).observe(size)
             self.tokens[endpoint] += tokens
             self.busy[endpoint] += seconds
+
+    def join(self, running: bool) -> None:
+        with self.lock:
+            self.joins["running" if running else "empty"] += 1
+
+    def decoding(self, rows: int, compactions: int) -> None:
+        with self.lock:
+            self.rows = rows
+            self.compactions += compactions
 
     def exposition(self) -> str:
         with self.lock:
@@ -91,6 +106,14 @@ class Metrics:
                       for e, n in sorted(self.tokens.items())]
             lines += ["# HELP ptmzoo_in_flight Requests being answered now.", "# TYPE ptmzoo_in_flight gauge",
                       f"ptmzoo_in_flight {self.in_flight}"]
+            lines += [("# HELP ptmzoo_generation_joins_total Requests that joined the running generation batch "
+                       "(running: while other rows were decoding)."), "# TYPE ptmzoo_generation_joins_total counter"]
+            lines += [f'ptmzoo_generation_joins_total{{batch="{b}"}} {n}' for b, n in sorted(self.joins.items())]
+            lines += ["# HELP ptmzoo_generation_rows Rows of the running generation batch now.",
+                      "# TYPE ptmzoo_generation_rows gauge", f"ptmzoo_generation_rows {self.rows}",
+                      "# HELP ptmzoo_generation_compactions_total Times the running batch's KV cache was compacted.",
+                      "# TYPE ptmzoo_generation_compactions_total counter",
+                      f"ptmzoo_generation_compactions_total {self.compactions}"]
         return "\n".join(lines) + "\n"
 
 

@@ -12,8 +12,11 @@ from ..errors import UserError
 class ServeConfig(Config):
     host: str = setting("127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     port: int = setting(8000, help="port to listen on")
-    max_batch: int = setting(32, help="texts per forward pass: concurrent requests are merged up to this many "
-                                      "(1: one request at a time)")
+    max_batch: int = setting(32, help="texts per forward pass: concurrent requests are merged up to this many, "
+                                      "and rows of the running generation batch (1: one request at a time)")
+    continuous: bool = setting(True, help="generate requests join the running batch between decoding steps "
+                                          "(decoders with a KV cache; --no-continuous: requests that arrive "
+                                          "together decode as one batch from first to last step)")
     max_wait_ms: float = setting(5.0, help="how long the first request of a batch waits for others to join")
     max_chars: int = setting(2000, help="longest text a request may send, in characters")
     max_texts: int = setting(64, help="most texts (prompts, questions) in one request")
