@@ -41,7 +41,7 @@ from .generation.continuous import (
 from .generation.decoding import Generation, GenerationOptions
 from .models.model import unwrap
 from .tasks import task_of
-from .tasks.base import length_batches, pad
+from .tasks.base import in_input_order, length_batches, pad
 from .tasks.classification import pool_states
 
 # endpoint -> the body's list field whose entries are the items (the positional list of ``predict``)
@@ -320,15 +320,15 @@ class Predictor:
         ids = self.tokenizer.encode_batch([item["text"] for item in request.items], max_length=self.max_length)
         backbone = unwrap(self.model).backbone
         pad_id = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0
-        records: list = [None] * len(ids)
-        for indices in length_batches(list(map(len, ids)), self.batch_size):
+
+        def records_of(indices: list[int]) -> list[dict]:
             chunk = [ids[i] for i in indices]
             batch = {"input_ids": pad(chunk, pad_id), "attention_mask": pad([[1] * len(i) for i in chunk], 0)}
             batch = add_derived_inputs(batch, backbone.derived_inputs, self.tokenizer, as_tensors=True)
-            inputs = {k: v.to(self.device) for k, v in unwrap(self.model).select_inputs(batch).items()}
-            for index, record in zip(indices, of_batch(chunk, inputs), strict=True):
-                records[index] = record
-        return Outcome(records, sum(map(len, ids)))
+            return of_batch(chunk, {k: v.to(self.device) for k, v in unwrap(self.model).select_inputs(batch).items()})
+
+        batches = length_batches(list(map(len, ids)), self.batch_size)
+        return Outcome(in_input_order(len(ids), ((b, records_of(b)) for b in batches)), sum(map(len, ids)))
 
     def _embed(self, request: Request) -> Outcome:
         def vectors(chunk: list[list[int]], inputs: dict) -> list[dict]:

@@ -146,8 +146,7 @@ class ContinuousBatch:
         use_decoding_layout(self.model, self.layout_rows)
         eos_id, rows, logits, positions = eos_token(options, self.tokenizer), [], [], []
         width = max([self.cache.length, *map(len, prompt_ids)])
-        needed = width + max([options.max_new_tokens, *(row.remaining for row in self.rows)])
-        capacity = min(needed, self.context) if self.context is not None else needed
+        capacity = self._within_context(width + max([options.max_new_tokens, *(row.remaining for row in self.rows)]))
         for index, ids in enumerate(prompt_ids):
             alone = CachedLM(self.model, 1, len(ids))
             input_ids = torch.tensor([ids], device=self.device)
@@ -196,9 +195,12 @@ class ContinuousBatch:
         if self.cache.length < self.cache.max_len:
             return
         used = self.cache.length - self.cache.first_used_slot()
-        needed = used + max(row.remaining for row in self.rows)
-        self.cache.compact(min(needed, self.context) if self.context is not None else needed)
+        self.cache.compact(self._within_context(used + max(row.remaining for row in self.rows)))
         self.compactions += 1
+
+    def _within_context(self, slots: int) -> int:
+        """Cache slots to allocate for ``slots`` wanted: at most the model's context."""
+        return min(slots, self.context) if self.context is not None else slots
 
     @torch.inference_mode()
     def step(self) -> dict[Hashable, Generation]:

@@ -99,6 +99,16 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
+def in_input_order(count: int, batches: Iterable[tuple[list[int], Iterable]]) -> list:
+    """The ``count`` outputs of ``length_batches`` back in input order, from each batch's
+    (indices, one output per index)."""
+    outputs: list = [None] * count
+    for indices, batch_outputs in batches:
+        for index, output in zip(indices, batch_outputs, strict=True):
+            outputs[index] = output
+    return outputs
+
+
 def sample_length(sample: dict) -> int:
     """Tokens of a sample's longest sequence (a sample may be a group of sequences)."""
     ids = sample["input_ids"]
@@ -269,11 +279,8 @@ class Task:
                        of_batch: Callable[[list[dict], torch.Tensor], Iterable]) -> list:
         """One output per sample, in the order of ``samples``: ``of_batch(samples, logits)`` gives
         those of a batch (``batch_logits``)."""
-        outputs: list = [None] * len(samples)
-        for indices, chunk, logits in self.batch_logits(model, samples, batch_size, device):
-            for index, output in zip(indices, of_batch(chunk, logits), strict=True):
-                outputs[index] = output
-        return outputs
+        return in_input_order(len(samples), ((indices, of_batch(chunk, logits)) for indices, chunk, logits
+                                             in self.batch_logits(model, samples, batch_size, device)))
 
     def schedule(self, model, steps_per_epoch: int) -> Callable[[int], None] | None:
         """A before-step hook of the task's own schedule (run beside the strategy's), or None."""

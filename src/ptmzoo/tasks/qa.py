@@ -328,9 +328,11 @@ class QATask(Task):
                 first, size = sample["context_start"], len(sample["offsets"])
                 spans = best_spans(window[first : first + size, 0], window[first : first + size, 1],
                                    self.options.n_best, self.options.max_answer_length)
-                score, s, e = spans[0] if spans else (None, 0, 0)
-                answers.append(None if score is None else
-                               (score, sample["context"][sample["offsets"][s][0] : sample["offsets"][e][1]]))
+                if not spans:
+                    answers.append(None)
+                    continue
+                score, s, e = spans[0]
+                answers.append((score, sample["context"][sample["offsets"][s][0] : sample["offsets"][e][1]]))
             return answers
 
         best: dict[int, tuple[float, str]] = {}  # the best window of each question (on a tie: the first)
