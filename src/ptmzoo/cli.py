@@ -365,7 +365,7 @@ def cmd_evaluate(args) -> None:
     if args.json:
         from .outputs import claim_output_file
 
-        claim_output_file(args.json, args.overwrite, inputs=(args.file, args.data))
+        claim_output_file(args.json, args.overwrite, inputs=(args.file, args.data), flag="--json")
     pretrained = load(args.model or args.model_path)
     if lm_evaluation.wants_lm_evaluation(args):
         metrics = lm_evaluation.run(args, pretrained)
@@ -382,7 +382,8 @@ def cmd_evaluate(args) -> None:
             reports_dir = os.path.dirname(os.path.abspath(args.json))
             prefix = os.path.splitext(os.path.basename(args.json))[0] + "."
             for name in task_of(pretrained).report_files:
-                claim_output_file(os.path.join(reports_dir, prefix + name), args.overwrite, inputs=(args.file,))
+                claim_output_file(os.path.join(reports_dir, prefix + name), args.overwrite, inputs=(args.file,),
+                                  flag="--json", label="the report file")
         metrics = evaluate_file(pretrained, args.file, args.format, args.columns, args.batch_size, args.encoding,
                                 args.keep_columns, reports_dir, prefix)
     elif args.data:

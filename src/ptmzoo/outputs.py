@@ -193,22 +193,24 @@ def _claim_dir(path: str, overwrite: bool, resume, writes: Iterable[str], in_pla
     _hold(claim)
 
 
-def claim_output_file(path: str, overwrite: bool = False, inputs: Iterable[str | None] = ()) -> None:
-    """Check ``--out`` FILE: not a directory, not one of ``inputs``, not an existing file unless
-    ``--overwrite``; and lock it until the process ends."""
+def claim_output_file(path: str, overwrite: bool = False, inputs: Iterable[str | None] = (), flag: str = "--out",
+                      label: str | None = None) -> None:
+    """Check the output FILE given by ``flag``: not a directory, not one of ``inputs``, not an
+    existing file unless ``--overwrite``; and lock it until the process ends. ``label`` names the
+    file in errors (default: the flag; e.g. a report written beside it)."""
     if not _is_main_process():
         return
-    path = os.path.abspath(path)
+    path, label = os.path.abspath(path), label or flag
     if os.path.isdir(path):
-        raise UserError(f"--out {path} is a directory; give the name of the file to write")
+        raise UserError(f"{label} {path} is a directory; give the name of the file to write")
     for source in inputs:
         if source and os.path.exists(source) and os.path.realpath(source) == os.path.realpath(path):
-            raise UserError(f"--out {path} is also an input file; write the output to another file")
+            raise UserError(f"{label} {path} is also an input file; write the output to another file")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     claim = _Claim(path, _beside(path), remove_lock=True)
     if os.path.exists(path) and os.path.getsize(path) > 0 and not overwrite:
         claim.release()
-        raise UserError(f"--out {path} exists; replace it with --overwrite or choose another --out")
+        raise UserError(f"{label} {path} exists; replace it with --overwrite or choose another {flag}")
     _hold(claim)
 
 

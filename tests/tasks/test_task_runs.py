@@ -67,7 +67,8 @@ def test_tagging_with_crf_then_evaluate_and_predict(tiny_bert, tmp_path, capsys)
     assert (tmp_path / "eval" / "metrics.per_type.tsv").read_text() == Path(out, "per_type.tsv").read_text()
     metrics_file.unlink()  # metrics.per_type.tsv is still there: not replaced without --overwrite
     assert main(["evaluate", "--model", out, "--file", str(conll), "--json", str(metrics_file)]) == 2
-    assert "metrics.per_type.tsv" in capsys.readouterr().err
+    assert "the report file" in (err := capsys.readouterr().err) and "metrics.per_type.tsv" in err
+    assert "choose another --json" in err
     predictions = str(tmp_path / "pred.jsonl")
     assert main(["predict", os.path.join(out, "best"), "--file", str(conll), "--out", predictions]) == 0
     with open(predictions, encoding="utf-8") as fh:

@@ -47,8 +47,8 @@ def cmd_transe(args: argparse.Namespace) -> None:
     if not 0 <= args.eval_fraction < 1:
         raise UserError("--eval-fraction must be in [0, 1)")
     relations_out = args.relations_out or relations_path(args.out)
-    for path in (args.out, relations_out):
-        claim_output_file(path, args.overwrite, inputs=[args.triples])
+    for path, flag in ((args.out, "--out"), (relations_out, "--relations-out")):
+        claim_output_file(path, args.overwrite, inputs=[args.triples], flag=flag)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available; use --device cpu")
     data = read_triples(args.triples)
